@@ -1,0 +1,52 @@
+# ImagePipe — every target is idempotent; a fresh machine needs only Python 3.11+, make and apt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?=
+
+.PHONY: install install-dev browser run serve test lint bench clean
+
+install: $(VENV)/.runtime-installed
+
+$(VENV)/.runtime-installed: requirements.txt lambda_src/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install-dev: $(VENV)/.dev-installed
+
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright never downloads its own browser here).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@$(CHROMIUM) --version
+
+run: install
+	$(BIN)/streamlit run streamlit_app.py
+
+serve: install
+	$(PY) -m pipeline serve
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/cfn-lint template.yaml
+
+test: install-dev browser lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	$(PY) -m pipeline.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
