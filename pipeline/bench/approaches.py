@@ -1,0 +1,96 @@
+"""The three ways of doing the same work: fit inside 1024x1024, save JPEG q85 / WebP q80.
+
+Each approach is ``prepare() -> run(data: bytes, fmt: str) -> (bytes, extra: dict)``; the heavy
+imports happen in ``prepare`` so a child process only loads what its approach needs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+BOX = 1024
+QUALITY = {"jpeg": 85, "webp": 80}
+APPROACHES = ("naive", "engine", "vips")
+
+Runner = Callable[[bytes, str], tuple[bytes, dict[str, Any]]]
+
+
+def fit_inside(width: int, height: int, box: int = BOX) -> tuple[int, int]:
+    """Size that fits ``box`` x ``box`` keeping the aspect ratio, never upscaling."""
+    scale = min(1.0, box / width, box / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def prepare_naive() -> Runner:
+    """The typical Lambda: open, convert as needed, LANCZOS resize, save. No draft, no reduce."""
+    from PIL import Image
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        im = Image.open(io.BytesIO(data))
+        if fmt == "jpeg" and im.mode != "RGB":
+            im = im.convert("RGB")
+        elif fmt == "webp" and im.mode not in ("RGB", "RGBA"):
+            im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+        im = im.resize(fit_inside(*im.size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        im.save(out, "JPEG" if fmt == "jpeg" else "WEBP", quality=QUALITY[fmt])
+        return out.getvalue(), {}
+
+    return run
+
+
+def engine_recipe(fmt: str) -> dict[str, Any]:
+    """The engine recipe equivalent to the naive work (other fields at their defaults)."""
+    return {
+        "resize": {"width": BOX, "height": BOX, "fit": "inside"},
+        "format": fmt,
+        "quality": QUALITY[fmt],
+    }
+
+
+def prepare_engine() -> Runner:
+    """ImagePipe's engine, exactly as the Lambda runs it (``imagepipe.core.process``).
+
+    Metrics are switched off when ``process`` has a ``metrics`` keyword; otherwise they run and
+    the report subtracts the engine's own ``timings_ms["metrics"]``.
+    """
+    import inspect
+
+    import pipeline  # noqa: F401  (puts lambda_src on sys.path)
+    from imagepipe.core import parse_recipe, process
+
+    metrics_off = "metrics" in inspect.signature(process).parameters
+    kwargs: dict[str, Any] = {"metrics": False} if metrics_off else {}
+    recipes = {fmt: parse_recipe(engine_recipe(fmt)) for fmt in QUALITY}
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        result = process(data, recipes[fmt], **kwargs)
+        return result.data, {"timings_ms": result.facts.get("timings_ms", {}), "metrics_off": metrics_off}
+
+    return run
+
+
+def prepare_vips() -> Runner:
+    """The speed reference: libvips ``thumbnail`` (shrink-on-load) + save, metadata stripped."""
+    import pyvips
+
+    pyvips.cache_set_max(0)  # no operation cache: every repeat does the full work
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        im = pyvips.Image.thumbnail_buffer(data, BOX, height=BOX, size="down")
+        if fmt == "jpeg":
+            out = im.jpegsave_buffer(Q=QUALITY[fmt], keep="none", background=[255])
+        else:
+            out = im.webpsave_buffer(Q=QUALITY[fmt], keep="none")
+        return out, {}
+
+    return run
+
+
+PREPARE: dict[str, Callable[[], Runner]] = {
+    "naive": prepare_naive,
+    "engine": prepare_engine,
+    "vips": prepare_vips,
+}
