@@ -1,0 +1,132 @@
+"""API Lambda (HTTP API, payload 2.0): API-key check, route table, JSON errors.
+
+Powertools' ``APIGatewayHttpResolver`` does the routing; the key check runs *before*
+routing so that every path — known or not — answers 401 without a valid ``x-api-key``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, Unauthorized
+from imagepipe.service import api
+from imagepipe.service.aws import get_clients
+from imagepipe.service.backend import Backend
+from imagepipe.service.config import get_config
+
+logger = Logger()
+CONFIG = get_config()
+BACKEND = Backend.create(CONFIG, get_clients())
+app = APIGatewayHttpResolver()
+
+
+def _error_body(err: ImagePipeError) -> str:
+    return json.dumps({"error": err.to_dict()}, default=str)
+
+
+def _error(err: ImagePipeError) -> Response:
+    return Response(status_code=err.http_status, content_type=content_types.APPLICATION_JSON,
+                    body=_error_body(err))
+
+
+def authorized(headers: dict[str, str] | None, expected: str) -> bool:
+    """Constant-time comparison of the ``x-api-key`` header (any case) with the key."""
+    if not expected:
+        return False  # an unset key locks the API rather than opening it
+    given = ""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-api-key":
+            given = value or ""
+            break
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _body() -> str | None:
+    return app.current_event.decoded_body
+
+
+def _query() -> dict[str, str]:
+    return app.current_event.query_string_parameters or {}
+
+
+@app.post("/uploads")
+def create_upload() -> tuple[dict[str, Any], int]:
+    return api.create_upload(BACKEND, _body()), 201
+
+
+@app.post("/jobs")
+def create_job() -> tuple[dict[str, Any], int]:
+    return api.create_job(BACKEND, _body()), 202
+
+
+@app.get("/jobs")
+def list_jobs() -> dict[str, Any]:
+    return api.list_jobs(BACKEND, _query())
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: str) -> dict[str, Any]:
+    return api.get_job(BACKEND, job_id)
+
+
+@app.get("/images")
+def list_images() -> dict[str, Any]:
+    return api.list_images(BACKEND, _query())
+
+
+@app.get("/images/<image_id>")
+def get_image(image_id: str) -> dict[str, Any]:
+    return api.get_image(BACKEND, image_id)
+
+
+@app.delete("/images/<image_id>")
+def delete_image(image_id: str) -> Response:
+    api.delete_image(BACKEND, image_id)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.get("/health")
+def health() -> tuple[dict[str, Any], int]:
+    return api.health(BACKEND)
+
+
+@app.not_found
+def not_found(_exc: NotFoundError) -> Response:
+    event = app.current_event
+    return _error(NotFound(f"no route {event.request_context.http.method} {event.path}"))
+
+
+@app.exception_handler(ImagePipeError)
+def imagepipe_error(exc: ImagePipeError) -> Response:
+    if exc.http_status >= 500:
+        logger.error("request failed", extra={"code": exc.code, "error": exc.message})
+    else:
+        logger.info("request rejected", extra={"code": exc.code, "error": exc.message})
+    return _error(exc)
+
+
+@app.exception_handler(Exception)
+def unexpected_error(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _error(InternalError(f"internal error ({type(exc).__name__}); see the API logs"))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point."""
+    ctx = event.get("requestContext") or {}
+    logger.set_correlation_id(ctx.get("requestId"))
+    if not authorized(event.get("headers"), CONFIG.api_key):
+        err = Unauthorized("missing or invalid x-api-key header")
+        return {
+            "statusCode": err.http_status,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": _error_body(err),
+            "isBase64Encoded": False,
+        }
+    return app.resolve(event, context)

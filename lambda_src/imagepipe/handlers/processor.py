@@ -1,0 +1,60 @@
+"""Processor Lambda: an SQS batch of S3 events and job messages.
+
+Each record is handled on its own; only records that failed are reported back
+(``batchItemFailures``) so SQS redelivers just those. Duplicates are no-ops because job ids
+are deterministic and job transitions are conditional writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from imagepipe.service.aws import get_clients
+from imagepipe.service.backend import Backend
+from imagepipe.service.config import get_config
+from imagepipe.service.jobs import JobRunner
+from imagepipe.service.messages import parse_body
+
+logger = Logger()
+CONFIG = get_config()
+RUNNER = JobRunner(Backend.create(CONFIG, get_clients()))
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def handle_record(record: SQSRecord, runner: JobRunner | None = None) -> list[str]:
+    """Every unit of work in one message; raises (after trying them all) if any failed."""
+    runner = runner or RUNNER
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    final = receive_count >= runner.backend.config.max_receive_count
+    try:
+        work = parse_body(record.body)
+    except Exception:
+        logger.exception("unparseable queue message; it will go to the DLQ",
+                         extra={"message_id": record.message_id})
+        raise
+    outcomes: list[str] = []
+    first_error: Exception | None = None
+    for item in work:
+        try:
+            outcome = runner.handle(item, final_attempt=final)
+            outcomes.append(outcome)
+            logger.info("work done", extra={"message_id": record.message_id, "work": repr(item),
+                                            "outcome": outcome})
+        except Exception as exc:
+            logger.warning("work failed; the message will be retried",
+                           extra={"message_id": record.message_id, "work": repr(item),
+                                  "attempt": receive_count, "final": final, "error": repr(exc)})
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return outcomes
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: ``{"batchItemFailures": [...]}``."""
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
+                                    context=context)

@@ -1,0 +1,280 @@
+"""The HTTP API's operations as plain functions over a :class:`Backend`. The API handler
+maps routes to these; every failure is an ``imagepipe.errors`` exception."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import PurePosixPath
+from time import perf_counter
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from imagepipe.core.recipe import parse_recipe
+from imagepipe.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
+from imagepipe.service.backend import Backend
+from imagepipe.service.config import ALLOWED_CONTENT_TYPES
+from imagepipe.service.jobs import new_job
+from imagepipe.service.messages import job_message
+from imagepipe.service.records import IMAGE_ID_RE, MAX_PAGE, now_iso
+from imagepipe.service.storage import safe_filename, upload_key
+
+DEFAULT_PAGE = 20
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UploadRequest(_Body):
+    """``POST /uploads``."""
+
+    filename: StrictStr = Field(min_length=1, max_length=1024)
+    content_type: StrictStr = Field(min_length=1, max_length=255)
+    size: StrictInt = Field(ge=1)
+    recipe: dict[str, Any] | None = None
+    preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
+
+
+class JobRequest(_Body):
+    """``POST /jobs``."""
+
+    image_id: StrictStr = Field(min_length=1, max_length=100)
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
+
+
+def parse_body(model: type[_Body], raw: str | bytes | None) -> Any:
+    """Decode a JSON body into ``model``; ``BadRequest`` naming each bad field."""
+    if raw is None or (isinstance(raw, (str, bytes)) and not raw.strip()):
+        raise BadRequest("request body is required (a JSON object)")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        fields = ", ".join(d["field"] for d in details)
+        raise BadRequest(f"invalid request body: {fields}", details=details) from None
+
+
+def page_params(query: dict[str, str] | None) -> tuple[int, str | None]:
+    """``limit`` (1–100, default 20) and ``cursor`` from the query string."""
+    query = query or {}
+    raw = query.get("limit")
+    limit = DEFAULT_PAGE
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise BadRequest(f"limit must be an integer between 1 and {MAX_PAGE}")
+        limit = int(raw)
+    cursor = query.get("cursor") or None
+    return limit, cursor
+
+
+def _download_name(job: dict[str, Any]) -> str:
+    stem = PurePosixPath(job.get("filename") or "image").stem or "image"
+    ext = PurePosixPath((job.get("result") or {}).get("output_key") or "").suffix
+    return f"{stem}-{job.get('recipe_hash', '')[:8]}{ext}"
+
+
+def present_job(backend: Backend, job: dict[str, Any]) -> dict[str, Any]:
+    """A job as the API returns it: with a fresh presigned ``result.download_url``."""
+    job = dict(job)
+    result = job.get("result")
+    if job.get("status") == "succeeded" and isinstance(result, dict) and result.get("output_key"):
+        result = dict(result)
+        result["download_url"] = backend.storage.presign_download(
+            backend.config.dest_bucket, result["output_key"], _download_name(job)
+        )
+        job["result"] = result
+    return job
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
+    """``POST /uploads`` → presigned POST for a new image (and its job when a recipe is given)."""
+    req: UploadRequest = parse_body(UploadRequest, raw_body)
+    cfg = backend.config
+    content_type = req.content_type.strip().lower()
+    if content_type not in ALLOWED_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {req.content_type!r} is not accepted; use one of {sorted(ALLOWED_CONTENT_TYPES)}"
+        )
+    if req.size > cfg.max_upload_bytes:
+        raise PayloadTooLarge(f"{req.size} bytes is over the upload cap of {cfg.max_upload_bytes} bytes")
+    recipe_dict: dict[str, Any] | None = None
+    recipe_hash: str | None = None
+    if req.recipe is not None:
+        recipe = parse_recipe(req.recipe)
+        recipe_dict, recipe_hash = recipe.model_dump(mode="json"), recipe.recipe_hash()
+
+    image_id = uuid.uuid4().hex
+    key = upload_key(cfg, image_id, req.filename)
+    image = {
+        "image_id": image_id,
+        "filename": safe_filename(req.filename),
+        "key": key,
+        "content_type": content_type,
+        "announced_bytes": req.size,
+        "status": "pending_upload",
+        "created_at": now_iso(),
+        "recipe": recipe_dict,
+        "recipe_hash": recipe_hash,
+        "preset": req.preset,
+    }
+    job_id = None
+    if recipe_dict is not None and recipe_hash is not None:
+        job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=req.preset)
+        job_id = job["job_id"]
+        image["job_id"] = job_id
+    post = backend.storage.presign_upload(key, content_type)
+    backend.records.put_image(image)
+    if job_id is not None:
+        backend.records.create_job(job)
+    return {
+        "image_id": image_id,
+        "key": key,
+        "job_id": job_id,
+        "upload": {"url": post["url"], "fields": post["fields"]},
+        "expires_in": cfg.presign_expires,
+        "max_bytes": cfg.max_upload_bytes,
+    }
+
+
+def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
+    """``POST /jobs`` → queue a job (the same id for a duplicate request)."""
+    req: JobRequest = parse_body(JobRequest, raw_body)
+    recipe = parse_recipe(req.recipe)
+    image = backend.records.get_image(req.image_id)
+    if image is None:
+        raise NotFound(f"no image {req.image_id!r}")
+    cfg = backend.config
+    head = backend.storage.head(cfg.source_bucket, image["key"])
+    if head is None:
+        raise Conflict(f"image {req.image_id} is not uploaded yet; POST the file to its upload URL first")
+    if image.get("status") != "uploaded":
+        backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
+    recipe_dict = recipe.model_dump(mode="json")
+    job = new_job(image, recipe_dict, recipe.recipe_hash(), trigger="api", preset=req.preset)
+    stored, created = backend.records.create_job(job)
+    if created or stored.get("status") == "queued":
+        # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
+        backend.enqueue(job_message(stored["job_id"], stored["image_id"]))
+    return {
+        "job_id": stored["job_id"],
+        "image_id": stored["image_id"],
+        "recipe_hash": stored["recipe_hash"],
+        "status": stored["status"],
+        "created": created,
+    }
+
+
+def get_job(backend: Backend, job_id: str) -> dict[str, Any]:
+    """``GET /jobs/{job_id}``."""
+    job = backend.records.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return present_job(backend, job)
+
+
+def list_jobs(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
+    """``GET /jobs`` newest first."""
+    limit, cursor = page_params(query)
+    items, next_cursor = backend.records.list_jobs(limit, cursor)
+    return {"items": [present_job(backend, j) for j in items], "next_cursor": next_cursor}
+
+
+def list_images(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
+    """``GET /images`` newest first."""
+    limit, cursor = page_params(query)
+    items, next_cursor = backend.records.list_images(limit, cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
+    image = backend.records.get_image(image_id) if IMAGE_ID_RE.match(image_id or "") else None
+    if image is None:
+        raise NotFound(f"no image {image_id!r}")
+    return image
+
+
+def get_image(backend: Backend, image_id: str) -> dict[str, Any]:
+    """``GET /images/{image_id}``: facts, the original's download URL, every job."""
+    image = _image_or_404(backend, image_id)
+    cfg = backend.config
+    uploaded = image.get("status") == "uploaded"
+    if not uploaded and backend.storage.head(cfg.source_bucket, image["key"]) is not None:
+        uploaded = True  # the S3 event has not been processed yet
+    image["uploaded"] = uploaded
+    image["download_url"] = (
+        backend.storage.presign_download(cfg.source_bucket, image["key"], image.get("filename"))
+        if uploaded
+        else None
+    )
+    image["jobs"] = [present_job(backend, j) for j in backend.records.jobs_for_image(image_id)]
+    return image
+
+
+def delete_image(backend: Backend, image_id: str) -> None:
+    """``DELETE /images/{image_id}``: the original, its outputs, its records."""
+    _image_or_404(backend, image_id)
+    cfg = backend.config
+    backend.storage.delete_prefix(cfg.source_bucket, f"{cfg.upload_prefix}{image_id}/")
+    backend.storage.delete_prefix(cfg.dest_bucket, f"{cfg.output_prefix}{image_id}/")
+    backend.records.delete_image_records(image_id)
+
+
+def _check(checks: dict[str, Any], name: str, fn: Any) -> Any:
+    t = perf_counter()
+    try:
+        value = fn()
+        checks[name] = {"ok": True, "ms": round((perf_counter() - t) * 1000, 2)}
+        return value
+    except Exception as exc:
+        checks[name] = {"ok": False, "ms": round((perf_counter() - t) * 1000, 2),
+                        "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return None
+
+
+def _depth(backend: Backend, url: str) -> dict[str, int]:
+    attrs = backend.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return {
+        "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
+        "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    }
+
+
+def health(backend: Backend) -> tuple[dict[str, Any], int]:
+    """``GET /health``: each dependency checked; 200 when all pass, 503 otherwise."""
+    cfg = backend.config
+    checks: dict[str, Any] = {}
+    _check(checks, "source_bucket", lambda: backend.storage.check_bucket(cfg.source_bucket))
+    _check(checks, "dest_bucket", lambda: backend.storage.check_bucket(cfg.dest_bucket))
+    _check(checks, "table", lambda: backend.records.table.get_item(Key={"pk": "HEALTH", "sk": "HEALTH"}))
+    queue = _check(checks, "queue", lambda: _depth(backend, cfg.queue_url))
+    dlq = _check(checks, "dlq", lambda: _depth(backend, cfg.dlq_url))
+    if queue is not None:
+        checks["queue"].update(queue)
+    if dlq is not None:
+        checks["dlq"].update(dlq)
+    ok = all(c["ok"] for c in checks.values())
+    body = {
+        "status": "ok" if ok else "degraded",
+        "checks": checks,
+        "queue_depth": (queue or {}).get("visible"),
+        "dlq_depth": (dlq or {}).get("visible"),
+    }
+    return body, 200 if ok else 503

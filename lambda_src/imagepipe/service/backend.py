@@ -1,0 +1,39 @@
+"""The service's dependencies in one object, built once per Lambda init by a handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from imagepipe.service.aws import Clients
+from imagepipe.service.awserrors import translate_aws_errors
+from imagepipe.service.config import Config
+from imagepipe.service.records import Records
+from imagepipe.service.storage import Storage
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Config, storage, records and the queue client."""
+
+    config: Config
+    storage: Storage
+    records: Records
+    sqs: Any
+    clients: Clients
+
+    @classmethod
+    def create(cls, config: Config, clients: Clients) -> Backend:
+        """Wire the service objects to ``clients``."""
+        return cls(
+            config=config,
+            storage=Storage(clients.s3, config),
+            records=Records(clients.table),
+            sqs=clients.sqs,
+            clients=clients,
+        )
+
+    @translate_aws_errors
+    def enqueue(self, body: str) -> str:
+        """Send one message to the processing queue; returns its message id."""
+        return self.sqs.send_message(QueueUrl=self.config.queue_url, MessageBody=body)["MessageId"]

@@ -1,0 +1,189 @@
+"""Running jobs: claim, download the original, call the engine, store the output, record
+the result. Permanent failures mark the job ``failed``; transient ones raise
+``TransientError`` so the queue redelivers the message."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from imagepipe.core.limits import Limits
+from imagepipe.core.recipe import parse_recipe
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
+from imagepipe.service.backend import Backend
+from imagepipe.service.messages import JobMessage, ObjectCreated, Work
+from imagepipe.service.records import make_job_id, now_iso, split_job_id
+from imagepipe.service.storage import output_key
+
+logger = logging.getLogger(__name__)
+
+Engine = Callable[[bytes, Any, Limits], Any]
+
+
+def _default_engine(data: bytes, recipe: Any, limits: Limits) -> Any:
+    from imagepipe.core import process  # imported lazily: keeps API cold starts light
+
+    return process(data, recipe, limits)
+
+
+def _ms(start: float) -> float:
+    return round((perf_counter() - start) * 1000.0, 3)
+
+
+def new_job(image: dict[str, Any], recipe: dict[str, Any], recipe_hash: str, *, trigger: str,
+            preset: str | None) -> dict[str, Any]:
+    """A job record (status set by ``Records.create_job``)."""
+    return {
+        "job_id": make_job_id(image["image_id"], recipe_hash),
+        "image_id": image["image_id"],
+        "recipe": recipe,
+        "recipe_hash": recipe_hash,
+        "preset": preset,
+        "trigger": trigger,
+        "source_key": image["key"],
+        "filename": image.get("filename"),
+        "created_at": now_iso(),
+        "attempts": 0,
+    }
+
+
+def summarize(facts: dict[str, Any], key: str, timings: dict[str, float]) -> dict[str, Any]:
+    """The job's ``result`` from the engine's facts plus the service's stage timings."""
+    out = facts.get("output") or {}
+    metrics = facts.get("metrics") or {}
+    return {
+        "format": out.get("format"),
+        "width": out.get("width"),
+        "height": out.get("height"),
+        "bytes": out.get("bytes"),
+        "frames": out.get("frames"),
+        "content_type": out.get("content_type"),
+        "original_bytes": (facts.get("input") or {}).get("bytes"),
+        "compression_ratio": facts.get("compression_ratio"),
+        "bits_per_pixel": facts.get("bits_per_pixel"),
+        "ssim": metrics.get("ssim"),
+        "psnr": metrics.get("psnr"),
+        "output_key": key,
+        "timings_ms": {**(facts.get("timings_ms") or {}), **timings},
+    }
+
+
+class JobRunner:
+    """Runs jobs and handles queue work for one backend."""
+
+    def __init__(self, backend: Backend, limits: Limits | None = None, engine: Engine | None = None) -> None:
+        self.backend = backend
+        self.limits = limits or Limits.from_env()
+        self.engine = engine or _default_engine
+
+    # --- queue work -------------------------------------------------------------------
+
+    def handle(self, work: Work, *, final_attempt: bool = False) -> str:
+        """Do one unit of queue work; returns what happened (for logs and tests)."""
+        if isinstance(work, JobMessage):
+            return self.run_guarded(work.job_id, final_attempt=final_attempt)
+        if isinstance(work, ObjectCreated):
+            return self.object_created(work, final_attempt=final_attempt)
+        raise InternalError(f"unknown work item {type(work).__name__}")
+
+    def object_created(self, ev: ObjectCreated, *, final_attempt: bool = False) -> str:
+        """An original landed: record it, and run the image's upload recipe if it has one."""
+        cfg, records = self.backend.config, self.backend.records
+        if ev.bucket != cfg.source_bucket or not ev.key.startswith(cfg.upload_prefix):
+            logger.error("refusing S3 event for s3://%s/%s: not the source bucket/upload prefix",
+                         ev.bucket, ev.key)
+            return "refused"
+        image_id = ev.key[len(cfg.upload_prefix):].split("/", 1)[0]
+        image = records.get_image(image_id)
+        if image is None or image.get("key") != ev.key:
+            logger.warning("ignoring s3://%s/%s: no image record for it (not uploaded through the API)",
+                           ev.bucket, ev.key)
+            return "ignored"
+        records.mark_uploaded(image_id, ev.size, ev.etag)
+        if image.get("recipe") is None:
+            return "uploaded"
+        job = new_job(image, image["recipe"], image["recipe_hash"], trigger="s3", preset=image.get("preset"))
+        records.create_job(job)  # normally created by POST /uploads already; a no-op then
+        return self.run_guarded(job["job_id"], final_attempt=final_attempt)
+
+    def run_guarded(self, job_id: str, *, final_attempt: bool) -> str:
+        """``run`` and, when this was the last delivery, mark a still-open job ``failed``
+        with ``retries_exhausted`` before re-raising (the message then goes to the DLQ)."""
+        try:
+            return self.run(job_id)
+        except Exception as exc:
+            if final_attempt:  # conditional write: a no-op when the job is already terminal
+                err = RetriesExhausted(f"gave up after the final attempt: {exc}")
+                try:
+                    self.backend.records.fail_job(job_id, err.code, err.message)
+                except Exception:
+                    logger.exception("could not mark job %s failed; the reconciler will", job_id)
+            raise
+
+    # --- the job itself ----------------------------------------------------------------
+
+    def run(self, job_id: str) -> str:
+        """Run one job. ``skipped`` when already terminal (a duplicate), ``failed`` on a
+        permanent error (recorded), ``succeeded``; raises on transient errors."""
+        t_all = perf_counter()
+        backend = self.backend
+        records, storage, cfg = backend.records, backend.storage, backend.config
+        if split_job_id(job_id) is None:
+            logger.error("dropping malformed job id %r", job_id)
+            return "missing"
+        job = records.get_job(job_id)
+        if job is None:
+            logger.warning("job %s no longer exists (image deleted?)", job_id)
+            return "missing"
+        if job.get("status") in ("succeeded", "failed"):
+            logger.info("job %s already %s: duplicate delivery, nothing to do", job_id, job["status"])
+            return "skipped"
+        t = perf_counter()
+        claimed = records.claim_job(job_id)
+        claim_ms = _ms(t)
+        if claimed is None:
+            return "skipped"
+        image_id = claimed["image_id"]
+        source_key = claimed.get("source_key") or (records.get_image(image_id) or {}).get("key")
+        if not source_key:
+            records.fail_job(job_id, NotFound.code, "the image record is gone")
+            return "failed"
+
+        try:
+            t = perf_counter()
+            data = storage.get_source(cfg.source_bucket, source_key)
+            download_ms = _ms(t)
+            recipe = parse_recipe(claimed.get("recipe") or {})
+            try:
+                result = self.engine(data, recipe, self.limits)
+            except ImagePipeError:
+                raise
+            except Exception as exc:  # an engine bug must not loop through retries
+                logger.exception("engine crashed on job %s", job_id)
+                raise InternalError(f"the engine failed unexpectedly: {type(exc).__name__}") from exc
+        except ImagePipeError as exc:
+            if not exc.permanent:
+                raise
+            logger.info("job %s failed permanently: %s %s", job_id, exc.code, exc.message)
+            records.fail_job(job_id, exc.code, exc.message)
+            return "failed"
+
+        facts = dict(result.facts)
+        out = facts.get("output") or {}
+        ext = out.get("extension") or out.get("format") or "bin"
+        key = output_key(cfg, image_id, claimed["recipe_hash"], str(ext))
+        t = perf_counter()
+        storage.put_output(key, result.data, out.get("content_type") or "application/octet-stream")
+        upload_ms = _ms(t)
+        timings = {
+            "download": download_ms,
+            "upload": upload_ms,
+            "record": claim_ms,
+            "service_total": _ms(t_all),
+        }
+        ok = records.succeed_job(job_id, summarize(facts, key, timings), facts)
+        if facts.get("input"):
+            records.set_image_facts(image_id, facts["input"])
+        return "succeeded" if ok else "skipped"

@@ -1,0 +1,89 @@
+"""What arrives on the processing queue, parsed: S3 event notifications (keys URL-decoded
+exactly once), ``s3:TestEvent`` (ignored) and job messages sent by the API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from imagepipe.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """One ``s3:ObjectCreated:*`` record."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str | None
+    event_name: str
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """``{"type": "job", "job_id", "image_id"}`` from ``POST /jobs``."""
+
+    job_id: str
+    image_id: str
+
+
+Work = ObjectCreated | JobMessage
+
+
+def job_message(job_id: str, image_id: str) -> str:
+    """The queue body for a job."""
+    return json.dumps({"type": "job", "job_id": job_id, "image_id": image_id})
+
+
+def _s3_record(rec: Any) -> ObjectCreated | None:
+    if not isinstance(rec, dict) or not isinstance(rec.get("s3"), dict):
+        raise BadRequest("S3 event record without an 's3' object")
+    name = str(rec.get("eventName", ""))
+    if not name.startswith("ObjectCreated:"):
+        return None  # removals, restores, ... are not work
+    s3 = rec["s3"]
+    try:
+        bucket = str(s3["bucket"]["name"])
+        raw_key = str(s3["object"]["key"])
+    except (KeyError, TypeError) as exc:
+        raise BadRequest(f"S3 event record missing {exc}") from exc
+    obj = s3["object"]
+    etag = obj.get("eTag") or obj.get("etag")
+    return ObjectCreated(
+        bucket=bucket,
+        key=unquote_plus(raw_key),  # S3 event keys are form-encoded: decode once, never twice
+        size=int(obj.get("size") or 0),
+        etag=str(etag) if etag else None,
+        event_name=name,
+    )
+
+
+def parse_body(body: str) -> list[Work]:
+    """Every unit of work in one SQS message body; ``[]`` for ``s3:TestEvent`` and for
+    non-creation S3 events. Raises ``BadRequest`` for a body that is none of the known kinds."""
+    try:
+        msg = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"queue message is not JSON: {exc}") from exc
+    if not isinstance(msg, dict):
+        raise BadRequest("queue message is not a JSON object")
+    if msg.get("Event") == "s3:TestEvent":
+        return []
+    if msg.get("type") == "job":
+        job_id, image_id = msg.get("job_id"), msg.get("image_id")
+        if not isinstance(job_id, str) or not isinstance(image_id, str):
+            raise BadRequest("job message needs string job_id and image_id")
+        return [JobMessage(job_id=job_id, image_id=image_id)]
+    if isinstance(msg.get("Records"), list):
+        out: list[Work] = []
+        for rec in msg["Records"]:
+            if isinstance(rec, dict) and rec.get("eventSource") not in (None, "aws:s3"):
+                raise BadRequest(f"unexpected event source {rec.get('eventSource')!r}")
+            item = _s3_record(rec)
+            if item is not None:
+                out.append(item)
+        return out
+    raise BadRequest(f"unknown queue message (keys: {sorted(msg)[:8]})")

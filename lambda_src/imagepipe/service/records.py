@@ -1,0 +1,348 @@
+"""DynamoDB single-table records for images and jobs (layout in docs/architecture.md).
+
+Job status only moves forward, enforced with conditional writes::
+
+    queued -> running -> succeeded | failed      (queued -> failed too; never out of a terminal state)
+
+``running -> running`` is allowed (a redelivered message re-claims a job whose worker died).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from imagepipe.errors import BadRequest
+from imagepipe.service.awserrors import translate_aws_errors
+
+IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID_RE = re.compile(r"^([0-9a-f]{32})-([0-9a-f]{16})$")
+TERMINAL = frozenset({"succeeded", "failed"})
+STATUSES = ("queued", "running", "succeeded", "failed")
+_INTERNAL_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+MAX_PAGE = 100
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with microseconds; sorts lexicographically."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_dynamo(value: Any) -> Any:
+    """Make ``value`` storable: floats become ``Decimal`` (non-finite ones ``None``)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo(v) for v in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """Inverse of :func:`to_dynamo` for JSON: ``Decimal`` becomes ``int`` or ``float``."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def public(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An item without its key attributes, with plain JSON numbers."""
+    if item is None:
+        return None
+    return from_dynamo({k: v for k, v in item.items() if k not in _INTERNAL_KEYS})
+
+
+def make_job_id(image_id: str, recipe_hash: str) -> str:
+    """``{image_id}-{recipe_hash}``: a duplicate request or event is the same job."""
+    return f"{image_id}-{recipe_hash}"
+
+
+def split_job_id(job_id: str) -> tuple[str, str] | None:
+    """``(image_id, recipe_hash)`` or ``None`` when ``job_id`` is malformed."""
+    m = JOB_ID_RE.match(job_id or "")
+    return (m.group(1), m.group(2)) if m else None
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    """An opaque cursor from DynamoDB's ``LastEvaluatedKey``."""
+    if not last_key:
+        return None
+    raw = json.dumps(from_dynamo(last_key), sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, gsi1pk: str) -> dict[str, str]:
+    """The ``ExclusiveStartKey`` inside ``cursor``; ``BadRequest`` when it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor") from exc
+    if (
+        not isinstance(key, dict)
+        or set(key) != _INTERNAL_KEYS
+        or not all(isinstance(v, str) for v in key.values())
+        or key["gsi1pk"] != gsi1pk
+    ):
+        raise BadRequest("invalid cursor")
+    return key
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class Records:
+    """Images and jobs in the metadata table."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    # --- images ------------------------------------------------------------------------
+
+    @translate_aws_errors
+    def put_image(self, image: dict[str, Any]) -> None:
+        """Create an image record (``image_id`` and ``created_at`` required); never overwrites."""
+        image_id, created = image["image_id"], image["created_at"]
+        item = {
+            **to_dynamo(image),
+            "pk": f"IMAGE#{image_id}",
+            "sk": "IMAGE",
+            "gsi1pk": "IMAGES",
+            "gsi1sk": f"{created}#{image_id}",
+        }
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    @translate_aws_errors
+    def get_image(self, image_id: str) -> dict[str, Any] | None:
+        """The image record (public form) or ``None``."""
+        if not IMAGE_ID_RE.match(image_id or ""):
+            return None
+        resp = self.table.get_item(Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"}, ConsistentRead=True)
+        return public(resp.get("Item"))
+
+    @translate_aws_errors
+    def mark_uploaded(self, image_id: str, size: int, etag: str | None, at: str | None = None) -> bool:
+        """Record that the original landed (size, ETag); ``False`` if the image is unknown."""
+        try:
+            self.table.update_item(
+                Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
+                UpdateExpression="SET #s = :up, #b = :b, etag = :e, "
+                "uploaded_at = if_not_exists(uploaded_at, :t)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#s": "status", "#b": "bytes"},
+                ExpressionAttributeValues={
+                    ":up": "uploaded", ":b": int(size), ":e": etag, ":t": at or now_iso(),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_aws_errors
+    def set_image_facts(self, image_id: str, facts: dict[str, Any]) -> None:
+        """Store the original's facts (from the engine's ``facts["input"]``), first writer wins."""
+        try:
+            self.table.update_item(
+                Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
+                UpdateExpression="SET facts = if_not_exists(facts, :f)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":f": to_dynamo(facts)},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    @translate_aws_errors
+    def list_images(self, limit: int = 20, cursor: str | None = None) -> Page:
+        """Images newest first, one page, and the cursor of the next page."""
+        return self._list("IMAGES", limit, cursor)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    @translate_aws_errors
+    def create_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create a ``queued`` job unless one with this id exists; ``(job, created)``."""
+        job_id, image_id, created = job["job_id"], job["image_id"], job["created_at"]
+        item = {
+            **to_dynamo(job),
+            "status": "queued",
+            "pk": f"IMAGE#{image_id}",
+            "sk": f"JOB#{job_id}",
+            "gsi1pk": "JOBS",
+            "gsi1sk": f"{created}#{job_id}",
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            existing = self.get_job(job_id)
+            if existing is None:  # deleted between the two calls
+                raise
+            return existing, False
+        return public(item) or {}, True
+
+    @translate_aws_errors
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job (public form) or ``None``."""
+        parts = split_job_id(job_id)
+        if parts is None:
+            return None
+        key = {"pk": f"IMAGE#{parts[0]}", "sk": f"JOB#{job_id}"}
+        resp = self.table.get_item(Key=key, ConsistentRead=True)
+        return public(resp.get("Item"))
+
+    def _job_key(self, job_id: str) -> dict[str, str]:
+        parts = split_job_id(job_id)
+        if parts is None:
+            raise BadRequest(f"malformed job id {job_id!r}")
+        return {"pk": f"IMAGE#{parts[0]}", "sk": f"JOB#{job_id}"}
+
+    @translate_aws_errors
+    def claim_job(self, job_id: str) -> dict[str, Any] | None:
+        """``queued|running -> running`` (attempts + 1); ``None`` when the job is terminal or gone."""
+        try:
+            resp = self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET #s = :running, started_at = :t, updated_at = :t ADD attempts :one",
+                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": "running",
+                    ":queued": "queued",
+                    ":t": now_iso(),
+                    ":one": 1,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return public(resp["Attributes"])
+
+    @translate_aws_errors
+    def succeed_job(self, job_id: str, result: dict[str, Any], facts: dict[str, Any]) -> bool:
+        """``running -> succeeded`` with the result; ``False`` when the job was not running."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET #s = :ok, #r = :r, facts = :f, finished_at = :t, updated_at = :t "
+                "REMOVE #e",
+                ConditionExpression="attribute_exists(pk) AND #s = :running",
+                ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":ok": "succeeded",
+                    ":running": "running",
+                    ":r": to_dynamo(result),
+                    ":f": to_dynamo(facts),
+                    ":t": now_iso(),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_aws_errors
+    def fail_job(self, job_id: str, code: str, message: str) -> bool:
+        """``queued|running -> failed`` with ``{code, message}``; ``False`` if already terminal/gone."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET #s = :failed, #e = :e, finished_at = :t, updated_at = :t",
+                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":failed": "failed",
+                    ":queued": "queued",
+                    ":running": "running",
+                    ":e": {"code": code, "message": message[:1000]},
+                    ":t": now_iso(),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_aws_errors
+    def jobs_for_image(self, image_id: str) -> list[dict[str, Any]]:
+        """Every job of one image, newest first."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("JOB#"),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.table.query(**kwargs)
+            items.extend(public(i) or {} for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        items.sort(key=lambda j: (j.get("created_at", ""), j.get("job_id", "")), reverse=True)
+        return items
+
+    @translate_aws_errors
+    def list_jobs(self, limit: int = 20, cursor: str | None = None) -> Page:
+        """Jobs of every image, newest first, one page, and the next page's cursor."""
+        return self._list("JOBS", limit, cursor)
+
+    # --- shared ----------------------------------------------------------------------------
+
+    @translate_aws_errors
+    def delete_image_records(self, image_id: str) -> int:
+        """Delete the image item and every item under it (jobs, sweeps); returns the count."""
+        keys: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}"),
+            "ProjectionExpression": "pk, sk",
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.table.query(**kwargs)
+            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        with self.table.batch_writer() as batch:
+            for key in keys:
+                batch.delete_item(Key=key)
+        return len(keys)
+
+    def _list(self, gsi1pk: str, limit: int, cursor: str | None) -> Page:
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": Key("gsi1pk").eq(gsi1pk),
+            "ScanIndexForward": False,
+            "Limit": max(1, min(int(limit), MAX_PAGE)),
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = decode_cursor(cursor, gsi1pk)
+        resp = self.table.query(**kwargs)
+        items = [public(i) or {} for i in resp.get("Items", [])]
+        return items, encode_cursor(resp.get("LastEvaluatedKey"))
