@@ -50,3 +50,8 @@ bench: install-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+
+# Lambda deployment package (manylinux aarch64 wheels for CPython 3.12) -> build/lambda, build/lambda.zip
+.PHONY: package
+package: install-dev
+	scripts/package_lambda.sh

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Build the Lambda deployment package without Docker and without a local Python 3.12:
+#   build/lambda/        lambda_src/ + manylinux aarch64 wheels for CPython 3.12
+#   build/lambda.zip     the same, zipped (what Lambda receives)
+#   build/template.yaml  template.yaml with CodeUri pointing at build/lambda/
+#                        (deploy it with `sam deploy --template-file build/template.yaml`)
+# boto3/botocore/s3transfer are left out: the python3.12 Lambda runtime ships them.
+# Versions are pinned to what the project venv has installed (what the tests ran against);
+# --no-pin takes the newest wheels instead.
+# --verify-imports PY312 also builds an x86_64 twin and imports the three handlers in it
+# with that (local) CPython 3.12 interpreter, proving the bundle is complete.
+#
+# Usage: scripts/package_lambda.sh [--python-version 3.12] [--arch aarch64|x86_64] [--out build]
+#                                  [--no-pin] [--verify-imports /path/to/python3.12]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY_VERSION=3.12
+ARCH=aarch64
+OUT=build
+PYTHON=${PYTHON:-.venv/bin/python}
+PIN=1
+VERIFY_PY=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --python-version) PY_VERSION=$2; shift 2 ;;
+    --arch) ARCH=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --no-pin) PIN=0; shift ;;
+    --verify-imports) VERIFY_PY=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+PKG="$OUT/lambda"
+ZIP="$OUT/lambda.zip"
+REQS="$OUT/requirements.lambda.txt"
+# Runtime-shipped packages we do not bundle (lowercase, as pip normalises names).
+EXCLUDE_RE='^(boto3|botocore|s3transfer)([<>=!~ ;\[]|$)'
+
+rm -rf "$PKG" "$ZIP"
+mkdir -p "$PKG"
+
+# 1. requirements minus what the runtime provides
+grep -vE '^\s*(#|$)' lambda_src/requirements.txt | grep -viE "$EXCLUDE_RE" > "$REQS"
+echo "== bundling: $(tr '\n' ' ' < "$REQS")"
+CONSTRAINTS=()
+if (( PIN )); then
+  "$PYTHON" -m pip freeze --disable-pip-version-check --exclude-editable > "$OUT/constraints.txt"
+  CONSTRAINTS=(--constraint "$OUT/constraints.txt")
+fi
+
+# 2. wheels for the Lambda platform (Amazon Linux 2023, glibc 2.34): binary only, never sdists
+"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile \
+  --platform "manylinux2014_${ARCH}" \
+  --platform "manylinux_2_28_${ARCH}" \
+  --platform "manylinux_2_34_${ARCH}" \
+  --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
+  --target "$PKG" -r "$REQS" "${CONSTRAINTS[@]}"
+
+# A dependency must not have dragged the excluded packages back in.
+for name in boto3 botocore s3transfer; do
+  if [[ -d "$PKG/$name" ]]; then
+    echo "== $name was pulled in by a dependency; removing it (the runtime ships it)" >&2
+    rm -rf "$PKG/$name" "$PKG/$name"-*.dist-info
+  fi
+done
+
+# 3. our code (no caches, no requirements file)
+(cd lambda_src && find imagepipe -name '__pycache__' -prune -o -type f -name '*.py' -print) |
+  while read -r f; do mkdir -p "$PKG/$(dirname "$f")"; cp "lambda_src/$f" "$PKG/$f"; done
+find "$PKG" -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+# 4. wrong-architecture binaries would fail only at import time on Lambda: refuse them now
+if command -v file >/dev/null; then
+  want=$([[ $ARCH == aarch64 ]] && echo "ARM aarch64" || echo "x86-64")
+  bad=$(find "$PKG" -name '*.so*' -type f -print0 | xargs -0 -r file | grep ELF | grep -v "$want" || true)
+  if [[ -n $bad ]]; then echo "== wrong-architecture binaries:" >&2; echo "$bad" >&2; exit 1; fi
+fi
+
+# 5. zip (deterministic order) and a template whose CodeUri is the built directory
+"$PYTHON" - "$PKG" "$ZIP" <<'PY'
+import os, sys, zipfile
+src, dst = sys.argv[1], sys.argv[2]
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs)
+with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+    for path in files:
+        zf.write(path, os.path.relpath(path, src))
+PY
+sed 's#CodeUri: lambda_src/#CodeUri: lambda/#' template.yaml > "$OUT/template.yaml"
+
+unzipped=$(du -sb "$PKG" | cut -f1)
+zipped=$(stat -c %s "$ZIP")
+echo "== versions: $(ls "$PKG" | sed -n 's/\.dist-info$//p' | tr '\n' ' ')"
+echo "== largest:"
+du -sm "$PKG"/* | sort -rn | head -6 | sed 's/^/   /'
+printf '== %s: %d bytes unzipped (%.1f MiB; Lambda limit 250 MiB)\n' "$PKG" "$unzipped" "$(echo "$unzipped/1048576" | bc -l)"
+printf '== %s: %d bytes zipped (%.1f MiB; direct-upload limit 50 MiB)\n' "$ZIP" "$zipped" "$(echo "$zipped/1048576" | bc -l)"
+if (( unzipped > 262144000 )); then echo "package exceeds Lambda's 250 MiB unzipped limit" >&2; exit 1; fi
+
+# 6. optional: the same bundle for x86_64 (+ boto3, as the runtime has it), imported by a
+#    local CPython of the runtime's version. Catches missing modules and version-specific syntax.
+if [[ -n $VERIFY_PY ]]; then
+  TWIN="$OUT/verify-x86_64"
+  rm -rf "$TWIN"
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile \
+    --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_34_x86_64 \
+    --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
+    --target "$TWIN" -r "$REQS" boto3 "${CONSTRAINTS[@]}"
+  cp -r "$PKG/imagepipe" "$TWIN/"
+  (cd "$TWIN" && env -i PATH=/usr/bin:/bin AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+      AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
+      "$VERIFY_PY" -I -c '
+import sys
+sys.path.insert(0, ".")
+import imagepipe.handlers.api, imagepipe.handlers.processor, imagepipe.handlers.reconciler
+import PIL.features
+print("== import check:", sys.version.split()[0], "webp", PIL.features.check("webp"), "avif", PIL.features.check("avif"))
+')
+  rm -rf "$TWIN"
+fi
