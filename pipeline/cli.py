@@ -96,7 +96,7 @@ _OUT_DIR: Path | None = None
 def _init_worker(recipe: dict[str, Any], limits: Any, out_dir: str) -> None:
     """Parse the recipe once per worker process."""
     global _RECIPE, _LIMITS, _OUT_DIR
-    from imagepipe.core import parse_recipe
+    from imagepipe.core.recipe import parse_recipe
 
     _RECIPE, _LIMITS, _OUT_DIR = parse_recipe(recipe), limits, Path(out_dir)
 
@@ -118,12 +118,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def run_task(task: Task) -> dict[str, Any]:
     """Process one file in a worker; every failure becomes a record with a code, never a raise."""
-    from imagepipe.core import process
-
     assert _OUT_DIR is not None, "worker not initialised"
     started = time.perf_counter()
     record: dict[str, Any] = {"index": task.index, "input": str(task.source), "output": None}
     try:
+        from imagepipe.core import process
+
         size = task.source.stat().st_size
         if _LIMITS is not None and size > _LIMITS.max_bytes:
             raise TooLarge(f"input is {size} bytes, over the cap of {_LIMITS.max_bytes}")
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: Any) -> int:
-    from imagepipe.core import parse_recipe
+    from imagepipe.core.recipe import parse_recipe
 
     if args.report is not None and args.report.suffix.lower() not in (".csv", ".json"):
         raise UsageError("--report must end in .csv or .json")
