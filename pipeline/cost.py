@@ -26,8 +26,11 @@ S3_PUTS_PER_IMAGE = 2
 S3_GETS_PER_IMAGE = 2
 #: Lambda invocations per image: the processor + POST /uploads + POST /jobs + ~2 GET /jobs polls
 LAMBDA_INVOCATIONS_PER_IMAGE = 5
-#: time the processor spends outside the engine (S3 get/put, DynamoDB writes), assumed
-DEFAULT_IO_OVERHEAD_MS = 60.0
+#: added to a measured processor time (``timings_ms.service_total``: S3 read + engine + S3 write)
+#: for what it does not cover: the final DynamoDB write and the handler's own overhead (assumed)
+SERVICE_OVERHEAD_MS = 15.0
+#: added to the engine's time when a job has no ``service_total`` (S3 read/write, DynamoDB), assumed
+ENGINE_ONLY_OVERHEAD_MS = 60.0
 #: the SAM template's ProcessorMemorySize default
 DEFAULT_MEMORY_MB = 1024
 
@@ -38,8 +41,9 @@ ASSUMPTIONS: list[tuple[str, str]] = [
      f"{LAMBDA_INVOCATIONS_PER_IMAGE} (processor + API: upload, job, 2 polls)"),
     ("S3 PUT", f"${S3_PUT_PRICE_PER_1K} per 1,000 requests, {S3_PUTS_PER_IMAGE} per image"),
     ("S3 GET", f"${S3_GET_PRICE_PER_1K} per 1,000 requests, {S3_GETS_PER_IMAGE} per image"),
-    ("Processor duration", "engine time measured here + an assumed S3/DynamoDB I/O overhead; "
-     "API Lambda compute not counted"),
+    ("Processor duration", "measured per job: S3 read + engine + S3 write (timings_ms.service_total) "
+     f"+ {SERVICE_OVERHEAD_MS:.0f} ms assumed for the final DynamoDB write; jobs without it: engine "
+     f"total + {ENGINE_ONLY_OVERHEAD_MS:.0f} ms. API Lambda compute is not counted"),
     ("CPU", "Lambda gives CPU in proportion to memory (1 vCPU at 1,769 MB); the local machine's "
      "speed differs, so treat compute as an order of magnitude"),
     ("Not included", "free tier, data transfer out, S3 storage, SQS, DynamoDB, CloudWatch Logs"),
@@ -79,12 +83,23 @@ def billed_ms(duration_ms: float) -> int:
     return max(1, math.ceil(duration_ms))
 
 
+def processor_duration_ms(timings_ms: dict[str, float | None]) -> float | None:
+    """A job's estimated processor invocation time from its recorded ``timings_ms``."""
+    service = timings_ms.get("service_total")
+    if service is not None:
+        return float(service) + SERVICE_OVERHEAD_MS
+    engine = timings_ms.get("total")
+    if engine is not None:
+        return float(engine) + ENGINE_ONLY_OVERHEAD_MS
+    return None
+
+
 def estimate_per_1000(
     durations_ms: Sequence[float],
     memory_mb: int = DEFAULT_MEMORY_MB,
-    io_overhead_ms: float = DEFAULT_IO_OVERHEAD_MS,
+    io_overhead_ms: float = 0.0,
 ) -> CostEstimate:
-    """Cost of 1,000 images whose processor durations look like ``durations_ms`` (engine time).
+    """Cost of 1,000 images whose processor invocations take ``durations_ms`` (a measured sample).
 
     Compute is linear in duration, so the mean billed duration of the sample prices the batch.
     """

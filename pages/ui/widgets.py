@@ -1,0 +1,167 @@
+"""Reusable result widgets: the comparison views (side by side, wipe, 1:1 zoom) and the facts panel.
+
+The Compare page (issue 6) can reuse ``render_comparison`` for any two encodings of an image.
+User-provided text only reaches the page through ``st.text``/``st.code``/dataframes or, where a
+markdown label is unavoidable, through ``md_escape``; nothing is rendered as HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import streamlit as st
+
+from pages.ui import imaging
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:~$=\"'])")
+_SAFE_CODE = re.compile(r"[^a-z0-9_]")
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape markdown punctuation so user text shows literally in a markdown label."""
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def safe_code(code: str) -> str:
+    """An error code reduced to ``[a-z0-9_]`` (codes are identifiers; anything else is dropped)."""
+    return _SAFE_CODE.sub("", (code or "").lower()) or "unknown_error"
+
+
+def human_bytes(n: float | None) -> str:
+    """``123456`` -> ``"120.6 KiB"``."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+# --- comparison ----------------------------------------------------------------------------
+
+
+def _pair(key: str, original: bytes, output: bytes) -> imaging.Pair:
+    """Decode once per result and keep it in the session (the sliders recompose from it)."""
+    cache: dict[str, imaging.Pair] = st.session_state.setdefault("_pairs", {})
+    if key not in cache:
+        cache[key] = imaging.make_pair(original, output)
+    return cache[key]
+
+
+def render_comparison(
+    key: str, original: bytes, output: bytes, labels: tuple[str, str] = ("Original", "Output")
+) -> None:
+    """Side by side, wipe slider and 1:1 zoom for one original/output pair."""
+    try:
+        pair = _pair(key, original, output)
+    except imaging.PreviewError as exc:
+        st.warning(f"No preview: {md_escape(str(exc))}")
+        return
+    if pair.alpha:
+        st.caption("Transparent areas are shown on a checkerboard.")
+    side, wipe_tab, zoom_tab = st.tabs(["Side by side", "Wipe", "Zoom 1:1"])
+    with side:
+        left, right = st.columns(2)
+        left.image(imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.before), 900)),
+                   caption=f"{labels[0]} (resized to the output's size)", width="stretch")
+        right.image(imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.after), 900)),
+                    caption=labels[1], width="stretch")
+    with wipe_tab:
+        pct = st.slider("Wipe position: original on the left, output on the right", 0, 100, 50,
+                        key=f"wipe-{key}", format="%d%%")
+        st.image(imaging.to_png(imaging.wipe(pair, pct / 100)), width="stretch",
+                 caption=f"← {labels[0]} | {labels[1]} →")
+    with zoom_tab:
+        _zoom(key, pair, labels)
+
+
+def _zoom(key: str, pair: imaging.Pair, labels: tuple[str, str]) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    cx = c1.slider("Region x", 0, 100, 50, key=f"zx-{key}", format="%d%%")
+    cy = c2.slider("Region y", 0, 100, 50, key=f"zy-{key}", format="%d%%")
+    side = c3.selectbox("Region size (px)", [64, 128, 256], index=1, key=f"zs-{key}")
+    factor = c4.selectbox("Magnify", [1, 2, 3, 4], index=1, key=f"zf-{key}",
+                          format_func=lambda f: "1:1" if f == 1 else f"{f}× (nearest)")
+    box = imaging.crop_box(pair.after.size, cx / 100, cy / 100, side)
+    overview, before, after = st.columns([1, 1, 1])
+    overview.image(imaging.to_png(imaging.mark_region(pair.after, box)), caption="Region", width="stretch")
+    before.image(imaging.to_png(imaging.zoom(pair.before, box, factor)), caption=labels[0])
+    after.image(imaging.to_png(imaging.zoom(pair.after, box, factor)), caption=labels[1])
+    st.caption(f"Pixels {box[0]}–{box[2]} × {box[1]}–{box[3]} of the output "
+               f"({pair.after.width}×{pair.after.height}).")
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+
+def job_facts(job: dict[str, Any], original_size: int | None = None) -> dict[str, Any]:
+    """The numbers the facts panel shows, from a job's ``result`` (and ``facts`` when present)."""
+    result = job.get("result") or {}
+    facts = job.get("facts") or {}
+    out_bytes = result.get("bytes") or (facts.get("output") or {}).get("bytes")
+    in_bytes = result.get("original_bytes") or (facts.get("input") or {}).get("bytes") or original_size
+    width = result.get("width") or (facts.get("output") or {}).get("width")
+    height = result.get("height") or (facts.get("output") or {}).get("height")
+    ratio = result.get("compression_ratio") or facts.get("compression_ratio")
+    if ratio is None and in_bytes and out_bytes:
+        ratio = in_bytes / out_bytes
+    bpp = facts.get("bits_per_pixel")
+    if bpp is None and out_bytes and width and height:
+        bpp = out_bytes * 8 / (width * height)
+    metrics = facts.get("metrics") or {}
+    inp = facts.get("input") or {}
+    return {
+        "format": result.get("format") or (facts.get("output") or {}).get("format"),
+        "width": width,
+        "height": height,
+        "input_format": inp.get("format"),
+        "input_width": inp.get("width"),
+        "input_height": inp.get("height"),
+        "bytes_before": in_bytes,
+        "bytes_after": out_bytes,
+        "ratio": ratio,
+        "saved_pct": (1 - out_bytes / in_bytes) * 100 if in_bytes and out_bytes else None,
+        "bpp": bpp,
+        "ssim": result.get("ssim", metrics.get("ssim")),
+        "psnr": result.get("psnr", metrics.get("psnr")),
+        "timings_ms": result.get("timings_ms") or facts.get("timings_ms") or {},
+    }
+
+
+def _fmt(value: Any, spec: str, none: str = "–") -> str:
+    if value is None:
+        return none
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def render_facts(facts: dict[str, Any]) -> None:
+    """Bytes before/after, ratio, % saved, bits per pixel, SSIM/PSNR and per-stage timings."""
+    m = st.columns(6)
+    m[0].metric("Before", human_bytes(facts["bytes_before"]))
+    saved = facts["saved_pct"]
+    m[1].metric("After", human_bytes(facts["bytes_after"]),
+                delta=None if saved is None else f"{-saved:.1f}%", delta_color="inverse")
+    m[2].metric("Ratio", _fmt(facts["ratio"], ".2f") + "×" if facts["ratio"] else "–",
+                help="input bytes / output bytes")
+    m[3].metric("Saved", _fmt(saved, ".1f") + "%" if saved is not None else "–")
+    m[4].metric("Bits per pixel", _fmt(facts["bpp"], ".3f"))
+    psnr = facts["psnr"]
+    psnr_text = "∞ (identical)" if psnr is not None and float(psnr) > 1e6 else _fmt(psnr, ".2f") + " dB"
+    m[5].metric("SSIM", _fmt(facts["ssim"], ".4f"), help=f"PSNR {psnr_text}")
+    dims_in = (f"{facts['input_width']}×{facts['input_height']} {facts['input_format'] or ''}"
+               if facts["input_width"] else "")
+    dims_out = f"{facts['width']}×{facts['height']} {facts['format'] or ''}"
+    st.caption(f"{dims_in} → {dims_out} · PSNR {psnr_text}".strip(" →"))
+    timings = facts["timings_ms"]
+    if timings:
+        rows = [{"stage": k, "ms": round(float(v), 1)} for k, v in timings.items() if v is not None]
+        st.dataframe(rows, hide_index=True, width="stretch",
+                     column_config={"ms": st.column_config.ProgressColumn(
+                         "ms", format="%.1f ms", min_value=0.0,
+                         max_value=max(float(r["ms"]) for r in rows) or 1.0)})
