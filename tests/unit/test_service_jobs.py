@@ -1,0 +1,181 @@
+"""The job runner against moto, with a stand-in engine (the real engine is exercised by the
+integration tests through the local stack)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from imagepipe.errors import CorruptImage, TransientError
+from imagepipe.service.jobs import JobRunner, new_job
+from imagepipe.service.messages import ObjectCreated
+from imagepipe.service.records import now_iso
+from tests.unit.service_env import mocked_backend
+
+HASH = "00112233445566ff"
+
+
+@dataclass
+class FakeResult:
+    data: bytes
+    facts: dict[str, Any]
+
+
+@dataclass
+class FakeEngine:
+    """Returns fixed bytes and facts, or raises what it is told to; counts calls."""
+
+    error: Exception | None = None
+    calls: list[int] = field(default_factory=list)
+
+    def __call__(self, data: bytes, recipe: Any, limits: Any) -> FakeResult:
+        self.calls.append(len(data))
+        if self.error is not None:
+            raise self.error
+        return FakeResult(b"OUTPUT", {
+            "input": {"format": "PNG", "width": 4, "height": 4, "bytes": len(data)},
+            "output": {"format": "WEBP", "width": 2, "height": 2, "bytes": 6, "content_type": "image/webp",
+                       "extension": "webp"},
+            "compression_ratio": len(data) / 6, "bits_per_pixel": 12.0,
+            "metrics": {"ssim": 0.97, "psnr": float("inf")},
+            "timings_ms": {"decode": 1.0, "encode": 2.0, "total": 3.0},
+            "recipe_hash": HASH,
+        })
+
+
+@pytest.fixture
+def backend():
+    with mocked_backend() as b:
+        yield b
+
+
+def _uploaded_image(backend, recipe: dict | None = None) -> dict:
+    image_id = uuid.uuid4().hex
+    key = f"{backend.config.upload_prefix}{image_id}/a b+c.png"
+    image = {"image_id": image_id, "key": key, "filename": "a b+c.png", "status": "pending_upload",
+             "created_at": now_iso(), "recipe": recipe, "recipe_hash": HASH if recipe is not None else None}
+    backend.records.put_image(image)
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=key, Body=b"ORIGINAL-BYTES")
+    return image
+
+
+def _queued_job(backend, image) -> str:
+    job = new_job(image, {"format": "webp"}, HASH, trigger="api", preset="web")
+    backend.records.create_job(job)
+    return job["job_id"]
+
+
+def _outputs(backend) -> list[str]:
+    resp = backend.clients.s3.list_objects_v2(Bucket=backend.config.dest_bucket)
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+def test_job_succeeds_writes_output_and_result(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    engine = FakeEngine()
+    assert JobRunner(backend, engine=engine).run(job_id) == "succeeded"
+    job = backend.records.get_job(job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 1 and job["preset"] == "web"
+    result = job["result"]
+    key = f"outputs/{image['image_id']}/{HASH}.webp"
+    assert result["output_key"] == key and result["bytes"] == 6 and result["original_bytes"] == 14
+    assert result["ssim"] == 0.97 and result["psnr"] is None  # inf is not storable
+    assert {"download", "upload", "record", "service_total", "decode", "encode"} <= set(result["timings_ms"])
+    assert _outputs(backend) == [key]
+    assert backend.records.get_image(image["image_id"])["facts"]["width"] == 4
+    # the source bucket holds only the untouched original
+    src = backend.clients.s3.get_object(Bucket=backend.config.source_bucket, Key=image["key"])
+    assert src["Body"].read() == b"ORIGINAL-BYTES"
+
+
+def test_duplicate_run_is_a_no_op(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    engine = FakeEngine()
+    runner = JobRunner(backend, engine=engine)
+    assert runner.run(job_id) == "succeeded"
+    assert runner.run(job_id) == "skipped"
+    assert len(engine.calls) == 1 and len(_outputs(backend)) == 1
+    assert len(backend.records.jobs_for_image(image["image_id"])) == 1
+
+
+def test_permanent_engine_error_fails_job_and_keeps_original(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    runner = JobRunner(backend, engine=FakeEngine(error=CorruptImage("truncated PNG")))
+    assert runner.run(job_id) == "failed"
+    job = backend.records.get_job(job_id)
+    assert job["status"] == "failed" and job["error"] == {"code": "corrupt_image", "message": "truncated PNG"}
+    assert backend.storage.head(backend.config.source_bucket, image["key"]) is not None
+    assert _outputs(backend) == []
+
+
+def test_engine_bug_is_internal_error_not_a_retry_loop(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    assert JobRunner(backend, engine=FakeEngine(error=ZeroDivisionError("boom"))).run(job_id) == "failed"
+    assert backend.records.get_job(job_id)["error"]["code"] == "internal_error"
+
+
+def test_transient_error_raises_and_final_attempt_marks_retries_exhausted(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    runner = JobRunner(backend, engine=FakeEngine(error=TransientError("S3 blip")))
+    with pytest.raises(TransientError):
+        runner.run_guarded(job_id, final_attempt=False)
+    assert backend.records.get_job(job_id)["status"] == "running"
+    with pytest.raises(TransientError):
+        runner.run_guarded(job_id, final_attempt=True)
+    job = backend.records.get_job(job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "retries_exhausted"
+    assert job["attempts"] == 2
+
+
+def test_throttling_from_s3_becomes_transient(backend, monkeypatch):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+
+    def throttled(**_kw):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow"},
+                           "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
+
+    monkeypatch.setattr(backend.clients.s3, "get_object", throttled)
+    with pytest.raises(TransientError):
+        JobRunner(backend, engine=FakeEngine()).run(job_id)
+
+
+def test_object_created_runs_the_upload_recipe(backend):
+    image = _uploaded_image(backend, recipe={"format": "webp"})
+    ev = ObjectCreated(bucket=backend.config.source_bucket, key=image["key"], size=14, etag="e",
+                       event_name="ObjectCreated:Post")
+    runner = JobRunner(backend, engine=FakeEngine())
+    assert runner.object_created(ev) == "succeeded"
+    assert runner.object_created(ev) == "skipped"  # duplicate event
+    stored = backend.records.get_image(image["image_id"])
+    assert stored["status"] == "uploaded" and stored["bytes"] == 14
+    jobs = backend.records.jobs_for_image(image["image_id"])
+    assert len(jobs) == 1 and jobs[0]["trigger"] == "s3" and len(_outputs(backend)) == 1
+
+
+def test_object_created_without_recipe_only_records_upload(backend):
+    image = _uploaded_image(backend)
+    ev = ObjectCreated(backend.config.source_bucket, image["key"], 14, None, "ObjectCreated:Put")
+    assert JobRunner(backend, engine=FakeEngine()).object_created(ev) == "uploaded"
+    assert backend.records.jobs_for_image(image["image_id"]) == []
+
+
+def test_object_created_refuses_outputs_and_foreign_buckets(backend):
+    engine = FakeEngine()
+    runner = JobRunner(backend, engine=engine)
+    cfg = backend.config
+    put, src = "ObjectCreated:Put", cfg.source_bucket
+    assert runner.object_created(ObjectCreated(cfg.dest_bucket, "uploads/x/y.png", 1, None, put)) == "refused"
+    assert runner.object_created(ObjectCreated(src, "outputs/x/y.png", 1, None, put)) == "refused"
+    stranger = f"uploads/{uuid.uuid4().hex}/y.png"
+    assert runner.object_created(ObjectCreated(src, stranger, 1, None, put)) == "ignored"
+    assert engine.calls == []
