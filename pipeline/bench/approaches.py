@@ -12,7 +12,9 @@ from typing import Any
 
 BOX = 1024
 QUALITY = {"jpeg": 85, "webp": 80}
-APPROACHES = ("naive", "engine", "vips")
+APPROACHES = ("naive", "engine", "vips", "vips_moz")
+#: approaches that only make sense for some output formats
+ONLY_FOR = {"vips_moz": {"jpeg"}}
 
 Runner = Callable[[bytes, str], tuple[bytes, dict[str, Any]]]
 
@@ -89,8 +91,26 @@ def prepare_vips() -> Runner:
     return run
 
 
+def prepare_vips_moz() -> Runner:
+    """libvips with mozjpeg's size tools (trellis, deringing, scan optimisation, table 3), JPEG only:
+    what an optional libvips engine could emit, for the bytes-at-equal-SSIM comparison."""
+    import pyvips
+
+    pyvips.cache_set_max(0)
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        im = pyvips.Image.thumbnail_buffer(data, BOX, height=BOX, size="down")
+        out = im.jpegsave_buffer(Q=QUALITY["jpeg"], keep="none", background=[255], optimize_coding=True,
+                                 interlace=True, trellis_quant=True, overshoot_deringing=True,
+                                 optimize_scans=True, quant_table=3)
+        return out, {}
+
+    return run
+
+
 PREPARE: dict[str, Callable[[], Runner]] = {
     "naive": prepare_naive,
     "engine": prepare_engine,
     "vips": prepare_vips,
+    "vips_moz": prepare_vips_moz,
 }

@@ -51,6 +51,13 @@ def machine_info() -> list[tuple[str, str]]:
     return info
 
 
+def applicable(approaches: list[str], fmt: str) -> list[str]:
+    """The approaches that run for output format ``fmt``."""
+    from pipeline.bench.approaches import ONLY_FOR
+
+    return [a for a in approaches if fmt in ONLY_FOR.get(a, {fmt})]
+
+
 def _ok(results: list[Any], fmt: str, approaches: list[str]) -> dict[str, dict[str, Any]]:
     """image -> approach -> measurement, for images where every approach succeeded."""
     by: dict[str, dict[str, Any]] = {}
@@ -72,6 +79,7 @@ def aggregate(images: list[Any], results: list[Any], fmt: str,
               approaches: list[str]) -> dict[str, dict[str, float]]:
     """Per approach: MP/s, ratio vs naive, CPU, peaks, bytes, SSIM, over the common images."""
     mp = {i.name: i.megapixels for i in images}
+    approaches = applicable(approaches, fmt)
     ok = _ok(results, fmt, approaches)
     if not ok:
         return {}
@@ -166,6 +174,9 @@ def render(*, images: list[Any], results: list[Any], idle: dict[str, float], for
                 "- **vips**: `pyvips.Image.thumbnail_buffer(data, 1024, height=1024, size='down')` + "
                 "`jpegsave_buffer(Q=85)` / `webpsave_buffer(Q=80)` (`keep='none'`), operation "
                 "cache off. libvips uses its own thread pool (all cores); the CPU column shows it.",
+                "- **vips_moz** (JPEG only): the same with mozjpeg's size tools on (`optimize_coding`, "
+                "`interlace`, `trellis_quant`, `overshoot_deringing`, `optimize_scans`, "
+                "`quant_table=3`): what an optional libvips engine could emit.",
                 "",
                 "Each (image, format, approach) runs in a **fresh child process** (`python -m "
                 "pipeline.bench.child`): imports, one untimed warm-up on a 64×64 image of the same "

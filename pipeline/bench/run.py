@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline import PROJECT_ROOT
 from pipeline.bench import corpus
-from pipeline.bench.approaches import APPROACHES, QUALITY
+from pipeline.bench.approaches import APPROACHES, ONLY_FOR, QUALITY
 from pipeline.bench.quality import Reference
 
 CHILD_TIMEOUT_S = 600
@@ -106,6 +106,8 @@ def measure_all(images: list[ImageInfo], formats: list[str], approaches: list[st
         for fmt in formats:
             order = approaches[i % len(approaches):] + approaches[: i % len(approaches)]
             for approach in order:
+                if fmt not in ONLY_FOR.get(approach, {fmt}):
+                    continue
                 out = work / f"{Path(info.name).stem}.{approach}.{fmt}"
                 spec = {"approach": approach, "format": fmt, "input": info.path, "repeat": repeat,
                         "warmup": str(warmups[info.format]), "out": str(out)}
