@@ -632,3 +632,84 @@ def test_sam_transform_output_is_cfn_lint_clean(transformed: dict[str, Any]) -> 
 
     matches = lint_all(json.dumps(transformed))
     assert [str(m) for m in matches if m.rule.id[0] in "EW"] == []
+
+
+# --------------------------------------------------------------------------- IAM vs. the code
+
+#: boto3 call -> the IAM actions it needs. A call the code makes that is missing here fails
+#: the test below, so a new AWS call cannot ship without a decision about its permission.
+IAM_FOR_CALL: dict[str, tuple[str, ...]] = {
+    "generate_presigned_post": ("s3:PutObject",),
+    "generate_presigned_url": (),  # signing is local; the GET it signs is checked below
+    "get_paginator": (),  # the paginated operation is checked by name
+    "get_object": ("s3:GetObject",),
+    "head_object": ("s3:GetObject", "s3:ListBucket"),  # ListBucket makes a missing key 404, not 403
+    "put_object": ("s3:PutObject",),
+    "delete_objects": ("s3:DeleteObject",),
+    "delete_object": ("s3:DeleteObject",),
+    "list_objects_v2": ("s3:ListBucket",),
+    "head_bucket": ("s3:ListBucket",),
+    "get_item": ("dynamodb:GetItem",),
+    "put_item": ("dynamodb:PutItem",),
+    "update_item": ("dynamodb:UpdateItem",),
+    "delete_item": ("dynamodb:DeleteItem",),
+    "query": ("dynamodb:Query",),
+    "batch_writer": ("dynamodb:BatchWriteItem",),
+    "batch_get_item": ("dynamodb:BatchGetItem",),
+    "send_message": ("sqs:SendMessage",),
+    "receive_message": ("sqs:ReceiveMessage",),
+    "change_message_visibility": ("sqs:ChangeMessageVisibility",),
+    "delete_message": ("sqs:DeleteMessage",),
+    "get_queue_attributes": ("sqs:GetQueueAttributes",),
+}
+
+
+def boto_calls_in_lambda_code() -> dict[str, set[str]]:
+    """``{operation: {files}}`` for every S3/SQS/DynamoDB call made in lambda_src/imagepipe."""
+    from botocore import xform_name
+    from botocore.session import get_session
+
+    session = get_session()
+    known = {"batch_writer", "generate_presigned_post", "generate_presigned_url", "get_paginator"}
+    for service in ("s3", "sqs", "dynamodb"):
+        known |= {xform_name(op) for op in session.get_service_model(service).operation_names}
+    found: dict[str, set[str]] = {}
+    for path in LAMBDA_PKG.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names = re.findall(r"\.([a-z0-9_]+)\(", text)
+        names += re.findall(r"(?:get_paginator|generate_presigned_url)\(\s*[\"']([a-z0-9_]+)[\"']", text)
+        for name in names:
+            if name in known:
+                found.setdefault(name, set()).add(path.name)
+    return found
+
+
+def granted_actions(tpl: dict[str, Any]) -> set[str]:
+    return {
+        render(a)
+        for label, stmt in iter_policy_statements(tpl)
+        if label.split("/")[0].endswith("FunctionRole") and stmt.get("Effect") == "Allow"
+        for a in _as_list(stmt.get("Action", []))
+    }
+
+
+def test_every_aws_call_in_the_code_is_permitted(tpl: dict[str, Any]) -> None:
+    """The local stack does not enforce IAM, so this is what catches a missing permission."""
+    calls = boto_calls_in_lambda_code()
+    assert {"generate_presigned_post", "put_object", "update_item", "send_message"} <= set(calls), calls
+    unknown = set(calls) - set(IAM_FOR_CALL)
+    assert not unknown, f"new AWS calls {sorted(unknown)}: add them to IAM_FOR_CALL and the template"
+    granted = granted_actions(tpl)
+    missing = {call: a for call in calls for a in IAM_FOR_CALL[call] if a not in granted}
+    assert not missing, missing
+
+
+def test_presigning_roles_hold_the_permission_they_sign_for(tpl: dict[str, Any]) -> None:
+    """A presigned POST/GET carries the API role's authority: it must hold the action."""
+    api = [s for label, s in iter_policy_statements(tpl) if label.startswith("ApiFunctionRole")]
+    grants = {
+        (render(a), render(r)) for s in api for a in _as_list(s["Action"]) for r in _as_list(s["Resource"])
+    }
+    assert ("s3:PutObject", "${SourceBucket.Arn}/uploads/*") in grants
+    assert ("s3:GetObject", "${SourceBucket.Arn}/uploads/*") in grants
+    assert ("s3:GetObject", "${DestinationBucket.Arn}/outputs/*") in grants
