@@ -129,6 +129,9 @@ def open_image(data: bytes, limits: Limits) -> Opened:
     fmt = ALLOWED_FORMATS.get(im.format or "")
     if fmt is None:  # defensive: Image.open was limited to allowlisted plugins
         raise UnsupportedFormat(f"format {im.format} is not accepted")
+    if fmt == "gif" and not data.rstrip(b"\x00").endswith(b";"):
+        # Pillow silently stops at the end of a cut-off GIF and reports fewer frames
+        raise CorruptImage("the gif is truncated (no trailer byte)")
     w, h = im.size
     if w <= 0 or h <= 0:
         raise CorruptImage(f"invalid dimensions {w}x{h}")

@@ -140,6 +140,17 @@ def prepare_for(im: Image.Image, fmt: str, recipe: Recipe) -> Image.Image:
     raise InvalidRecipe(f"cannot encode format {fmt!r}", details=[{"field": "format", "message": fmt}])
 
 
+_KEEP_INFO = ("transparency", "duration", "loop", "background")
+
+
+def clean_info(im: Image.Image) -> Image.Image:
+    """Drop metadata Pillow would otherwise copy from ``im.info`` into the output (PNG does)."""
+    for key in list(im.info):
+        if key not in _KEEP_INFO:
+            del im.info[key]
+    return im
+
+
 def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict[str, Any]:
     """Keyword arguments for ``Image.save`` for ``fmt`` at ``quality`` under ``recipe``."""
     opts: dict[str, Any] = {}
@@ -173,7 +184,7 @@ def check_output(data: bytes, max_output_bytes: int) -> bytes:
 def encode_image(im: Image.Image, fmt: str, quality: int, recipe: Recipe,
                  meta: Metadata) -> tuple[bytes, str]:
     """Encode one still image. Returns (bytes, mode actually written)."""
-    out = prepare_for(im, fmt, recipe)
+    out = clean_info(prepare_for(im, fmt, recipe))
     buf = io.BytesIO()
     out.save(buf, _PIL[fmt], **save_options(fmt, quality, recipe, meta))
     return buf.getvalue(), out.mode
@@ -185,7 +196,7 @@ def encode_frames(frames: Frames, fmt: str, quality: int, recipe: Recipe,
     if fmt not in ANIMATABLE:
         raise InvalidRecipe(f"format {fmt} cannot hold an animation",
                             details=[{"field": "animation.keep", "message": f"format {fmt} cannot animate"}])
-    ims = [prepare_for(f, fmt, recipe) for f in frames.images]
+    ims = [clean_info(prepare_for(f, fmt, recipe)) for f in frames.images]
     if fmt == "webp" or fmt == "avif":  # these encoders want one mode across frames
         mode = "RGBA" if any(i.mode == "RGBA" for i in ims) else ims[0].mode
         ims = [i if i.mode == mode else i.convert(mode) for i in ims]

@@ -218,9 +218,8 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
         for i in range(opened.frames):
             fr = seek_frame(im, i, opened.format) if i else im
             durations.append(int(fr.info.get("duration", 100) or 100))
-            done, converted = _transform_frame(fr.copy() if i else fr, recipe, plan, orientation, out_fmt,
-                                               icc, icc_desc, src_raw)
-            images.append(done)
+            done, converted = _transform_frame(fr, recipe, plan, orientation, out_fmt, icc, icc_desc, src_raw)
+            images.append(done.copy() if done is im else done)  # never keep the seekable file object
         frames = Frames(images=images, durations=durations, loop=int(im.info.get("loop", 0) or 0))
         first = images[0]
     else:
