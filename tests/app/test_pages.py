@@ -1,0 +1,112 @@
+"""AppTest: every dashboard page renders against the running local stack, and the Process page
+uploads through its file uploader, processes, and shows the result and its facts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import APP, alpha_png, photo_jpeg
+
+pytestmark = pytest.mark.integration
+
+PAGES = ["pages/process.py", "pages/history.py", "pages/system.py"]
+RUN_TIMEOUT = 60
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _run_until_batch_done(at: AppTest, timeout: float = 120) -> Any:
+    """Rerun the script (as the page's polling fragment does) until every file has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        _no_exception(at)
+        batch = at.session_state["process.batch"]
+        if batch.done:
+            at.run()  # the run after the last file finished renders every result card
+            _no_exception(at)
+            return batch
+        assert time.monotonic() < deadline, f"batch not done: {batch.counts()}"
+        time.sleep(0.3)
+
+
+def test_every_page_renders(app_env: Any) -> None:
+    at = _app().run()
+    _no_exception(at)
+    assert at.title[0].value == "Process images"
+    assert at.selectbox(key="rp.preset").value == "Web 1600 WebP"
+    for page, title in zip(PAGES[1:], ["History & analytics", "System"], strict=True):
+        at.switch_page(page).run()
+        _no_exception(at)
+        assert at.title[0].value == title
+    # the System page reached the stack's /health: every component row is ok
+    health = at.dataframe[0].value
+    assert "S3 source bucket" in set(health["component"])
+    assert set(health["status"]) == {"ok"}, health
+    assert any("All components healthy" in s.value for s in at.success)
+
+
+def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
+    at = _app().run()
+    _no_exception(at)
+    at.selectbox(key="rp.preset").set_value("Thumbnail 320 JPEG").run()
+    assert at.selectbox(key="rp.format").value == "jpeg"  # the preset filled the advanced panel
+    at.file_uploader(key="process.files").set_value(
+        [
+            ("photo.jpg", photo_jpeg(), "image/jpeg"),
+            ("logo.png", alpha_png(), "image/png"),
+            ("notes **bold**.txt", b"not an image at all", "text/plain"),
+        ]
+    ).run()
+    _no_exception(at)
+    go = at.button(key="process.go")
+    assert go.label == "Process 3 image(s)" and not go.disabled
+    go.click().run()
+    _no_exception(at)
+
+    batch = _run_until_batch_done(at)
+    stages = {t.name: t.stage for t in batch.tasks}
+    assert stages == {"photo.jpg": "succeeded", "logo.png": "succeeded", "notes **bold**.txt": "failed"}, [
+        (t.name, t.error_code, t.error_message) for t in batch.tasks
+    ]
+
+    # the failed file shows its code and (escaped) message; the others went on
+    failed = next(t for t in batch.tasks if t.stage == "failed")
+    assert any(failed.error_code in e.value for e in at.error), [e.value for e in at.error]
+    assert "notes **bold**.txt" in [t.value for t in at.text]  # the filename as plain text
+
+    # facts panel for each succeeded file
+    labels = [m.label for m in at.metric]
+    for label in ("Before", "After", "Ratio", "Saved", "Bits per pixel", "SSIM"):
+        assert labels.count(label) == 2, labels
+    photo = next(t for t in batch.tasks if t.name == "photo.jpg")
+    assert photo.job["result"]["width"] <= 320 and photo.job["result"]["height"] <= 320
+    before = [m.value for m in at.metric if m.label == "Before"]
+    assert all(v and v != "–" for v in before)
+    assert len(at.download_button) == 2
+
+    # comparison views: side by side + wipe + zoom images exist, and the sliders work
+    assert len(at.image) >= 2 * 6
+    at.slider(key=f"wipe-{photo.task_id}").set_value(20).run()
+    at.slider(key=f"zx-{photo.task_id}").set_value(10).run()
+    _no_exception(at)
+
+    # History shows the processed jobs
+    at.switch_page("pages/history.py").run()
+    _no_exception(at)
+    jobs = at.dataframe[0].value
+    assert photo.job_id in set(jobs["job_id"])
+    row = jobs[jobs["job_id"] == photo.job_id].iloc[0]
+    assert row["status"] == "succeeded" and row["output_format"] == "jpeg"
+    assert row["preset"] == "Thumbnail 320 JPEG"
+    assert any(m.label == "Total per 1,000 images" for m in at.metric)

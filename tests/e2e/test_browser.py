@@ -1,0 +1,87 @@
+"""Real browser: drop images into the dashboard's uploader, process them on the local stack,
+see the before/after view and the facts, visit every page; full-page screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.conftest import alpha_png, photo_jpeg
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+RESULT_TIMEOUT_MS = 120_000
+
+
+def _no_exceptions(page: Any) -> None:
+    errors = page.get_by_test_id("stException")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def _settle(page: Any) -> None:
+    """Wait until Streamlit has finished the current run (no running indicator)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(400)
+
+
+def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts_dir: Path) -> None:
+    page.goto(dashboard_url)
+    page.get_by_role("heading", name="Process images").wait_for()
+    _settle(page)
+    page.screenshot(path=str(artifacts_dir / "01-process-empty.png"), full_page=True)
+
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Drop images here")
+    uploader.locator("input[type=file]").set_input_files(
+        [
+            {"name": "meadow.jpg", "mimeType": "image/jpeg", "buffer": photo_jpeg(1280, 800, seed=3)},
+            {"name": "badge.png", "mimeType": "image/png", "buffer": alpha_png(320)},
+        ]
+    )
+    button = page.get_by_role("button", name="Process 2 image(s)")
+    button.wait_for()
+    _settle(page)
+    button.click()
+
+    # results arrive while the page polls: two facts panels and two download buttons
+    page.get_by_text("Bits per pixel").nth(1).wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.get_by_test_id("stDownloadButton").nth(1).wait_for()
+    _settle(page)
+    _no_exceptions(page)
+    assert page.get_by_text("Original (resized to the output's size)").count() == 2
+    assert page.get_by_text("Transparent areas are shown on a checkerboard.").count() == 1
+    page.screenshot(path=str(artifacts_dir / "02-process-results.png"), full_page=True)
+
+    page.get_by_role("tab", name="Wipe").first.click()
+    page.get_by_text("Wipe position").first.wait_for()
+    _settle(page)
+    page.get_by_role("tab", name="Wipe").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "03-process-wipe.png"), full_page=True)
+
+    page.get_by_role("tab", name="Zoom 1:1").first.click()
+    page.get_by_text("Region size (px)").first.wait_for()
+    _settle(page)
+    page.screenshot(path=str(artifacts_dir / "04-process-zoom.png"), full_page=True)
+    _no_exceptions(page)
+
+    page.get_by_role("link", name="History & analytics").click()
+    page.get_by_role("heading", name="History & analytics").wait_for()
+    page.get_by_text("Estimated AWS cost per 1,000 images").wait_for()
+    page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
+    _settle(page)
+    _no_exceptions(page)
+    succeeded = page.get_by_test_id("stMetric").filter(has_text="Succeeded").get_by_test_id("stMetricValue")
+    assert int(succeeded.inner_text()) >= 2
+    page.screenshot(path=str(artifacts_dir / "05-history.png"), full_page=True)
+
+    page.get_by_role("link", name="System").click()
+    page.get_by_role("heading", name="System").wait_for()
+    page.get_by_text("All components healthy").wait_for()
+    _settle(page)
+    _no_exceptions(page)
+    page.screenshot(path=str(artifacts_dir / "06-system.png"), full_page=True)
