@@ -53,7 +53,7 @@ def _kib(n: Any) -> str:
 
 
 def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
-    """One row per file: input, status, sizes, dims, ratio, SSIM, time, output."""
+    """One row per file: input, status, sizes, dims, ratio, SSIM, time, output name or error message."""
     rows = []
     for rec in records:
         facts = rec.get("facts") or {}
@@ -71,8 +71,8 @@ def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             ])
         else:
             err = rec.get("error") or {}
-            rows.append([rec["input"], f"FAILED {err.get('code')}", "", "", err.get("message", ""),
-                         "", "", f"{rec.get('elapsed_ms', 0):.0f}", ""])
+            rows.append([rec["input"], f"FAILED {err.get('code')}", "", "", "", "", "",
+                         f"{rec.get('elapsed_ms', 0):.0f}", err.get("message", "")])
     return rows
 
 
@@ -85,7 +85,7 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-SUMMARY_HEADER = ["input", "status", "in KiB", "out KiB", "size", "ratio", "SSIM", "ms", "output"]
+SUMMARY_HEADER = ["input", "status", "in KiB", "out KiB", "size", "ratio", "SSIM", "ms", "output / error"]
 
 
 def totals(records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:

@@ -55,21 +55,25 @@ def engine_recipe(fmt: str) -> dict[str, Any]:
 def prepare_engine() -> Runner:
     """ImagePipe's engine, exactly as the Lambda runs it (``imagepipe.core.process``).
 
-    Metrics are switched off when ``process`` has a ``metrics`` keyword; otherwise they run and
-    the report subtracts the engine's own ``timings_ms["metrics"]``.
+    Metrics are switched off when ``process`` has a ``compute_metrics`` (or ``metrics``) keyword;
+    otherwise they run and the report subtracts the engine's own ``timings_ms["metrics"]``.
     """
     import inspect
 
     import pipeline  # noqa: F401  (puts lambda_src on sys.path)
     from imagepipe.core import parse_recipe, process
 
-    metrics_off = "metrics" in inspect.signature(process).parameters
-    kwargs: dict[str, Any] = {"metrics": False} if metrics_off else {}
+    params = inspect.signature(process).parameters
+    switch = next((name for name in ("compute_metrics", "metrics") if name in params), None)
+    metrics_off = switch is not None
+    kwargs: dict[str, Any] = {switch: False} if switch else {}
     recipes = {fmt: parse_recipe(engine_recipe(fmt)) for fmt in QUALITY}
 
     def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
         result = process(data, recipes[fmt], **kwargs)
-        return result.data, {"timings_ms": result.facts.get("timings_ms", {}), "metrics_off": metrics_off}
+        facts = result.facts
+        return result.data, {"timings_ms": facts.get("timings_ms", {}), "metrics_off": metrics_off,
+                             "fast_paths": facts.get("fast_paths")}
 
     return run
 
