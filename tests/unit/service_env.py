@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -17,6 +18,7 @@ from imagepipe.service.config import Config
 
 API_KEY = "test-key-0123456789"
 REGION = "us-east-1"
+HASH = "00112233445566ff"
 
 
 def make_config(**overrides: Any) -> Config:
@@ -93,3 +95,31 @@ def mocked_backend(**overrides: Any) -> Iterator[Backend]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@dataclass
+class FakeResult:
+    data: bytes
+    facts: dict[str, Any]
+
+
+@dataclass
+class FakeEngine:
+    """Returns fixed bytes and facts, or raises what it is told to; counts calls."""
+
+    error: Exception | None = None
+    calls: list[int] = field(default_factory=list)
+
+    def __call__(self, data: bytes, recipe: Any, limits: Any) -> FakeResult:
+        self.calls.append(len(data))
+        if self.error is not None:
+            raise self.error
+        return FakeResult(b"OUTPUT", {
+            "input": {"format": "PNG", "width": 4, "height": 4, "bytes": len(data)},
+            "output": {"format": "WEBP", "width": 2, "height": 2, "bytes": 6, "content_type": "image/webp",
+                       "extension": "webp"},
+            "compression_ratio": len(data) / 6, "bits_per_pixel": 12.0,
+            "metrics": {"ssim": 0.97, "psnr": float("inf")},
+            "timings_ms": {"decode": 1.0, "encode": 2.0, "total": 3.0},
+            "recipe_hash": HASH,
+        })

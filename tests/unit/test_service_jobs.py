@@ -4,8 +4,6 @@ integration tests through the local stack)."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -14,37 +12,7 @@ from imagepipe.errors import CorruptImage, TransientError
 from imagepipe.service.jobs import JobRunner, new_job
 from imagepipe.service.messages import ObjectCreated
 from imagepipe.service.records import now_iso
-from tests.unit.service_env import mocked_backend
-
-HASH = "00112233445566ff"
-
-
-@dataclass
-class FakeResult:
-    data: bytes
-    facts: dict[str, Any]
-
-
-@dataclass
-class FakeEngine:
-    """Returns fixed bytes and facts, or raises what it is told to; counts calls."""
-
-    error: Exception | None = None
-    calls: list[int] = field(default_factory=list)
-
-    def __call__(self, data: bytes, recipe: Any, limits: Any) -> FakeResult:
-        self.calls.append(len(data))
-        if self.error is not None:
-            raise self.error
-        return FakeResult(b"OUTPUT", {
-            "input": {"format": "PNG", "width": 4, "height": 4, "bytes": len(data)},
-            "output": {"format": "WEBP", "width": 2, "height": 2, "bytes": 6, "content_type": "image/webp",
-                       "extension": "webp"},
-            "compression_ratio": len(data) / 6, "bits_per_pixel": 12.0,
-            "metrics": {"ssim": 0.97, "psnr": float("inf")},
-            "timings_ms": {"decode": 1.0, "encode": 2.0, "total": 3.0},
-            "recipe_hash": HASH,
-        })
+from tests.unit.service_env import HASH, FakeEngine, mocked_backend
 
 
 @pytest.fixture

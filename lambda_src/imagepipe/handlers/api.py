@@ -21,8 +21,7 @@ from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
 
 logger = Logger()
-CONFIG = get_config()
-BACKEND = Backend.create(CONFIG, get_clients())
+BACKEND = Backend.create(get_config(), get_clients())
 app = APIGatewayHttpResolver()
 
 
@@ -121,7 +120,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""
     ctx = event.get("requestContext") or {}
     logger.set_correlation_id(ctx.get("requestId"))
-    if not authorized(event.get("headers"), CONFIG.api_key):
+    if not authorized(event.get("headers"), BACKEND.config.api_key):
         err = Unauthorized("missing or invalid x-api-key header")
         return {
             "statusCode": err.http_status,

@@ -1,0 +1,227 @@
+"""The API handler with payload-2.0 events, on moto's in-process mock."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+import imagepipe.handlers.api as api_handler
+from imagepipe.service.backend import Backend
+from tests.unit.service_env import API_KEY, make_config, mocked_backend
+
+ROUTES = [
+    ("POST", "/uploads"),
+    ("POST", "/jobs"),
+    ("GET", "/jobs"),
+    ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
+    ("GET", "/images"),
+    ("GET", "/images/" + "a" * 32),
+    ("DELETE", "/images/" + "a" * 32),
+    ("GET", "/health"),
+    ("GET", "/no/such/route"),
+]
+
+
+def event(method: str, path: str, body: Any = None, *, key: str | None = API_KEY,
+          query: dict[str, str] | None = None, b64: bool = False) -> dict[str, Any]:
+    headers = {"content-type": "application/json", "host": "localhost"}
+    if key is not None:
+        headers["x-api-key"] = key
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    ev: dict[str, Any] = {
+        "version": "2.0", "routeKey": "$default", "rawPath": path,
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": headers,
+        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                                    "sourceIp": "127.0.0.1", "userAgent": "pytest"},
+                           "requestId": uuid.uuid4().hex, "stage": "$default", "routeKey": "$default"},
+        "isBase64Encoded": b64,
+    }
+    if query:
+        ev["queryStringParameters"] = query
+    if raw is not None:
+        ev["body"] = base64.b64encode(raw.encode()).decode() if b64 else raw
+    return ev
+
+
+def call(ev: dict[str, Any]) -> tuple[int, Any]:
+    resp = api_handler.handler(ev, None)
+    body = resp.get("body") or ""
+    return resp["statusCode"], (json.loads(body) if body else None)
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    with mocked_backend() as b:
+        monkeypatch.setattr(api_handler, "BACKEND", b)
+        yield b
+
+
+def upload(body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    body = body or {"filename": "cat.png", "content_type": "image/png", "size": 1000}
+    return call(event("POST", "/uploads", body))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """A backend whose AWS clients explode: the key check must answer before any AWS call."""
+    monkeypatch.setattr(api_handler, "BACKEND", Backend(make_config(), None, None, None, None))
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("key", [None, "", "wrong-key", API_KEY + "x", API_KEY.upper()])
+def test_every_route_needs_the_key(offline, method, path, key):
+    status, body = call(event(method, path, {"x": 1}, key=key))
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+
+
+def test_header_name_is_case_insensitive(backend):
+    ev = event("GET", "/images", key=None)
+    ev["headers"]["X-Api-Key"] = API_KEY
+    assert call(ev)[0] == 200
+
+
+def test_unset_server_key_locks_the_api(backend, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(api_handler, "BACKEND", replace(backend, config=replace(backend.config, api_key="")))
+    assert call(event("GET", "/health", key=""))[0] == 401
+
+
+def test_upload_presign(backend):
+    status, body = upload()
+    assert status == 201
+    assert set(body) >= {"image_id", "upload", "expires_in"}
+    assert body["upload"]["fields"]["key"] == f"uploads/{body['image_id']}/cat.png"
+    assert body["expires_in"] <= 900 and body["job_id"] is None
+    status, image = call(event("GET", f"/images/{body['image_id']}"))
+    assert status == 200 and image["status"] == "pending_upload" and image["download_url"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ("not json", 400, "bad_request"),
+        ("[]", 400, "bad_request"),
+        ({}, 400, "bad_request"),
+        ({"filename": "a.png", "content_type": "image/png"}, 400, "bad_request"),
+        ({"filename": "a.png", "content_type": "image/png", "size": "12"}, 400, "bad_request"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 0}, 400, "bad_request"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 10, "extra": 1}, 400, "bad_request"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 10_000_000}, 413, "payload_too_large"),
+        ({"filename": "a.pdf", "content_type": "application/pdf", "size": 10}, 415, "unsupported_media_type"),
+        ({"filename": "a.png", "content_type": "image/png", "size": 10, "recipe": {"quality": 500}}, 422,
+         "invalid_recipe"),
+    ],
+)
+def test_upload_validation(backend, body, status, code):
+    got_status, got = call(event("POST", "/uploads", body))
+    assert (got_status, got["error"]["code"]) == (status, code)
+    assert got["error"]["message"]
+
+
+def test_invalid_recipe_names_the_field(backend):
+    _, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10,
+                      "recipe": {"resize": {"width": -5}, "format": "bmp"}})
+    fields = {d["field"] for d in body["error"]["details"]}
+    assert "format" in fields and any(f.startswith("resize") for f in fields)
+
+
+def test_base64_body_is_decoded(backend):
+    ev = event("POST", "/uploads", {"filename": "a.gif", "content_type": "image/gif", "size": 5}, b64=True)
+    assert call(ev)[0] == 201
+
+
+def test_upload_with_recipe_creates_queued_job(backend):
+    status, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10,
+                           "recipe": {"format": "webp"}, "preset": "web"})
+    assert status == 201 and body["job_id"].startswith(body["image_id"] + "-")
+    status, job = call(event("GET", f"/jobs/{body['job_id']}"))
+    assert status == 200 and job["status"] == "queued" and job["preset"] == "web"
+    assert job["recipe"]["format"] == "webp"
+
+
+def test_jobs_flow_and_errors(backend):
+    _, up = upload()
+    image_id = up["image_id"]
+    # 404 unknown image, 409 not uploaded yet, 422 bad recipe, 400 bad body
+    assert call(event("POST", "/jobs", {"image_id": uuid.uuid4().hex, "recipe": {}}))[0] == 404
+    status, body = call(event("POST", "/jobs", {"image_id": image_id, "recipe": {}}))
+    assert (status, body["error"]["code"]) == (409, "conflict")
+    assert call(event("POST", "/jobs", {"image_id": image_id, "recipe": {"quality": 0}}))[0] == 422
+    assert call(event("POST", "/jobs", {"recipe": {}}))[0] == 400
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=up["upload"]["fields"]["key"],
+                                  Body=b"PNGDATA")
+    status, job = call(event("POST", "/jobs", {"image_id": image_id, "recipe": {"format": "png"}}))
+    assert status == 202 and job["status"] == "queued" and job["created"] is True
+    status, again = call(event("POST", "/jobs", {"image_id": image_id, "recipe": {"format": "png"}}))
+    assert status == 202 and again["job_id"] == job["job_id"] and again["created"] is False
+    msgs = backend.clients.sqs.receive_message(QueueUrl=backend.config.queue_url, MaxNumberOfMessages=10)
+    bodies = [json.loads(m["Body"]) for m in msgs.get("Messages", [])]
+    assert bodies and all(b == {"type": "job", "job_id": job["job_id"], "image_id": image_id} for b in bodies)
+    status, listed = call(event("GET", "/jobs", query={"limit": "5"}))
+    assert status == 200 and [j["job_id"] for j in listed["items"]] == [job["job_id"]]
+    status, image = call(event("GET", f"/images/{image_id}"))
+    assert image["uploaded"] is True and image["download_url"].startswith("http")
+    assert [j["job_id"] for j in image["jobs"]] == [job["job_id"]]
+
+
+@pytest.mark.parametrize("path", ["/jobs/nope", "/jobs/" + "a" * 32 + "-" + "b" * 16, "/images/nope",
+                                  "/images/" + "c" * 32])
+def test_unknown_ids_are_404(backend, path):
+    status, body = call(event("GET", path))
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"cursor": "garbage"}])
+def test_bad_paging_is_400(backend, query):
+    assert call(event("GET", "/images", query=query))[0] == 400
+
+
+def test_images_paging(backend):
+    ids = [upload()[1]["image_id"] for _ in range(3)]
+    _, page1 = call(event("GET", "/images", query={"limit": "2"}))
+    _, page2 = call(event("GET", "/images", query={"limit": "2", "cursor": page1["next_cursor"]}))
+    assert [i["image_id"] for i in page1["items"] + page2["items"]] == ids[::-1]
+
+
+def test_delete_image(backend):
+    _, up = upload()
+    key = up["upload"]["fields"]["key"]
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=key, Body=b"x")
+    out = f"outputs/{up['image_id']}/0123456789abcdef.webp"
+    backend.clients.s3.put_object(Bucket=backend.config.dest_bucket, Key=out, Body=b"y")
+    resp = api_handler.handler(event("DELETE", f"/images/{up['image_id']}"), None)
+    assert resp["statusCode"] == 204 and not resp.get("body")
+    assert backend.storage.head(backend.config.source_bucket, key) is None
+    assert backend.storage.head(backend.config.dest_bucket, out) is None
+    assert call(event("GET", f"/images/{up['image_id']}"))[0] == 404
+    assert call(event("DELETE", f"/images/{up['image_id']}"))[0] == 404
+
+
+def test_health(backend):
+    status, body = call(event("GET", "/health"))
+    assert status == 200 and body["status"] == "ok"
+    assert set(body["checks"]) == {"source_bucket", "dest_bucket", "table", "queue", "dlq"}
+    assert body["queue_depth"] == 0 and body["dlq_depth"] == 0
+
+
+def test_health_degraded(backend):
+    backend.clients.s3.delete_bucket(Bucket=backend.config.dest_bucket)
+    status, body = call(event("GET", "/health"))
+    assert status == 503 and body["status"] == "degraded" and body["checks"]["dest_bucket"]["ok"] is False
+
+
+def test_unexpected_error_is_internal_error_json(backend, monkeypatch):
+    def boom(*_a, **_k):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(api_handler.api, "list_images", boom)
+    status, body = call(event("GET", "/images"))
+    assert status == 500 and body["error"]["code"] == "internal_error"
+    assert "secret detail" not in body["error"]["message"]
