@@ -1,0 +1,283 @@
+"""The Python client of the ImagePipe HTTP API (the dashboard and the CLI use only this).
+
+    from pipeline.client import Client
+    c = Client(api_url, api_key)
+    job = c.upload_and_process("photo.jpg", {"format": "webp", "resize": {"width": 800}})
+    data = c.download(job)
+
+Every API error is raised as the typed exception for its code (``imagepipe.errors``);
+connection failures as ``TransportError``; a wait that runs out as ``WaitTimeout``.
+Connection errors, 429 and 5xx are retried with exponential backoff; 4xx never are.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import random
+import time
+import xml.etree.ElementTree as ET  # noqa: S405  (parses S3's own error replies, not untrusted XML files)
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import pipeline  # noqa: F401  (puts lambda_src on sys.path for imagepipe.errors)
+from imagepipe.errors import (
+    BadRequest,
+    ImagePipeError,
+    PayloadTooLarge,
+    TransientError,
+    TransportError,
+    WaitTimeout,
+    from_code,
+)
+
+TERMINAL = ("succeeded", "failed")
+USER_AGENT = "imagepipe-client/0.1"
+
+
+def sniff_content_type(data: bytes, filename: str | None = None) -> str:
+    """The image content type from magic bytes, else from the file name, else octet-stream."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in data[8:64]):
+        return "image/avif"
+    if filename:
+        guessed, _ = mimetypes.guess_type(filename)
+        if guessed:
+            return guessed
+    return "application/octet-stream"
+
+
+def _s3_error(resp: httpx.Response) -> ImagePipeError:
+    """Map an S3 POST rejection (XML) to a typed error."""
+    code, message = "", resp.text[:300]
+    try:
+        root = ET.fromstring(resp.content)  # noqa: S314  (S3's reply to our own request)
+        code = root.findtext("Code") or ""
+        message = root.findtext("Message") or message
+    except ET.ParseError:
+        pass
+    text = f"S3 rejected the upload ({resp.status_code} {code}): {message}".strip()
+    if resp.status_code >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError"}:
+        return TransientError(text)
+    if code == "EntityTooLarge":
+        return PayloadTooLarge(text)
+    return BadRequest(text)
+
+
+class Client:
+    """A small synchronous client for the ImagePipe API."""
+
+    def __init__(self, api_url: str, api_key: str, timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.2, transport: httpx.BaseTransport | None = None) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.api_key = api_key
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self._http = httpx.Client(timeout=timeout, transport=transport,
+                                  headers={"user-agent": USER_AGENT})
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _sleep(self, attempt: int, resp: httpx.Response | None) -> None:
+        delay = self.backoff * (2 ** attempt) * (0.5 + random.random())
+        if resp is not None and resp.headers.get("retry-after", "").isdigit():
+            delay = max(delay, float(resp.headers["retry-after"]))
+        time.sleep(min(delay, 10.0))
+
+    def _send(self, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
+        """Send with retries on connection errors, 429 and 5xx; returns the last response."""
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                resp = self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+                self._sleep(attempt, None)
+                continue
+            if (resp.status_code == 429 or resp.status_code >= 500) and not last:
+                self._sleep(attempt, resp)
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _api_error(resp: httpx.Response) -> ImagePipeError:
+        try:
+            err = resp.json()["error"]
+            exc = from_code(str(err["code"]), str(err.get("message", "")), err.get("details"))
+        except (ValueError, KeyError, TypeError):
+            code = "transient_error" if resp.status_code >= 500 or resp.status_code == 429 else "bad_request"
+            exc = from_code(code, f"HTTP {resp.status_code}: {resp.text[:300]}")
+        exc.status_code = resp.status_code  # type: ignore[attr-defined]
+        return exc
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+                ok: tuple[int, ...] = (200, 201, 202, 204), retry: bool = True) -> Any:
+        """Call the API; returns the decoded JSON body (``None`` for 204)."""
+        headers = {"x-api-key": self.api_key}
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
+        resp = self._send(method, f"{self.api_url}{path}", retry=retry, json=json, params=params,
+                          headers=headers)
+        if resp.status_code not in ok:
+            raise self._api_error(resp)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    # --- uploads and jobs ---------------------------------------------------------------------
+
+    def upload(self, source: str | Path | bytes, filename: str | None = None, content_type: str | None = None,
+               recipe: dict[str, Any] | None = None, preset: str | None = None) -> dict[str, Any]:
+        """Presign, then POST the bytes straight to S3. With ``recipe`` the S3 event path
+        processes the image by itself; the returned dict then carries its ``job_id``."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            filename = filename or "upload"
+        else:
+            path = Path(source)
+            data = path.read_bytes()
+            filename = filename or path.name
+        content_type = content_type or sniff_content_type(data, filename)
+        if filename == "upload" and content_type.startswith("image/"):
+            filename = f"upload.{content_type.split('/')[1].replace('jpeg', 'jpg')}"
+        body: dict[str, Any] = {"filename": filename, "content_type": content_type, "size": len(data)}
+        if recipe is not None:
+            body["recipe"] = recipe
+        if preset is not None:
+            body["preset"] = preset
+        presigned = self.request("POST", "/uploads", json=body, ok=(201,))
+        upload = presigned["upload"]
+        resp = self._send("POST", upload["url"], data=upload["fields"],
+                          files={"file": (filename, data, content_type)})
+        if resp.status_code not in (200, 201, 204):
+            raise _s3_error(resp)
+        return {**presigned, "filename": filename, "content_type": content_type, "bytes": len(data)}
+
+    def process(self, image_id: str, recipe: dict[str, Any] | None = None,
+                preset: str | None = None) -> dict[str, Any]:
+        """Queue a job (202); a duplicate request returns the same ``job_id``."""
+        body: dict[str, Any] = {"image_id": image_id, "recipe": recipe or {}}
+        if preset is not None:
+            body["preset"] = preset
+        return self.request("POST", "/jobs", json=body, ok=(202,))
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """One job with its result (and a fresh ``download_url``) or error."""
+        return self.request("GET", f"/jobs/{job_id}")
+
+    def wait(self, job_id: str, timeout: float = 60.0, interval: float = 0.2,
+             raise_on_failure: bool = False) -> dict[str, Any]:
+        """Poll until the job is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s.
+        A failed job is returned (or raised as its typed error with ``raise_on_failure``)."""
+        deadline = time.monotonic() + timeout
+        delay = interval
+        while True:
+            job = self.get_job(job_id)
+            if job.get("status") in TERMINAL:
+                if raise_on_failure and job["status"] == "failed":
+                    err = job.get("error") or {}
+                    raise from_code(err.get("code", "internal_error"), err.get("message", "job failed"))
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout:g} s")
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 1.0)
+
+    def upload_and_process(self, source: str | Path | bytes, recipe: dict[str, Any] | None = None, *,
+                           filename: str | None = None, content_type: str | None = None,
+                           preset: str | None = None, via: str = "api", timeout: float = 60.0,
+                           raise_on_failure: bool = False) -> dict[str, Any]:
+        """Upload, process and wait. ``via="api"`` sends ``POST /jobs`` after the upload;
+        ``via="s3"`` attaches the recipe to the upload so the S3 event starts the job."""
+        if via not in ("api", "s3"):
+            raise ValueError("via must be 'api' or 's3'")
+        if via == "s3":
+            up = self.upload(source, filename, content_type, recipe=recipe or {}, preset=preset)
+            job_id = up["job_id"]
+        else:
+            up = self.upload(source, filename, content_type)
+            job_id = self.process(up["image_id"], recipe, preset=preset)["job_id"]
+        return self.wait(job_id, timeout=timeout, raise_on_failure=raise_on_failure)
+
+    # --- listings, images -----------------------------------------------------------------
+
+    def list_jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of jobs, newest first: ``{"items", "next_cursor"}``."""
+        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor})
+
+    def list_images(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of images, newest first: ``{"items", "next_cursor"}``."""
+        return self.request("GET", "/images", params={"limit": limit, "cursor": cursor})
+
+    def iter_jobs(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every job, newest first, fetching pages lazily."""
+        yield from self._iter(self.list_jobs, page_size)
+
+    def iter_images(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every image, newest first, fetching pages lazily."""
+        yield from self._iter(self.list_images, page_size)
+
+    @staticmethod
+    def _iter(fetch: Any, page_size: int) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = fetch(limit=page_size, cursor=cursor)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def get_image(self, image_id: str) -> dict[str, Any]:
+        """An image: facts, the original's ``download_url`` and all its jobs."""
+        return self.request("GET", f"/images/{image_id}")
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete the original, its outputs and its records."""
+        self.request("DELETE", f"/images/{image_id}", ok=(204,))
+
+    def download(self, url_or_job: str | dict[str, Any]) -> bytes:
+        """The bytes behind a presigned URL, a job dict or a job id."""
+        if isinstance(url_or_job, dict):
+            url = (url_or_job.get("result") or {}).get("download_url") or url_or_job.get("download_url")
+            if not url and url_or_job.get("job_id"):
+                url = (self.get_job(url_or_job["job_id"]).get("result") or {}).get("download_url")
+        elif url_or_job.startswith(("http://", "https://")):
+            url = url_or_job
+        else:
+            url = (self.get_job(url_or_job).get("result") or {}).get("download_url")
+        if not url:
+            raise BadRequest("nothing to download: the job has no result yet")
+        resp = self._send("GET", url)  # presigned: no API key goes to S3
+        if resp.status_code != 200:
+            code = "not_found" if resp.status_code == 404 else (
+                "transient_error" if resp.status_code >= 500 else "bad_request")
+            raise from_code(code, f"download failed with HTTP {resp.status_code}: {resp.text[:200]}")
+        return resp.content
+
+    def health(self) -> dict[str, Any]:
+        """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
+        return self.request("GET", "/health", ok=(200, 503), retry=False)
