@@ -34,9 +34,12 @@ FILTERS: dict[str, Image.Resampling] = {
     "hamming": Image.Resampling.HAMMING,
 }
 #: JPEG draft: decode in the DCT domain down to no less than this multiple of the target size.
-DRAFT_GAP = 2.0
-#: ``Image.resize(reducing_gap=...)``: integer ``reduce`` down to this multiple, then the filter.
-REDUCING_GAP = 3.0
+#: 1.0 = libvips-style shrink-on-load (2.7–3× faster on 2560×1600 → 1024 JPEGs; SSIM 0.989–0.997
+#: against a full-size decode + Lanczos, see docs/engine.md).
+DRAFT_GAP = 1.0
+#: ``Image.resize(reducing_gap=...)``: integer ``reduce`` down to this multiple, then the filter
+#: (2.0 is Pillow's ``thumbnail`` default; SSIM ≥ 0.999 against a plain Lanczos resize).
+REDUCING_GAP = 2.0
 
 # EXIF orientation -> transpose (as ImageOps.exif_transpose)
 _TRANSPOSE: dict[int, Image.Transpose] = {
