@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("give --api-url and --api-key, or --stack-name")
 
-    report = run_smoke(Client(api_url, api_key), api_url, timeout=args.timeout, keep=args.keep)
+    with Client(api_url, api_key) as client:
+        report = run_smoke(client, api_url, timeout=args.timeout, keep=args.keep)
     print(json.dumps(report.to_dict(), indent=2, default=str))
     return 0 if report.ok else 1
 
