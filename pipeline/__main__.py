@@ -1,0 +1,33 @@
+"""``python -m pipeline serve|process``: the local stack, or the batch CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="ImagePipe local tools")
+    parser.add_argument(
+        "command",
+        choices=["serve", "process"],
+        help="serve: run the local stack; "
+        "process: batch-process images (see `python -m pipeline process --help`)",
+    )
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args, rest = parser.parse_known_args(argv[:1])
+    if args.command == "serve":
+        from pipeline.stack.serve import main as serve_main
+
+        return serve_main(argv[1:])
+    from pipeline.cli import main as cli_main  # written by the CLI's owner; imported only when used
+
+    return int(cli_main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

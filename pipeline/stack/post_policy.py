@@ -1,0 +1,255 @@
+"""Enforce S3 presigned POST policies in front of moto (which accepts any form upload).
+
+Implements what S3 checks on a browser-form POST (``multipart/form-data`` to a bucket):
+SigV4 signature over the base64 policy, expiration, and every condition (exact match,
+``eq``, ``starts-with``, ``content-length-range`` against the real size of the file part),
+plus "every form field must be covered by a condition". Violations get S3's XML errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import io
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from werkzeug.formparser import parse_form_data
+
+from pipeline.stack.persistence import WSGIApp, read_body
+
+#: fields that never need a policy condition (S3 docs: "Creating a POST policy")
+_EXEMPT = frozenset({"policy", "x-amz-signature", "file"})
+
+
+class PolicyError(Exception):
+    """A rejected upload: HTTP status, S3 error code, message and extra XML elements."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def xml(self) -> bytes:
+        """S3's error document."""
+        parts = [f"<Code>{escape(self.code)}</Code>", f"<Message>{escape(self.message)}</Message>"]
+        parts += [f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items()]
+        parts.append("<RequestId>imagepipe-local</RequestId>")
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
+
+
+def _reason(status: int) -> str:
+    return {400: "400 Bad Request", 403: "403 Forbidden", 411: "411 Length Required"}.get(
+        status, f"{status} Error"
+    )
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """SigV4 signing key: the HMAC chain over date, region, service and ``aws4_request``."""
+    k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
+
+
+def _parse_expiration(raw: str) -> float:
+    text = raw.strip().replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _denied(detail: str) -> PolicyError:
+    return PolicyError(403, "AccessDenied", f"Invalid according to Policy: {detail}")
+
+
+def _condition_failed(cond: Any) -> PolicyError:
+    return _denied(f"Policy Condition failed: {json.dumps(cond)}")
+
+
+def check_post(
+    bucket: str,
+    fields: Mapping[str, str],
+    file_size: int | None,
+    credentials: Mapping[str, str],
+    now: float | None = None,
+) -> None:
+    """Raise :class:`PolicyError` unless the form upload satisfies its signed policy.
+
+    ``fields`` are the form fields with lower-cased names (the file part excluded).
+    """
+    now = time.time() if now is None else now
+    policy_b64 = fields.get("policy")
+    if not policy_b64:
+        raise PolicyError(403, "AccessDenied", "Access Denied (anonymous form uploads are not allowed)")
+    if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
+        raise PolicyError(400, "InvalidRequest", "Only AWS4-HMAC-SHA256 POST policies are supported")
+    credential = fields.get("x-amz-credential", "")
+    parts = credential.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != "s3":
+        raise PolicyError(400, "InvalidArgument", f"Invalid credential: {credential!r}")
+    access_key, date, region = parts[0], parts[1], parts[2]
+    secret = credentials.get(access_key)
+    if secret is None:
+        raise PolicyError(
+            403,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
+        )
+    expected = hmac.new(
+        signing_key(secret, date, region, "s3"), policy_b64.encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, fields.get("x-amz-signature", "")):
+        raise PolicyError(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+        )
+    try:
+        policy = json.loads(base64.b64decode(policy_b64, validate=True))
+        expiration = _parse_expiration(policy["expiration"])
+        conditions = policy["conditions"]
+        if not isinstance(conditions, list):
+            raise TypeError("conditions must be a list")
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise PolicyError(400, "InvalidPolicyDocument", f"Invalid Policy: {exc}") from exc
+    if now > expiration:
+        raise _denied("Policy expired.")
+
+    values = dict(fields)
+    values["bucket"] = bucket
+    covered: set[str] = {"bucket"}
+    length_range: tuple[int, int] | None = None
+    for cond in conditions:
+        if isinstance(cond, dict):
+            if len(cond) != 1:
+                raise PolicyError(400, "InvalidPolicyDocument", f"Invalid Policy: bad condition {cond!r}")
+            name, want = next(iter(cond.items()))
+            name = name.lower()
+            covered.add(name)
+            if values.get(name, "") != str(want):
+                raise _condition_failed(["eq", f"${name}", want])
+        elif isinstance(cond, list) and cond and isinstance(cond[0], str):
+            op = cond[0].lower()
+            if op == "content-length-range" and len(cond) == 3:
+                length_range = (int(cond[1]), int(cond[2]))
+                continue
+            if op not in ("eq", "starts-with") or len(cond) != 3 or not str(cond[1]).startswith("$"):
+                raise PolicyError(400, "InvalidPolicyDocument", f"Invalid Policy: bad condition {cond!r}")
+            name = str(cond[1])[1:].lower()
+            covered.add(name)
+            have = values.get(name, "")
+            want = str(cond[2])
+            if op == "eq" and have != want:
+                raise _condition_failed(cond)
+            if op == "starts-with":
+                ok = have.startswith(want) or (
+                    name == "content-type"
+                    and want
+                    and all(p.strip().startswith(want) for p in have.split(","))
+                )
+                if not ok:
+                    raise _condition_failed(cond)
+        else:
+            raise PolicyError(400, "InvalidPolicyDocument", f"Invalid Policy: bad condition {cond!r}")
+
+    extra = sorted(
+        name
+        for name in fields
+        if name not in _EXEMPT and not name.startswith("x-ignore-") and name not in covered
+    )
+    if extra:
+        raise _denied("Extra input fields: " + ", ".join(extra))
+    if file_size is None:
+        raise PolicyError(
+            400,
+            "InvalidArgument",
+            "POST requires exactly one file upload per request.",
+            ArgumentName="file",
+            ArgumentValue=0,
+        )
+    if length_range is not None:
+        low, high = length_range
+        if file_size > high:
+            raise PolicyError(
+                400,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size",
+                ProposedSize=file_size,
+                MaxSizeAllowed=high,
+            )
+        if file_size < low:
+            raise PolicyError(
+                400,
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed size",
+                ProposedSize=file_size,
+                MinSizeAllowed=low,
+            )
+
+
+def _form_target_bucket(environ: Mapping[str, Any]) -> str | None:
+    """The bucket of a path-style browser-form POST, or ``None`` if this is not one."""
+    if environ.get("REQUEST_METHOD", "").upper() != "POST":
+        return None
+    if not environ.get("CONTENT_TYPE", "").lower().startswith("multipart/form-data"):
+        return None
+    if environ.get("HTTP_AUTHORIZATION"):
+        return None
+    path = environ.get("PATH_INFO", "").strip("/")
+    if not path or "/" in path or path.startswith("moto-api"):
+        return None
+    return path
+
+
+class PostPolicyMiddleware:
+    """Rejects S3 form uploads whose signed policy does not allow them."""
+
+    def __init__(self, app: WSGIApp, credentials: Mapping[str, str], clock: Callable[[], float] = time.time):
+        self.app = app
+        self.credentials = dict(credentials)
+        self.clock = clock
+        self.rejected = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        bucket = _form_target_bucket(environ)
+        if bucket is None:
+            return self.app(environ, start_response)
+        try:
+            self._check(environ, bucket)
+        except PolicyError as err:
+            self.rejected += 1
+            body = err.xml()
+            start_response(
+                _reason(err.status), [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        return self.app(environ, start_response)
+
+    def _check(self, environ: dict[str, Any], bucket: str) -> None:
+        if not (environ.get("CONTENT_LENGTH") or "").isdigit() and not environ.get("wsgi.input_terminated"):
+            raise PolicyError(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+        body = read_body(environ)
+        probe = {
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+            "REQUEST_METHOD": "POST",
+        }
+        _stream, form, files = parse_form_data(probe, silent=False)
+        fields: dict[str, str] = {}
+        for name, value in form.items(multi=False):
+            fields.setdefault(name.lower(), value)
+        size: int | None = None
+        for name, storage in files.items(multi=True):
+            if name.lower() == "file":
+                storage.stream.seek(0, io.SEEK_END)
+                size = storage.stream.tell()
+                break
+        environ["wsgi.input"] = io.BytesIO(body)
+        check_post(bucket, fields, size, self.credentials, now=self.clock())
