@@ -625,6 +625,9 @@ def test_sam_transform_wires_the_event_sources(transformed: dict[str, Any]) -> N
     assert rule["ScheduleExpression"] == "rate(5 minutes)"
     for name in FUNCTIONS:
         assert res[name]["Properties"]["Architectures"] == ["arm64"]
+        env = res[name]["Properties"]["Environment"]["Variables"]
+        assert env["IMAGEPIPE_TABLE"] == {"Ref": "MetadataTable"}  # Globals merged by SAM
+        assert ("IMAGEPIPE_API_KEY" in env) == (name == "ApiFunction")
 
 
 def test_sam_transform_output_is_cfn_lint_clean(transformed: dict[str, Any]) -> None:
