@@ -125,6 +125,17 @@ def test_upload_validation(backend, body, status, code):
     assert got["error"]["message"]
 
 
+def test_unstorable_bodies_are_rejected_cleanly(backend):
+    base = {"filename": "a.png", "content_type": "image/png", "size": 10}
+    status, body = call(event("POST", "/uploads", '{"filename": "a\\ud800.png", "content_type": "image/png", '
+                                                  '"size": 10}'))
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    huge = {"watermark": {"image_b64": "A" * 300_000}}
+    assert call(event("POST", "/uploads", {**base, "recipe": huge}))[0] == 422
+    many_digits = {"quality": "auto", "max_bytes": 12345678901234567890123456789012345678901}
+    assert call(event("POST", "/uploads", {**base, "recipe": many_digits}))[0] == 422
+
+
 def test_invalid_recipe_names_the_field(backend):
     _, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10,
                       "recipe": {"resize": {"width": -5}, "format": "bmp"}})

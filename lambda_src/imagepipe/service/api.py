@@ -12,7 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from imagepipe.core.recipe import parse_recipe
-from imagepipe.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
+from imagepipe.errors import (
+    BadRequest,
+    Conflict,
+    InvalidRecipe,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import ALLOWED_CONTENT_TYPES
 from imagepipe.service.jobs import new_job
@@ -21,6 +28,7 @@ from imagepipe.service.records import IMAGE_ID_RE, MAX_PAGE, now_iso
 from imagepipe.service.storage import safe_filename, upload_key
 
 DEFAULT_PAGE = 20
+MAX_RECIPE_BYTES = 256 * 1024
 
 
 class _Body(BaseModel):
@@ -56,6 +64,10 @@ def parse_body(model: type[_Body], raw: str | bytes | None) -> Any:
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("request body contains invalid unicode (a lone surrogate escape)") from None
+    try:
         return model.model_validate(data)
     except ValidationError as exc:
         details = [
@@ -64,6 +76,29 @@ def parse_body(model: type[_Body], raw: str | bytes | None) -> Any:
         ]
         fields = ", ".join(d["field"] for d in details)
         raise BadRequest(f"invalid request body: {fields}", details=details) from None
+
+
+def validated_recipe(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(canonical recipe dict, recipe_hash)``; ``InvalidRecipe`` also when it cannot be
+    stored (DynamoDB items are at most 400 KB, numbers at most 38 digits)."""
+    recipe = parse_recipe(raw)
+    as_dict = recipe.model_dump(mode="json")
+    size = len(recipe.canonical_json().encode("utf-8"))
+    if size > MAX_RECIPE_BYTES:
+        raise InvalidRecipe(
+            f"recipe is {size} bytes; at most {MAX_RECIPE_BYTES} can be stored (use a smaller watermark)",
+            details=[{"field": "watermark.image_b64", "message": "too large to store"}],
+        )
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**38:
+            raise InvalidRecipe(f"{path} is too large", details=[{"field": path, "message": "too large"}])
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else k)
+
+    walk(as_dict, "")
+    return as_dict, recipe.recipe_hash()
 
 
 def page_params(query: dict[str, str] | None) -> tuple[int, str | None]:
@@ -115,8 +150,7 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     recipe_dict: dict[str, Any] | None = None
     recipe_hash: str | None = None
     if req.recipe is not None:
-        recipe = parse_recipe(req.recipe)
-        recipe_dict, recipe_hash = recipe.model_dump(mode="json"), recipe.recipe_hash()
+        recipe_dict, recipe_hash = validated_recipe(req.recipe)
 
     image_id = uuid.uuid4().hex
     key = upload_key(cfg, image_id, req.filename)
@@ -154,7 +188,7 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
 def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
     """``POST /jobs`` → queue a job (the same id for a duplicate request)."""
     req: JobRequest = parse_body(JobRequest, raw_body)
-    recipe = parse_recipe(req.recipe)
+    recipe_dict, recipe_hash = validated_recipe(req.recipe)
     image = backend.records.get_image(req.image_id)
     if image is None:
         raise NotFound(f"no image {req.image_id!r}")
@@ -164,8 +198,7 @@ def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]
         raise Conflict(f"image {req.image_id} is not uploaded yet; POST the file to its upload URL first")
     if image.get("status") != "uploaded":
         backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
-    recipe_dict = recipe.model_dump(mode="json")
-    job = new_job(image, recipe_dict, recipe.recipe_hash(), trigger="api", preset=req.preset)
+    job = new_job(image, recipe_dict, recipe_hash, trigger="api", preset=req.preset)
     stored, created = backend.records.create_job(job)
     if created or stored.get("status") == "queued":
         # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
