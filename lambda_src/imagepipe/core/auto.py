@@ -5,7 +5,11 @@
 - quality "auto" with only ``max_bytes``: the highest quality whose output fits;
 - format "best": every candidate format (JPEG/WebP/AVIF, or PNG/WebP/AVIF when the image has
   alpha, GIF/WebP for kept animations) goes through the above (or is encoded at the fixed
-  quality) and the smallest output that meets the constraints wins.
+  quality); with an SSIM target (or a fixed quality) the smallest output that meets the
+  constraints wins, with only ``max_bytes`` the highest-SSIM output under the size wins.
+
+The search facts record the whole trace (every format/quality tried with its bytes and SSIM)
+and each candidate format's outcome, so a caller can see why a format won.
 Lossless encodes (PNG, GIF, lossless WebP) are encoded once. Nothing meets the goal →
 ``TargetUnreachable`` listing what was tried.
 """
@@ -65,7 +69,7 @@ def _search(prepared: Prepared, fmt: str, tried: list[dict[str, Any]]) -> Any:
     min_ssim = r.target.min if r.target is not None else None
     max_bytes = r.max_bytes
     cache: dict[tuple[str, int], Any] = {}
-    need = min_ssim is not None
+    need = True  # always measured: every trace entry carries its score
 
     def attempt(q: int) -> Any:
         res = _try(prepared, fmt, q, need, cache)
@@ -108,14 +112,22 @@ def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
                             details=[{"field": "target.metric", "message": "only ssim is implemented"}])
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
     tried: list[dict[str, Any]] = []
-    winners = [res for fmt in fmts if (res := _search(prepared, fmt, tried)) is not None]
+    winners = [list(res) for fmt in fmts if (res := _search(prepared, fmt, tried)) is not None]
     if not winners:
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
         raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}",
                                 details={"goal": goal, "tried": tried})
-    data, facts, metrics = min(winners, key=lambda w: len(w[0]))
+    if r.quality == "auto" and r.target is None and len(winners) > 1:
+        # only a size cap: the best-looking output under it wins (ties: the smaller)
+        data, facts, metrics = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
+    else:
+        data, facts, metrics = min(winners, key=lambda w: len(w[0]))
+    per_format = {w[1]["format"]: {"quality": w[1]["quality"], "bytes": len(w[0]),
+                                   "ssim": (w[2] or {}).get("ssim")} for w in winners}
+    for fmt in fmts:
+        per_format.setdefault(fmt, {"quality": None, "bytes": None, "ssim": None, "unreachable": True})
     search: dict[str, Any] = {"candidates": fmts, "encodes": len(tried), "chosen": {
-        "format": facts["format"], "quality": facts["quality"]}}
+        "format": facts["format"], "quality": facts["quality"]}, "per_format": per_format, "trace": tried}
     if metrics is not None:
         search["metrics"] = metrics
     return data, facts, search

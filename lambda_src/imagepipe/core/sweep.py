@@ -1,0 +1,248 @@
+"""Sweeps: one image × a grid of encoder settings → measured rate–distortion points.
+
+The image is decoded and transformed (resized) ONCE with :func:`imagepipe.core.prepare`; every
+grid cell is then one ``encode_variant`` + one ``measure`` on that prepared image. A grid is
+
+    {"formats": ["jpeg", "webp", "avif"], "qualities": [40, 60, 80],
+     "option": {"name": "webp.method", "values": [2, 4, 6]}}      # option optional
+
+The option varies one codec setting; it only applies to its own format (``webp.method`` to
+WebP), every other format gets one point per quality. Lossless PNG ignores quality: one point.
+
+``plan_parts(grid)`` splits a grid into independent parts (one per format, long formats cut
+into chunks of at most ``MAX_PART_CELLS`` cells) so that a service can fan them out;
+``run_cells(prepared, cells)`` measures any list of cells, ``sweep(source, grid)`` runs a whole
+grid in-process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from imagepipe.core.engine import Prepared, encode_variant, measure, prepare
+from imagepipe.core.limits import Limits
+from imagepipe.errors import InvalidRecipe
+
+#: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
+SWEEP_FORMATS: tuple[str, ...] = ("jpeg", "webp", "avif", "png")
+LOSSLESS_FORMATS: frozenset[str] = frozenset({"png"})
+MAX_FORMATS = 6
+MAX_QUALITIES = 20
+MAX_OPTION_VALUES = 4
+MAX_CELLS = 160
+#: cells per fan-out part: bounds one Lambda invocation's work (AVIF at 2560 px ≈ 0.5–1 s a cell)
+MAX_PART_CELLS = 20
+
+#: option name -> (format, recipe section, field, allowed values)
+OPTIONS: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {
+    "webp.method": ("webp", "webp", "method", (0, 1, 2, 3, 4, 5, 6)),
+    "jpeg.subsampling": ("jpeg", "jpeg", "subsampling", ("4:4:4", "4:2:2", "4:2:0")),
+    "jpeg.progressive": ("jpeg", "jpeg", "progressive", (True, False)),
+    "avif.speed": ("avif", "avif", "speed", tuple(range(11))),
+}
+
+
+def _bad(field: str, message: str) -> InvalidRecipe:
+    return InvalidRecipe(f"invalid sweep grid: {field}: {message}",
+                         details=[{"field": field, "message": message}])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated sweep grid."""
+
+    formats: tuple[str, ...]
+    qualities: tuple[int, ...]
+    option_name: str | None = None
+    option_values: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what the API stores and returns)."""
+        out: dict[str, Any] = {"formats": list(self.formats), "qualities": list(self.qualities)}
+        if self.option_name:
+            out["option"] = {"name": self.option_name, "values": list(self.option_values)}
+        return out
+
+    def cells(self) -> list[Cell]:
+        """Every grid cell, in format / quality / option order."""
+        out: list[Cell] = []
+        for fmt in self.formats:
+            if fmt in LOSSLESS_FORMATS:
+                out.append(Cell(fmt, None))
+                continue
+            opt_here = self.option_name is not None and OPTIONS[self.option_name][0] == fmt
+            for q in self.qualities:
+                if opt_here:
+                    out.extend(Cell(fmt, q, self.option_name, v) for v in self.option_values)
+                else:
+                    out.append(Cell(fmt, q))
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: a format, a quality (None for lossless) and maybe one option value."""
+
+    format: str
+    quality: int | None
+    option_name: str | None = None
+    option_value: Any = None
+
+    def options(self) -> dict[str, Any] | None:
+        """The ``encode_variant`` options for this cell."""
+        if self.option_name is None:
+            return None
+        _fmt, section, field, _allowed = OPTIONS[self.option_name]
+        return {section: {field: self.option_value}}
+
+    def label(self) -> str:
+        """A short unique name, e.g. ``webp-q80-method4`` (also used in object keys)."""
+        parts = [self.format, "lossless" if self.quality is None else f"q{self.quality}"]
+        if self.option_name is not None:
+            v = str(self.option_value).replace(":", "")
+            parts.append(f"{self.option_name.split('.')[1]}{v}")
+        return "-".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "quality": self.quality, "option_name": self.option_name,
+                "option_value": self.option_value}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        return cls(d["format"], d.get("quality"), d.get("option_name"), d.get("option_value"))
+
+
+def parse_grid(raw: Any) -> Grid:
+    """Validate a grid dict; ``InvalidRecipe`` naming the field when it is wrong or too large."""
+    if not isinstance(raw, dict):
+        raise _bad("grid", "must be an object with formats and qualities")
+    unknown = set(raw) - {"formats", "qualities", "option"}
+    if unknown:
+        raise _bad("grid", f"unknown keys {sorted(unknown)}")
+    formats = raw.get("formats")
+    if not isinstance(formats, list) or not formats or not all(isinstance(f, str) for f in formats):
+        raise _bad("grid.formats", "a non-empty list of format names")
+    formats = [f.lower() for f in formats]
+    for f in formats:
+        if f not in SWEEP_FORMATS:
+            raise _bad("grid.formats", f"{f!r} is not one of {list(SWEEP_FORMATS)}")
+    if len(set(formats)) != len(formats):
+        raise _bad("grid.formats", "duplicate format")
+    if len(formats) > MAX_FORMATS:
+        raise _bad("grid.formats", f"at most {MAX_FORMATS} formats")
+    qualities = raw.get("qualities")
+    if (not isinstance(qualities, list) or not qualities
+            or not all(isinstance(q, int) and not isinstance(q, bool) for q in qualities)):
+        raise _bad("grid.qualities", "a non-empty list of integers 1–100")
+    if any(not 1 <= q <= 100 for q in qualities):
+        raise _bad("grid.qualities", "every quality must be within 1–100")
+    if len(set(qualities)) != len(qualities):
+        raise _bad("grid.qualities", "duplicate quality")
+    if len(qualities) > MAX_QUALITIES:
+        raise _bad("grid.qualities", f"at most {MAX_QUALITIES} qualities")
+    name, values = None, ()
+    opt = raw.get("option")
+    if opt is not None:
+        if not isinstance(opt, dict) or set(opt) != {"name", "values"}:
+            raise _bad("grid.option", 'must be {"name": ..., "values": [...]}')
+        name = opt["name"]
+        if name not in OPTIONS:
+            raise _bad("grid.option.name", f"{name!r} is not one of {sorted(OPTIONS)}")
+        fmt, _section, _field, allowed = OPTIONS[name]
+        if fmt not in formats:
+            raise _bad("grid.option.name", f"{name} needs {fmt} among the formats")
+        vals = opt["values"]
+        if not isinstance(vals, list) or not vals:
+            raise _bad("grid.option.values", "a non-empty list")
+        for v in vals:
+            if type(v) not in {type(a) for a in allowed} or v not in allowed:
+                raise _bad("grid.option.values", f"{v!r} is not one of {list(allowed)}")
+        if len(set(vals)) != len(vals):
+            raise _bad("grid.option.values", "duplicate value")
+        if len(vals) > MAX_OPTION_VALUES:
+            raise _bad("grid.option.values", f"at most {MAX_OPTION_VALUES} values")
+        values = tuple(vals)
+    grid = Grid(tuple(formats), tuple(sorted(qualities)), name, values)
+    n = len(grid.cells())
+    if n > MAX_CELLS:
+        raise _bad("grid", f"{n} cells; at most {MAX_CELLS}")
+    return grid
+
+
+def plan_parts(grid: Grid, max_cells: int = MAX_PART_CELLS) -> list[list[Cell]]:
+    """The grid cut into fan-out parts: one per format, chunked to ``max_cells`` cells."""
+    parts: list[list[Cell]] = []
+    for fmt in grid.formats:
+        cells = [c for c in grid.cells() if c.format == fmt]
+        for i in range(0, len(cells), max_cells):
+            parts.append(cells[i:i + max_cells])
+    return parts
+
+
+def sweep_recipe(resize: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe a sweep prepares with: the resize, metadata stripped, sRGB (defaults)."""
+    return {"resize": resize, "format": "webp"}
+
+
+
+def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
+    """Encode + measure one cell: ``(point, encoded bytes)``."""
+    q = 100 if cell.quality is None else cell.quality
+    data, facts = encode_variant(prepared, cell.format, q, cell.options())
+    t = time.perf_counter()
+    m = measure(prepared, data)
+    measure_ms = round((time.perf_counter() - t) * 1000.0, 3)
+    w, h = facts["width"], facts["height"]
+    point = {
+        **cell.to_dict(),
+        "label": cell.label(),
+        "bytes": len(data),
+        "bpp": round(len(data) * 8 / max(1, w * h), 5),
+        "ssim": m["ssim"],
+        "psnr": m["psnr"],
+        "encode_ms": facts["encode_ms"],
+        "measure_ms": measure_ms,
+        "width": w,
+        "height": h,
+        "content_type": facts["content_type"],
+        "extension": facts["extension"],
+    }
+    return point, data
+
+
+def run_cells(prepared: Prepared, cells: Sequence[Cell],
+              on_variant: Callable[[dict[str, Any], bytes], None] | None = None) -> list[dict[str, Any]]:
+    """Measure ``cells`` on one prepared image; ``on_variant(point, data)`` sees each encoding
+    (e.g. to store it). Returns the points in cell order."""
+    points = []
+    for cell in cells:
+        point, data = run_cell(prepared, cell)
+        if on_variant is not None:
+            on_variant(point, data)
+        points.append(point)
+    return points
+
+
+def sweep(source_bytes: bytes, grid: Grid | dict[str, Any], resize: dict[str, Any] | None = None,
+          limits: Limits | None = None, cells: Sequence[Cell] | None = None) -> dict[str, Any]:
+    """Run a grid (or only ``cells`` of it) on one image in-process.
+
+    Returns ``{"grid", "points", "source": {width, height}, "timings_ms": {prepare, cells, total}}``.
+    """
+    t0 = time.perf_counter()
+    g = grid if isinstance(grid, Grid) else parse_grid(grid)
+    prepared = prepare(source_bytes, sweep_recipe(resize), limits)
+    t_prep = round((time.perf_counter() - t0) * 1000.0, 3)
+    t1 = time.perf_counter()
+    points = run_cells(prepared, g.cells() if cells is None else cells)
+    return {
+        "grid": g.to_dict(),
+        "points": points,
+        "output_size": list(prepared.image.size),
+        "input": prepared.input_facts,
+        "timings_ms": {"prepare": t_prep, "cells": round((time.perf_counter() - t1) * 1000.0, 3),
+                       "total": round((time.perf_counter() - t0) * 1000.0, 3)},
+    }
