@@ -12,7 +12,7 @@ from typing import Any
 
 BOX = 1024
 QUALITY = {"jpeg": 85, "webp": 80}
-APPROACHES = ("naive", "engine", "vips", "vips_moz")
+APPROACHES = ("naive", "engine", "engine_metrics", "vips", "vips_moz")
 #: approaches that only make sense for some output formats
 ONLY_FOR = {"vips_moz": {"jpeg"}}
 
@@ -52,7 +52,7 @@ def engine_recipe(fmt: str) -> dict[str, Any]:
     }
 
 
-def prepare_engine() -> Runner:
+def prepare_engine(with_metrics: bool = False) -> Runner:
     """ImagePipe's engine, exactly as the Lambda runs it (``imagepipe.core.process``).
 
     Metrics are switched off when ``process`` has a ``compute_metrics`` (or ``metrics``) keyword;
@@ -65,8 +65,8 @@ def prepare_engine() -> Runner:
 
     params = inspect.signature(process).parameters
     switch = next((name for name in ("compute_metrics", "metrics") if name in params), None)
-    metrics_off = switch is not None
-    kwargs: dict[str, Any] = {switch: False} if switch else {}
+    metrics_off = switch is not None and not with_metrics
+    kwargs: dict[str, Any] = {switch: False} if metrics_off and switch else {}
     recipes = {fmt: parse_recipe(engine_recipe(fmt)) for fmt in QUALITY}
 
     def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
@@ -115,6 +115,7 @@ def prepare_vips_moz() -> Runner:
 PREPARE: dict[str, Callable[[], Runner]] = {
     "naive": prepare_naive,
     "engine": prepare_engine,
+    "engine_metrics": lambda: prepare_engine(with_metrics=True),
     "vips": prepare_vips,
     "vips_moz": prepare_vips_moz,
 }

@@ -102,6 +102,7 @@ def aggregate(images: list[Any], results: list[Any], fmt: str,
             "wall": sum(walls.values()),
             "mps": total_mp / sum(walls.values()),
             "cpu": sum(m.cpu for m in ms),
+            "mp_per_cpu_s": total_mp / sum(m.cpu for m in ms),
             "peak_max": max(m.peak_mib for m in ms),
             "bytes": sum(m.out_bytes for m in ms),
             "ssim_mean": statistics.fmean(m.ssim for m in ms),
@@ -169,8 +170,9 @@ def render(*, images: list[Any], results: list[Any], idle: dict[str, float], for
                 "- **engine**: `imagepipe.core.process(data, recipe)` with "
                 "`{resize: {width: 1024, height: 1024, fit: inside}, format, quality}`; the other "
                 "recipe fields at their defaults (so JPEG is progressive + optimized, metadata "
-                "stripped, sRGB). The engine computes SSIM/PSNR on every result; "
-                "`engine − metrics` subtracts its own `timings_ms.metrics`.",
+                "stripped, sRGB), called with `compute_metrics=False` (no SSIM/PSNR stage).",
+                "- **engine_metrics**: the same, with the SSIM/PSNR stage on, as the Lambda runs "
+                "every job (its cost is in the engine-stages table below).",
                 "- **vips**: `pyvips.Image.thumbnail_buffer(data, 1024, height=1024, size='down')` + "
                 "`jpegsave_buffer(Q=85)` / `webpsave_buffer(Q=80)` (`keep='none'`), operation "
                 "cache off. libvips uses its own thread pool (all cores); the CPU column shows it.",
@@ -203,11 +205,12 @@ def render(*, images: list[Any], results: list[Any], idle: dict[str, float], for
             rows = []
             for a, s in agg.items():
                 rows.append([a, f"{s['wall']:.2f}", f"{s['mps']:.1f}", _fmt(s.get("vs_naive")),
-                             _fmt(s.get("speedup_geo")), f"{s['cpu']:.2f}", f"{s['peak_max']:.0f}",
+                             _fmt(s.get("speedup_geo")), f"{s['cpu']:.2f}", f"{s['mp_per_cpu_s']:.1f}",
+                             f"{s['peak_max']:.0f}",
                              f"{s['bytes'] / 1024:.0f}", _fmt(s.get("bytes_vs_naive")),
                              f"{s['ssim_mean']:.4f}", f"{s['ssim_min']:.4f}"])
             out += [_table(["approach", "Σ median wall s", "MP/s", "× naive (Σ time)",
-                            "× naive (geo-mean per image)", "Σ CPU s", "max peak MiB",
+                            "× naive (geo-mean per image)", "Σ CPU s", "MP per CPU s", "max peak MiB",
                             "Σ output KiB", "bytes vs naive", "mean SSIM", "min SSIM"], rows), ""]
         out += ["## Per image", ""]
         by = {(r.image, r.format, r.approach): r for r in results}
@@ -231,17 +234,27 @@ def render(*, images: list[Any], results: list[Any], idle: dict[str, float], for
                         f"{m.out_size[0]}×{m.out_size[1]}", f"{m.ssim:.4f}"])
             out += [_table(["image", "approach", "median ms", "MP/s", "× naive", "CPU ms",
                             "peak MiB", "output KiB", "output size", "SSIM"], rows), ""]
-        eng = [r for r in results if r.approach == "engine" and not r.error and r.stage_ms]
+        source = "engine_metrics" if any(r.approach == "engine_metrics" for r in results) else "engine"
+        eng = [r for r in results if r.approach == source and not r.error and r.stage_ms]
         if eng:
             keys = ["decode", "transform", "encode", "metrics", "total"]
-            out += ["## Engine stages (its own `timings_ms`, medians)", ""]
+            out += [f"## Engine stages (`{source}`: its own `timings_ms`, medians)", "",
+                    "`fast paths` is what the engine reports in `facts.fast_paths` (e.g. JPEG draft).", ""]
             rows = []
             for r in eng:
-                mp = next(i.megapixels for i in images if i.name == r.image)
+                out_mp = r.out_size[0] * r.out_size[1] / 1e6
                 rows.append([r.image, r.format] + [_fmt(r.stage_ms.get(k), ".1f") for k in keys]
-                            + [_fmt(r.stage_ms.get("metrics", float("nan")) / mp, ".1f")])
-            out += [_table(["image", "format"] + [f"{k} ms" for k in keys] + ["metrics ms / input MP"],
-                           rows), ""]
+                            + [_fmt(r.stage_ms.get("metrics", float("nan")) / out_mp, ".1f"),
+                               ", ".join(r.fast_paths or []) or "—"])
+            out += [_table(["image", "format"] + [f"{k} ms" for k in keys]
+                           + ["metrics ms / output MP", "fast paths"], rows), ""]
+            total_metrics = sum(r.stage_ms.get("metrics", 0.0) for r in eng)
+            total_ms = sum(r.stage_ms.get("total", 0.0) for r in eng)
+            out_mp = sum(r.out_size[0] * r.out_size[1] / 1e6 for r in eng)
+            if total_metrics and total_ms:
+                out += [f"Metrics stage over the corpus: {total_metrics:.0f} ms of {total_ms:.0f} ms engine "
+                        f"time ({100 * total_metrics / total_ms:.0f}%), {total_metrics / out_mp:.1f} ms per "
+                        f"output megapixel.", ""]
     if e2e:
         from pipeline.bench import e2e as e2e_mod
 

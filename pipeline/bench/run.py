@@ -50,6 +50,7 @@ class Measurement:
     ssim: float = float("nan")
     stage_ms: dict[str, float] = field(default_factory=dict)
     metrics_off: bool | None = None
+    fast_paths: list[str] | None = None
     error: str | None = None
 
     @property
@@ -120,7 +121,9 @@ def measure_all(images: list[ImageInfo], formats: list[str], approaches: list[st
                     m.peak_mib = res["peak_delta_kib"] / 1024
                     m.out_bytes = res["out_bytes"]
                     m.stage_ms = _median_stages(res["extras"])
-                    m.metrics_off = (res["extras"][0].get("metrics_off") if res["extras"] else None)
+                    first = res["extras"][0] if res["extras"] else {}
+                    m.metrics_off = first.get("metrics_off")
+                    m.fast_paths = first.get("fast_paths")
                     m.ssim, m.out_size = ref.score(out.read_bytes())
                 results.append(m)
                 log(f"{info.name:24} {fmt:4} {approach:6} "
