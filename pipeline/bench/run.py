@@ -145,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated image names to include")
     p.add_argument("--e2e", action="store_true", help="also run the end-to-end local-stack benchmark")
     p.add_argument("--e2e-only", action="store_true", help="only the end-to-end benchmark")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="no measuring: re-render --out from a --json file of an earlier run")
     return p.parse_args(argv)
 
 
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
+    if args.render is not None:
+        return _render_saved(args)
 
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as tmp:
         work = Path(tmp)
@@ -187,14 +192,36 @@ def main(argv: list[str] | None = None) -> int:
 
             e2e = e2e_mod.run(log=log)
     command = "python -m pipeline.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    measured_at = report.utc_now()
     text = report.render(images=images, results=results, idle=idle, formats=formats,
                          approaches=approaches, repeat=args.repeat, corpus=corpus_label,
-                         command=command.strip(), e2e=e2e)
+                         command=command.strip(), e2e=e2e, measured_at=measured_at)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     if args.json:
+        meta = {"command": command.strip(), "corpus": corpus_label, "repeat": args.repeat,
+                "formats": formats, "approaches": approaches, "measured_at": measured_at}
         args.json.write_text(json.dumps({"images": [asdict(i) for i in images],
                                          "results": [asdict(r) for r in results], "idle_mib": idle,
-                                         "e2e": e2e}, indent=1, default=str))
+                                         "e2e": e2e, "meta": meta}, indent=1, default=str))
     log(f"wrote {args.out}")
+    return 0
+
+
+def _render_saved(args: argparse.Namespace) -> int:
+    """Re-render the markdown from a saved ``--json`` (e.g. after editing notes.md)."""
+    from pipeline.bench import report
+
+    saved = json.loads(args.render.read_text())
+    images = [ImageInfo(**i) for i in saved["images"]]
+    results = []
+    for r in saved["results"]:
+        r["out_size"] = tuple(r["out_size"])
+        results.append(Measurement(**r))
+    meta = saved["meta"]
+    text = report.render(images=images, results=results, idle=saved["idle_mib"], formats=meta["formats"],
+                         approaches=meta["approaches"], repeat=meta["repeat"], corpus=meta["corpus"],
+                         command=meta["command"], e2e=saved.get("e2e"), measured_at=meta.get("measured_at"))
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out} from {args.render}", file=sys.stderr)
     return 0
