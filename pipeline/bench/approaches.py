@@ -12,7 +12,7 @@ from typing import Any
 
 BOX = 1024
 QUALITY = {"jpeg": 85, "webp": 80}
-APPROACHES = ("naive", "engine", "engine_metrics", "vips", "vips_moz")
+APPROACHES = ("naive", "engine", "engine_metrics", "vips", "vips_moz", "hybrid")
 #: approaches that only make sense for some output formats
 ONLY_FOR = {"vips_moz": {"jpeg"}}
 
@@ -112,10 +112,42 @@ def prepare_vips_moz() -> Runner:
     return run
 
 
+def prepare_hybrid() -> Runner:
+    """The candidate "optional libvips path": libvips decodes with shrink-on-load and resizes
+    (``thumbnail_buffer``), Pillow gets the small image and encodes it as the engine does."""
+    import pyvips
+    from PIL import Image
+
+    pyvips.cache_set_max(0)
+
+    def run(data: bytes, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        small = pyvips.Image.thumbnail_buffer(data, BOX, height=BOX, size="down")
+        if small.format != "uchar":
+            small = small.cast("uchar")
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[small.bands]
+        im = Image.frombuffer(mode, (small.width, small.height), small.write_to_memory(), "raw", mode, 0, 1)
+        if fmt == "jpeg" and im.mode != "RGB":
+            if "A" in im.mode:
+                bg = Image.new("RGB", im.size, (255, 255, 255))
+                bg.paste(im.convert("RGBA"), mask=im.getchannel("A"))
+                im = bg
+            else:
+                im = im.convert("RGB")
+        out = io.BytesIO()
+        if fmt == "jpeg":
+            im.save(out, "JPEG", quality=QUALITY[fmt], progressive=True, optimize=True)
+        else:
+            im.save(out, "WEBP", quality=QUALITY[fmt], method=4)
+        return out.getvalue(), {}
+
+    return run
+
+
 PREPARE: dict[str, Callable[[], Runner]] = {
     "naive": prepare_naive,
     "engine": prepare_engine,
     "engine_metrics": lambda: prepare_engine(with_metrics=True),
     "vips": prepare_vips,
     "vips_moz": prepare_vips_moz,
+    "hybrid": prepare_hybrid,
 }

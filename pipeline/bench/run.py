@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render is not None:
         return _render_saved(args)
 
+    load_before = _load()
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as tmp:
         work = Path(tmp)
         folder = args.corpus or corpus.default_corpus(PROJECT_ROOT)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
             e2e = e2e_mod.run(log=log)
     command = "python -m pipeline.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    measured_at = report.utc_now()
+    measured_at = f"{report.utc_now()} (load average {load_before} before, {_load()} after)"
     text = report.render(images=images, results=results, idle=idle, formats=formats,
                          approaches=approaches, repeat=args.repeat, corpus=corpus_label,
                          command=command.strip(), e2e=e2e, measured_at=measured_at)
@@ -206,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
                                          "e2e": e2e, "meta": meta}, indent=1, default=str))
     log(f"wrote {args.out}")
     return 0
+
+
+def _load() -> str:
+    """1-minute load average: how busy the shared machine was (noise indicator)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def _render_saved(args: argparse.Namespace) -> int:
