@@ -278,6 +278,41 @@ class Client:
             raise from_code(code, f"download failed with HTTP {resp.status_code}: {resp.text[:200]}")
         return resp.content
 
+    # --- sweeps (the compression lab, docs/lab.md) --------------------------------------------
+
+    def sweep(self, image_id: str, grid: dict[str, Any],
+              resize: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start a sweep (202): ``{"sweep_id", "status", "parts", "cells"}``. ``grid`` is
+        ``{"formats": [...], "qualities": [...], "option"?: {"name", "values"}}``."""
+        body: dict[str, Any] = {"image_id": image_id, "grid": grid}
+        if resize is not None:
+            body["resize"] = resize
+        return self.request("POST", "/sweeps", json=body, ok=(202,))
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """A sweep: ``status``, ``progress`` and the ``points`` measured so far."""
+        return self.request("GET", f"/sweeps/{sweep_id}")
+
+    def list_sweeps(self, limit: int = 20, cursor: str | None = None,
+                    image_id: str | None = None) -> dict[str, Any]:
+        """One page of sweeps, newest first (without points)."""
+        return self.request("GET", "/sweeps", params={"limit": limit, "cursor": cursor, "image_id": image_id})
+
+    def wait_sweep(self, sweep_id: str, timeout: float = 120.0, interval: float = 0.3) -> dict[str, Any]:
+        """Poll until the sweep is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        delay = interval
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if sweep.get("status") in TERMINAL:
+                return sweep
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"sweep {sweep_id} still {sweep.get('status')} after {timeout:g} s "
+                                  f"({(sweep.get('progress') or {}).get('fraction', 0):.0%} done)")
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 1.0)
+
     def health(self) -> dict[str, Any]:
         """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
         return self.request("GET", "/health", ok=(200, 503), retry=False)

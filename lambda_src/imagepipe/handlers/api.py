@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, Unauthorized
-from imagepipe.service import api
+from imagepipe.service import api, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
@@ -88,6 +88,21 @@ def get_image(image_id: str) -> dict[str, Any]:
 def delete_image(image_id: str) -> Response:
     api.delete_image(BACKEND, image_id)
     return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body="")
+
+
+@app.post("/sweeps")
+def create_sweep() -> tuple[dict[str, Any], int]:
+    return sweeps.create_sweep(BACKEND, _body()), 202
+
+
+@app.get("/sweeps")
+def list_sweeps() -> dict[str, Any]:
+    return sweeps.list_sweeps(BACKEND, _query())
+
+
+@app.get("/sweeps/<sweep_id>")
+def get_sweep(sweep_id: str) -> dict[str, Any]:
+    return sweeps.get_sweep(BACKEND, sweep_id)
 
 
 @app.get("/health")

@@ -13,7 +13,7 @@ from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.backend import Backend
-from imagepipe.service.messages import JobMessage, ObjectCreated, Work
+from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
 from imagepipe.service.records import make_job_id, now_iso, split_job_id
 from imagepipe.service.storage import output_key
 
@@ -86,6 +86,10 @@ class JobRunner:
             return self.run_guarded(work.job_id, final_attempt=final_attempt)
         if isinstance(work, ObjectCreated):
             return self.object_created(work, final_attempt=final_attempt)
+        if isinstance(work, SweepPartMessage):  # the compression lab's fan-out (service/sweeps.py)
+            from imagepipe.service.sweeps import run_sweep_part
+
+            return run_sweep_part(self.backend, work, self.limits, final_attempt=final_attempt)
         raise InternalError(f"unknown work item {type(work).__name__}")
 
     def object_created(self, ev: ObjectCreated, *, final_attempt: bool = False) -> str:

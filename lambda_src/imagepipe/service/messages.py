@@ -30,12 +30,26 @@ class JobMessage:
     image_id: str
 
 
-Work = ObjectCreated | JobMessage
+@dataclass(frozen=True)
+class SweepPartMessage:
+    """``{"type": "sweep_part", "sweep_id", "image_id", "part"}`` from ``POST /sweeps``."""
+
+    sweep_id: str
+    image_id: str
+    part: int
+
+
+Work = ObjectCreated | JobMessage | SweepPartMessage
 
 
 def job_message(job_id: str, image_id: str) -> str:
     """The queue body for a job."""
     return json.dumps({"type": "job", "job_id": job_id, "image_id": image_id})
+
+
+def sweep_part_message(sweep_id: str, image_id: str, part: int) -> str:
+    """The queue body for one part of a sweep (see imagepipe.service.sweeps)."""
+    return json.dumps({"type": "sweep_part", "sweep_id": sweep_id, "image_id": image_id, "part": part})
 
 
 def _s3_record(rec: Any) -> ObjectCreated | None:
@@ -77,6 +91,11 @@ def parse_body(body: str) -> list[Work]:
         if not isinstance(job_id, str) or not isinstance(image_id, str):
             raise BadRequest("job message needs string job_id and image_id")
         return [JobMessage(job_id=job_id, image_id=image_id)]
+    if msg.get("type") == "sweep_part":
+        sweep_id, image_id, part = msg.get("sweep_id"), msg.get("image_id"), msg.get("part")
+        if not isinstance(sweep_id, str) or not isinstance(image_id, str) or type(part) is not int:
+            raise BadRequest("sweep_part message needs string sweep_id, image_id and integer part")
+        return [SweepPartMessage(sweep_id=sweep_id, image_id=image_id, part=part)]
     if isinstance(msg.get("Records"), list):
         out: list[Work] = []
         for rec in msg["Records"]:

@@ -1,0 +1,107 @@
+"""service/sweeps.py against moto (in-process): fan-out messages, a redelivered part is not
+counted twice, the last part closes the sweep, permanent and final-attempt failures recorded."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from imagepipe.core.limits import Limits
+from imagepipe.errors import InvalidRecipe, TransientError
+from imagepipe.service import sweeps
+from imagepipe.service.jobs import JobRunner
+from imagepipe.service.messages import SweepPartMessage, parse_body
+from imagepipe.service.records import now_iso
+from tests.unit.imagegen import photo_bytes
+from tests.unit.service_env import mocked_backend
+
+GRID = {"formats": ["jpeg", "webp"], "qualities": [40, 80]}
+
+
+@pytest.fixture
+def backend() -> Any:
+    with mocked_backend() as b:
+        yield b
+
+
+def _image(backend: Any, data: bytes) -> str:
+    image_id = uuid.uuid4().hex
+    key = f"{backend.config.upload_prefix}{image_id}/p.jpg"
+    backend.records.put_image({"image_id": image_id, "key": key, "filename": "p.jpg",
+                               "status": "pending_upload", "created_at": now_iso()})
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=key, Body=data)
+    return image_id
+
+
+def _messages(backend: Any) -> list[SweepPartMessage]:
+    sqs = backend.sqs
+    out: list[SweepPartMessage] = []
+    while True:
+        resp = sqs.receive_message(QueueUrl=backend.config.queue_url, MaxNumberOfMessages=10)
+        msgs = resp.get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.extend(w for w in parse_body(m["Body"]) if isinstance(w, SweepPartMessage))
+            sqs.delete_message(QueueUrl=backend.config.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_create_runs_parts_and_redelivery_is_idempotent(backend: Any) -> None:
+    image_id = _image(backend, photo_bytes(96, 64, "jpeg", seed=2))
+    started = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))
+    msgs = _messages(backend)
+    assert [m.part for m in msgs] == [0, 1] and started["parts"] == 2
+    runner = JobRunner(backend, Limits())
+    assert runner.handle(msgs[0]) == "succeeded"
+    mid = sweeps.get_sweep(backend, started["sweep_id"])
+    assert mid["status"] == "running" and mid["progress"]["parts_done"] == 1 and len(mid["points"]) == 2
+    assert runner.handle(msgs[0]) == "skipped"  # duplicate delivery: nothing counted twice
+    assert runner.handle(msgs[1]) == "succeeded"
+    done = sweeps.get_sweep(backend, started["sweep_id"])
+    assert done["status"] == "succeeded" and done["progress"]["parts_done"] == 2
+    assert [p["label"] for p in done["points"]] == ["jpeg-q40", "jpeg-q80", "webp-q40", "webp-q80"]
+    assert all(p["download_url"] for p in done["points"])
+    assert runner.handle(msgs[1]) == "skipped"
+
+
+def test_permanent_error_fails_part_and_sweep(backend: Any) -> None:
+    image_id = _image(backend, b"not an image at all")
+    started = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))
+    runner = JobRunner(backend, Limits())
+    assert [runner.handle(m) for m in _messages(backend)] == ["failed", "failed"]
+    sweep = sweeps.get_sweep(backend, started["sweep_id"])
+    assert sweep["status"] == "failed" and sweep["failed_parts"] == ["p000", "p001"]
+    assert {e["code"] for e in sweep["errors"]} == {"unsupported_format"}
+
+
+def test_transient_error_retries_then_final_attempt_records_failure(backend: Any, monkeypatch: Any) -> None:
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    started = sweeps.create_sweep(backend, json.dumps({"image_id": image_id,
+                                                       "grid": {"formats": ["jpeg"], "qualities": [50]}}))
+    [msg] = _messages(backend)
+
+    def flaky(*_a: Any, **_k: Any) -> bytes:
+        raise TransientError("S3 blip")
+
+    monkeypatch.setattr(backend.storage.__class__, "get_source", flaky)
+    runner = JobRunner(backend, Limits())
+    with pytest.raises(TransientError):
+        runner.handle(msg)
+    assert sweeps.get_sweep(backend, started["sweep_id"])["status"] == "running"
+    with pytest.raises(TransientError):
+        runner.handle(msg, final_attempt=True)
+    sweep = sweeps.get_sweep(backend, started["sweep_id"])
+    assert sweep["status"] == "failed" and sweep["errors"][0]["code"] == "retries_exhausted"
+
+
+def test_validation(backend: Any) -> None:
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    with pytest.raises(InvalidRecipe) as ei:
+        sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID,
+                                                 "resize": {"width": 0}}))
+    assert ei.value.details[0]["field"].startswith("resize")
+    assert sweeps.split_sweep_id(sweeps.new_sweep_id(image_id)) == image_id
+    assert sweeps.split_sweep_id(f"{image_id}-0011223344556677") is None  # a job id is not a sweep id
