@@ -157,7 +157,7 @@ def targets(images: list[Any], results: list[Any], formats: list[str],
 
 def render(*, images: list[Any], results: list[Any], idle: dict[str, float], formats: list[str],
            approaches: list[str], repeat: int, corpus: str, command: str,
-           e2e: dict[str, Any] | None, measured_at: str | None = None) -> str:
+           e2e: dict[str, Any] | None, measured_at: str | None = None, experiments: str = "") -> str:
     """The whole markdown document."""
     now = measured_at or utc_now()
     out: list[str] = ["# ImagePipe benchmarks", "",
@@ -260,6 +260,8 @@ def render(*, images: list[Any], results: list[Any], idle: dict[str, float], for
                 out += [f"Metrics stage over the corpus: {total_metrics:.0f} ms of {total_ms:.0f} ms engine "
                         f"time ({100 * total_metrics / total_ms:.0f}%), {total_metrics / out_mp:.1f} ms per "
                         f"output megapixel.", ""]
+    if experiments:
+        out += [experiments.strip(), ""]
     if e2e:
         from pipeline.bench import e2e as e2e_mod
 

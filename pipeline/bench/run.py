@@ -146,6 +146,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help="comma-separated image names to include")
     p.add_argument("--e2e", action="store_true", help="also run the end-to-end local-stack benchmark")
     p.add_argument("--e2e-only", action="store_true", help="only the end-to-end benchmark")
+    p.add_argument("--no-experiments", action="store_true", help="skip the fast-path experiments")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="no measuring: re-render --out from a --json file of an earlier run")
     return p.parse_args(argv)
@@ -188,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         idle: dict[str, float] = {}
         if not args.e2e_only:
             results, idle = measure_all(images, formats, approaches, args.repeat, work, log)
+        experiments_md = ""
+        if not args.e2e_only and not args.no_experiments and not generated:
+            from pipeline.bench import experiments
+
+            log("fast-path experiments ...")
+            experiments_md = experiments.render(Path(folder))
         e2e = None
         if args.e2e or args.e2e_only:
             from pipeline.bench import e2e as e2e_mod
@@ -197,12 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     measured_at = f"{report.utc_now()} (load average {load_before} before, {_load()} after)"
     text = report.render(images=images, results=results, idle=idle, formats=formats,
                          approaches=approaches, repeat=args.repeat, corpus=corpus_label,
-                         command=command.strip(), e2e=e2e, measured_at=measured_at)
+                         command=command.strip(), e2e=e2e, measured_at=measured_at,
+                         experiments=experiments_md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     if args.json:
         meta = {"command": command.strip(), "corpus": corpus_label, "repeat": args.repeat,
-                "formats": formats, "approaches": approaches, "measured_at": measured_at}
+                "formats": formats, "approaches": approaches, "measured_at": measured_at,
+                "experiments": experiments_md}
         args.json.write_text(json.dumps({"images": [asdict(i) for i in images],
                                          "results": [asdict(r) for r in results], "idle_mib": idle,
                                          "e2e": e2e, "meta": meta}, indent=1, default=str))
@@ -231,7 +240,8 @@ def _render_saved(args: argparse.Namespace) -> int:
     meta = saved["meta"]
     text = report.render(images=images, results=results, idle=saved["idle_mib"], formats=meta["formats"],
                          approaches=meta["approaches"], repeat=meta["repeat"], corpus=meta["corpus"],
-                         command=meta["command"], e2e=saved.get("e2e"), measured_at=meta.get("measured_at"))
+                         command=meta["command"], e2e=saved.get("e2e"), measured_at=meta.get("measured_at"),
+                         experiments=meta.get("experiments", ""))
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out} from {args.render}", file=sys.stderr)
     return 0
