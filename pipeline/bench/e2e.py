@@ -154,6 +154,9 @@ def run(log: Callable[[str], None], n: int = 20, batch_size: int = 50) -> dict[s
 
 def render(e2e: dict[str, Any]) -> str:
     """The markdown section for docs/benchmarks.md."""
+    if "error" in e2e:
+        return ("## End-to-end through the local stack (issue 4 §7)\n\n"
+                f"Not measured in this run: the local stack failed ({e2e['error']}).")
     lat = e2e["latency"]
     lines = ["## End-to-end through the local stack (issue 4 §7)", "",
              f"A {lat['image_bytes'] / 1024:.0f} KiB 2560×1600 JPEG, recipe `{RECIPE}`; "

@@ -144,8 +144,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--formats", default="jpeg,webp")
     p.add_argument("--approaches", default=",".join(APPROACHES))
     p.add_argument("--only", help="comma-separated image names to include")
-    p.add_argument("--e2e", action="store_true", help="also run the end-to-end local-stack benchmark")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end local-stack benchmark")
     p.add_argument("--e2e-only", action="store_true", help="only the end-to-end benchmark")
+    p.add_argument("--e2e-runs", type=int, default=20, help="sequential latency runs per trigger")
+    p.add_argument("--e2e-batch", type=int, default=50, help="images in the 1-vs-2-worker batch")
     p.add_argument("--no-experiments", action="store_true", help="skip the fast-path experiments")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="no measuring: re-render --out from a --json file of an earlier run")
@@ -196,10 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             log("fast-path experiments ...")
             experiments_md = experiments.render(Path(folder))
         e2e = None
-        if args.e2e or args.e2e_only:
+        if not args.no_e2e or args.e2e_only:
             from pipeline.bench import e2e as e2e_mod
 
-            e2e = e2e_mod.run(log=log)
+            try:
+                e2e = e2e_mod.run(log=log, n=args.e2e_runs, batch_size=args.e2e_batch)
+            except Exception as exc:  # the stack failing must not lose the engine figures; reported
+                log(f"end-to-end benchmark failed: {type(exc).__name__}: {exc}")
+                e2e = {"error": f"{type(exc).__name__}: {exc}"}
     command = "python -m pipeline.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     measured_at = f"{report.utc_now()} (load average {load_before} before, {_load()} after)"
     text = report.render(images=images, results=results, idle=idle, formats=formats,
