@@ -3,7 +3,11 @@
 Files and folders (recursive) are processed in parallel worker processes with
 ``imagepipe.core.process``, exactly the code the processing Lambda runs. A bad file is
 reported with its error code and skipped; the batch goes on. Exit status: 0 all ok, 1 any
-file failed, 2 usage error (bad flags, bad recipe, missing input).
+file failed, 2 usage error (bad flags, bad recipe, missing input), 130 interrupted.
+
+Outputs are ``{stem}.{ext}`` in ``--out``; stems are made unique within the batch (``photo``,
+``photo-2``, ...), so two inputs never write the same file; a file left by an earlier run with the
+same name is replaced (atomically: temp file + rename).
 """
 
 from __future__ import annotations
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRecipe as exc:
         print(describe_invalid(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args: Any) -> int:
