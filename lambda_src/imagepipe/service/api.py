@@ -171,7 +171,7 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=req.preset)
         job_id = job["job_id"]
         image["job_id"] = job_id
-    post = backend.storage.presign_upload(key, content_type)
+    post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
     backend.records.put_image(image)
     if job_id is not None:
         backend.records.create_job(job)

@@ -56,16 +56,18 @@ class Storage:
     config: Config
 
     @translate_aws_errors
-    def presign_upload(self, key: str, content_type: str) -> dict[str, Any]:
-        """A presigned POST pinning exactly ``key``, ``Content-Type`` and the size range."""
+    def presign_upload(self, key: str, content_type: str, max_bytes: int | None = None) -> dict[str, Any]:
+        """A presigned POST pinning exactly ``key``, ``Content-Type`` and the size range
+        ``1..max_bytes`` (the announced size; never above the upload cap)."""
         cfg = self.config
+        limit = min(max_bytes, cfg.max_upload_bytes) if max_bytes else cfg.max_upload_bytes
         return self.s3.generate_presigned_post(
             Bucket=cfg.source_bucket,
             Key=key,
             Fields={"Content-Type": content_type},
             Conditions=[
                 {"Content-Type": content_type},
-                ["content-length-range", 1, cfg.max_upload_bytes],
+                ["content-length-range", 1, limit],
             ],
             ExpiresIn=cfg.presign_expires,
         )
