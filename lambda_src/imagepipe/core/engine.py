@@ -175,8 +175,10 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     limits = limits or Limits()
     opened = open_image(bytes(source_bytes), limits)
     im = opened.image
-    exif = _read_exif(im)
-    orientation = tf.orientation_of(im)
+    # PNG's getexif() decodes the whole image (eXIf may follow the pixel data): read it after load
+    header_exif = opened.format != "png"
+    exif = _read_exif(im) if header_exif else Image.Exif()
+    orientation = tf.orientation_from(exif)
     out_fmt = resolve_format(recipe.format, opened.format)
     keep_anim = recipe.animation.keep and opened.frames > 1
     if keep_anim:
@@ -202,10 +204,10 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
         fast.append(f"jpeg_draft:{src_raw[0]}x{src_raw[1]}->{im.size[0]}x{im.size[1]}")
     load_image(im, opened.format)
     icc = im.info.get("icc_profile") or None
-    if not len(exif) and opened.format != "jpeg":  # PNG may carry eXIf after the image data
+    if not header_exif:
         exif = _read_exif(im)
-        if tf.orientation_of(im) != orientation:  # no draft happened (not a JPEG): re-plan
-            orientation = tf.orientation_of(im)
+        if tf.orientation_from(exif) != orientation:  # no draft happened (not a JPEG): re-plan
+            orientation = tf.orientation_from(exif)
             ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else src_raw
             plan = tf.plan_resize(ow, oh, recipe.resize)
     icc_desc = tf.profile_description(icc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFilter
@@ -139,13 +140,18 @@ def apply_draft(im: Image.Image, plan: Plan, orientation: int, src: tuple[int, i
     return im.size != before
 
 
-def orientation_of(im: Image.Image) -> int:
+def orientation_from(exif: Image.Exif) -> int:
     """EXIF orientation 1–8 (1 when absent or invalid)."""
+    value = exif.get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def orientation_of(im: Image.Image) -> int:
+    """EXIF orientation of ``im`` (1 when absent, invalid or unreadable)."""
     try:
-        value = im.getexif().get(0x0112, 1)
+        return orientation_from(im.getexif())
     except Exception:  # noqa: BLE001 - a damaged EXIF block means "no orientation"
         return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def i16_to_l(im: Image.Image) -> Image.Image:
@@ -219,6 +225,15 @@ def is_srgb(description: str | None) -> bool:
     return bool(description) and description.lower().startswith("srgb")  # type: ignore[union-attr]
 
 
+@lru_cache(maxsize=16)
+def _rgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """profile → sRGB transform for ``mode`` (cached: building one costs ~10 ms); None if not RGB."""
+    src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    if src.profile.xcolor_space.strip() != "RGB":
+        return None
+    return ImageCms.buildTransform(src, _SRGB, mode, mode)
+
+
 def to_srgb(im: Image.Image, icc: bytes | None, description: str | None) -> tuple[Image.Image, bool]:
     """Convert ``im`` from its embedded profile to sRGB. Returns (image, converted?).
 
@@ -236,13 +251,13 @@ def to_srgb(im: Image.Image, icc: bytes | None, description: str | None) -> tupl
     if not icc or is_srgb(description) or im.mode not in ("RGB", "RGBA"):
         return im, False
     try:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if src.profile.xcolor_space.strip() != "RGB":
+        transform = _rgb_transform(icc, im.mode)
+        if transform is None:
             return im, False
-        out = ImageCms.profileToProfile(im, src, _SRGB, outputMode=im.mode)
+        out = transform.apply(im)
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
         raise CorruptImage(f"the embedded ICC profile cannot be applied: {exc}") from None
-    return out, True  # type: ignore[return-value]
+    return out, True
 
 
 def apply_ops(im: Image.Image, recipe: Recipe) -> Image.Image:
