@@ -1,0 +1,172 @@
+"""Client-side helpers of the compression lab (the Compare page and the lab benchmark use them).
+
+Pure functions over the points ``GET /sweeps/{id}`` returns and the jobs ``GET /jobs/{id}``
+returns; the only network access is through a ``pipeline.client.Client`` passed in.
+
+- ``points_frame(points)``: the points as a DataFrame with a ``setting`` label and ``pareto``;
+- ``pareto_frontier(points, metric)``: the points no other point beats on both size and score;
+- ``recommend(points, metric, minimum)``: the cheapest setting per format meeting a target;
+- ``batch_report(client, image_ids, presets)`` → rows per image × preset; ``aggregate(rows)``
+  totals per preset; ``to_csv(rows)``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+METRICS = ("ssim", "psnr")
+SIZE_AXES = ("bytes", "bpp")
+
+
+def setting_label(p: dict[str, Any]) -> str:
+    """``"webp q80 method=6"`` / ``"png lossless"``."""
+    q = "lossless" if p.get("quality") is None else f"q{p['quality']}"
+    s = f"{p['format']} {q}"
+    if p.get("option_name"):
+        s += f" {str(p['option_name']).split('.')[-1]}={p.get('option_value')}"
+    return s
+
+
+def pareto_frontier(points: Sequence[dict[str, Any]], metric: str = "ssim",
+                    size: str = "bytes") -> list[dict[str, Any]]:
+    """The non-dominated points (smaller ``size`` and higher ``metric`` are better), by size.
+
+    A point is on the frontier when no other point is at most as large AND scores at least as
+    well with one of the two strictly better. Ties (same size and score) keep the first."""
+    ranked = sorted((p for p in points if p.get(metric) is not None and p.get(size) is not None),
+                    key=lambda p: (p[size], -p[metric]))
+    frontier: list[dict[str, Any]] = []
+    best = float("-inf")
+    for p in ranked:
+        if p[metric] > best:
+            frontier.append(p)
+            best = p[metric]
+    return frontier
+
+
+def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.DataFrame:
+    """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``)."""
+    cols = ["label", "setting", "format", "quality", "option_name", "option_value", "bytes", "kib", "bpp",
+            "ssim", "psnr", "encode_ms", "width", "height", "pareto"]
+    if not points:
+        return pd.DataFrame(columns=cols)
+    on = {p["label"] for p in pareto_frontier(points, metric)}
+    rows = []
+    for p in points:
+        rows.append({**{k: p.get(k) for k in cols}, "setting": setting_label(p),
+                     "kib": round(p["bytes"] / 1024, 2), "pareto": p["label"] in on,
+                     "option_value": None if p.get("option_value") is None else str(p["option_value"])})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def recommend(points: Sequence[dict[str, Any]], metric: str = "ssim", minimum: float = 0.95) -> pd.DataFrame:
+    """Per format, the smallest point with ``metric >= minimum`` (formats that never reach it are
+    listed with ``meets = False`` and their best score), cheapest first."""
+    by_fmt: dict[str, list[dict[str, Any]]] = {}
+    for p in points:
+        by_fmt.setdefault(p["format"], []).append(p)
+    rows = []
+    for fmt, pts in by_fmt.items():
+        ok = [p for p in pts if p.get(metric) is not None and p[metric] >= minimum]
+        if ok:
+            p = min(ok, key=lambda p: (p["bytes"], -p[metric]))
+            rows.append({"format": fmt, "setting": setting_label(p), "label": p["label"], "meets": True,
+                         "bytes": p["bytes"], "bpp": p.get("bpp"), metric: p[metric]})
+        else:
+            p = max(pts, key=lambda p: p.get(metric) or float("-inf"))
+            rows.append({"format": fmt, "setting": f"none reaches {minimum:g} (best: {setting_label(p)})",
+                         "label": p["label"], "meets": False, "bytes": None, "bpp": None,
+                         metric: p.get(metric)})
+    df = pd.DataFrame(rows, columns=["format", "setting", "label", "meets", "bytes", "bpp", metric])
+    if df.empty:
+        return df
+    cheapest = df[df["meets"]]["bytes"].min() if df["meets"].any() else None
+    df["vs_cheapest"] = [None if b is None or pd.isna(b) or cheapest is None else round(b / cheapest, 3)
+                         for b in df["bytes"]]
+    df = df.sort_values(["meets", "bytes"], ascending=[False, True], na_position="last")
+    return df.reset_index(drop=True)
+
+
+def point_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """B relative to A: byte and score differences (``None`` where a side has no value)."""
+    def diff(k: str) -> float | None:
+        return None if a.get(k) is None or b.get(k) is None else round(b[k] - a[k], 6)
+
+    bytes_pct = None
+    if a.get("bytes") and b.get("bytes") is not None:
+        bytes_pct = round(100 * (b["bytes"] / a["bytes"] - 1), 2)
+    return {"bytes": diff("bytes"), "bytes_pct": bytes_pct, "ssim": diff("ssim"), "psnr": diff("psnr")}
+
+
+# --- batch report ------------------------------------------------------------------------------
+
+REPORT_COLUMNS = ["image_id", "filename", "preset", "status", "error", "format", "width", "height",
+                  "original_bytes", "output_bytes", "saved_pct", "ssim", "psnr", "job_id"]
+
+
+def report_row(image: dict[str, Any], preset: str, job: dict[str, Any]) -> dict[str, Any]:
+    """One image × preset row from a finished job."""
+    res = job.get("result") or {}
+    orig = res.get("original_bytes") or image.get("bytes")
+    out = res.get("bytes")
+    saved = None if not orig or out is None else round(100 * (1 - out / orig), 2)
+    err = job.get("error") or {}
+    return {"image_id": image.get("image_id"), "filename": image.get("filename"), "preset": preset,
+            "status": job.get("status"), "error": err.get("code"), "format": res.get("format"),
+            "width": res.get("width"), "height": res.get("height"), "original_bytes": orig,
+            "output_bytes": out, "saved_pct": saved, "ssim": res.get("ssim"), "psnr": res.get("psnr"),
+            "job_id": job.get("job_id")}
+
+
+def batch_report(client: Any, images: Iterable[dict[str, Any]], presets: dict[str, dict[str, Any]],
+                 timeout: float = 180.0,
+                 on_progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run every preset on every image through the API (jobs are deterministic, so a repeated
+    report reuses finished outputs) and return one row per image × preset."""
+    images = list(images)
+    pending: list[tuple[dict[str, Any], str, str]] = []
+    for image in images:
+        for name, recipe in presets.items():
+            job = client.process(image["image_id"], recipe, preset=name)
+            pending.append((image, name, job["job_id"]))
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    for i, (image, name, job_id) in enumerate(pending):
+        job = client.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
+        rows.append(report_row(image, name, job))
+        if on_progress is not None:
+            on_progress(i + 1, len(pending))
+    return rows
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per preset: images, failures, total bytes before/after, overall saving, median and worst SSIM."""
+    out = []
+    presets = list(dict.fromkeys(r["preset"] for r in rows))
+    for name in presets:
+        rs = [r for r in rows if r["preset"] == name]
+        ok = [r for r in rs if r["status"] == "succeeded" and r["output_bytes"] is not None]
+        before = sum(r["original_bytes"] or 0 for r in ok)
+        after = sum(r["output_bytes"] for r in ok)
+        ssims = [r["ssim"] for r in ok if r["ssim"] is not None]
+        out.append({"preset": name, "images": len(rs), "failed": len(rs) - len(ok),
+                    "original_bytes": before, "output_bytes": after,
+                    "saved_pct": round(100 * (1 - after / before), 2) if before else None,
+                    "median_saved_pct": statistics.median(r["saved_pct"] for r in ok) if ok else None,
+                    "median_ssim": statistics.median(ssims) if ssims else None,
+                    "min_ssim": min(ssims) if ssims else None})
+    return pd.DataFrame(out, columns=["preset", "images", "failed", "original_bytes", "output_bytes",
+                                      "saved_pct", "median_saved_pct", "median_ssim", "min_ssim"])
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The per-image rows as CSV text (the report's export)."""
+    df = pd.DataFrame(list(rows), columns=REPORT_COLUMNS)
+    for col in ("width", "height", "original_bytes", "output_bytes"):  # ints stay ints beside blanks
+        df[col] = df[col].astype("Int64")
+    return df.to_csv(index=False)
