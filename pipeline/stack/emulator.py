@@ -50,7 +50,9 @@ def build_app(data_dir: Path, credentials: Mapping[str, str]) -> tuple[Any, Any,
     middleware = JournalMiddleware(moto_app, journal)
     middleware.compact = lambda: journal.rewrite(compacted(records_since_open(journal)))  # type: ignore[attr-defined]
     middleware.activate()
-    return PostPolicyMiddleware(middleware, credentials), middleware, counts
+    from pipeline.stack.faults import wrap_if_enabled  # test-only, off unless IMAGEPIPE_TEST_FAULTS=1
+
+    return wrap_if_enabled(PostPolicyMiddleware(middleware, credentials), os.environ), middleware, counts
 
 
 def records_since_open(journal: Any) -> list[Any]:

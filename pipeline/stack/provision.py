@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from pipeline.stack.resources import REGION, StackDefinition
+from pipeline.stack.resources import ACCOUNT_ID, REGION, StackDefinition
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -120,6 +120,20 @@ def _ensure_notification(s3: Any, bucket: str, queue_arn: str, events: list[str]
     ):
         return
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=want)
+
+
+def expected_resources(endpoint_url: str, definition: StackDefinition) -> Provisioned:
+    """What :func:`provision` will return (moto's names and URLs are deterministic)."""
+    q, dlq = definition.queues["ProcessingQueue"]["name"], definition.queues["ProcessingDLQ"]["name"]
+    return Provisioned(
+        source_bucket=definition.buckets["SourceBucket"]["name"],
+        dest_bucket=definition.buckets["DestinationBucket"]["name"],
+        table=definition.table["TableName"],
+        queue_url=f"{endpoint_url}/{ACCOUNT_ID}/{q}",
+        dlq_url=f"{endpoint_url}/{ACCOUNT_ID}/{dlq}",
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{q}",
+        dlq_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{dlq}",
+    )
 
 
 def provision(endpoint_url: str, definition: StackDefinition) -> Provisioned:

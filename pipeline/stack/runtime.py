@@ -261,29 +261,37 @@ class LambdaRuntime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, wait_ready: bool = True) -> LambdaRuntime:
-        """Spawn the workers (in parallel) and start the memory watchdog."""
+        """Spawn the workers (their init runs in parallel) and start the memory watchdog."""
         self._stop.clear()
         with self._lock:
             self._workers = [_Worker(self._ctx, self.spec, i) for i in range(self.size)]
         if wait_ready:
-            for w in self._workers:
-                w.wait_ready(self.init_timeout)
+            self.wait_ready()
         for w in self._workers:
             self._idle.put(w)
         self._watchdog = threading.Thread(target=self._watch, name=f"{self.spec.name}-watchdog", daemon=True)
         self._watchdog.start()
         return self
 
+    def wait_ready(self) -> int:
+        """Wait until every worker finished its init phase; returns how many came up."""
+        with self._lock:
+            workers = list(self._workers)
+        return sum(1 for w in workers if w.wait_ready(self.init_timeout))
+
     def stop(self) -> None:
         """Stop every worker (busy ones are killed) and the watchdog."""
         self._stop.set()
         with self._lock:
             workers, self._workers = self._workers, []
-        for w in workers:
+        for w in workers:  # signal all first, then reap: workers exit in parallel
             if w.busy:
-                w.kill()
-            else:
-                w.close()
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(w.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                w.conn.close()
+        for w in workers:
+            w.close()
         while not self._idle.empty():
             self._idle.get_nowait()
         if self._watchdog is not None:

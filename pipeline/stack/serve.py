@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.stack.apigw import ApiConfig, ApiGatewayServer, Route
 from pipeline.stack.emulator import DEFAULT_CREDENTIALS, Emulator
 from pipeline.stack.event_source import ScheduledTrigger, SqsEventSource
-from pipeline.stack.provision import Provisioned, clients, provision
+from pipeline.stack.provision import Provisioned, clients, expected_resources, provision
 from pipeline.stack.resources import REGION, FunctionDef, StackDefinition, load_template, read_definition
 from pipeline.stack.runtime import FunctionSpec, LambdaRuntime
 
@@ -163,12 +163,26 @@ class LocalStack:
         try:
             self.emulator = Emulator(self.data_dir / "emulator", credentials=DEFAULT_CREDENTIALS).start()
             self.startup_ms["emulator"] = int((time.perf_counter() - t0) * 1000)
-            self.resources = provision(self.emulator.endpoint_url, definition)
-            self.startup_ms["provision"] = int((time.perf_counter() - t0) * 1000)
+            # names and URLs are deterministic: workers and the API init while provisioning runs
+            expected = expected_resources(self.emulator.endpoint_url, definition)
+            self.resources = expected
             self._env = self._function_env()
-            self._start_runtimes()
+            self._spawn_runtimes()
+            api_box: list[Any] = []
+            api_thread = threading.Thread(target=self._import_api, args=(api_box,), name="api-init")
+            api_thread.start()
+            try:
+                self.resources = provision(self.emulator.endpoint_url, definition)
+            finally:
+                api_thread.join()
+            self.startup_ms["provision"] = int((time.perf_counter() - t0) * 1000)
+            if self.resources != expected:
+                raise RuntimeError(f"provisioned {self.resources} but the functions were told {expected}")
+            if isinstance(api_box[0], BaseException):
+                raise api_box[0]
+            self._start_triggers()
             self.startup_ms["workers"] = int((time.perf_counter() - t0) * 1000)
-            self._start_gateway()
+            self._start_gateway(api_box[0])
         except BaseException:
             self.stop()
             raise
@@ -226,9 +240,9 @@ class LocalStack:
             self._sqs_local.client = client
         return client
 
-    def _start_runtimes(self) -> None:
-        d, r = self.definition, self.resources
-        assert d is not None and r is not None
+    def _spawn_runtimes(self) -> None:
+        d = self.definition
+        assert d is not None
         proc_def = d.functions["ProcessorFunction"]
         timeout = int(d.params.get("ProcessorTimeout", proc_def.timeout))
         memory = int(d.params.get("ProcessorMemorySize", proc_def.memory_mb))
@@ -241,7 +255,7 @@ class LocalStack:
                 self._fn_env(proc_def, memory, timeout),
             ),
             workers=self.workers,
-        )
+        ).start(wait_ready=False)
         rec_def = d.functions["ReconcilerFunction"]
         self.reconciler = LambdaRuntime(
             FunctionSpec(
@@ -252,23 +266,14 @@ class LocalStack:
                 self._fn_env(rec_def, rec_def.memory_mb, rec_def.timeout),
             ),
             workers=1,
-        )
-        # spawn both pools at once; each waits for its own init
-        errors: list[BaseException] = []
+        ).start(wait_ready=False)
 
-        def _start(rt: LambdaRuntime) -> None:
-            try:
-                rt.start()
-            except BaseException as exc:  # re-raised below, in the caller's thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=_start, args=(rt,)) for rt in (self.processor, self.reconciler)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+    def _start_triggers(self) -> None:
+        d, r = self.definition, self.resources
+        assert d is not None and r is not None and self.processor is not None and self.reconciler is not None
+        self.processor.wait_ready()
+        self.reconciler.wait_ready()
+        proc_def = d.functions["ProcessorFunction"]
         vt = int(d.queues["ProcessingQueue"]["attributes"].get("VisibilityTimeout", 30))
         self.event_source = SqsEventSource(
             self.processor,
@@ -285,14 +290,23 @@ class LocalStack:
             self.reconciler, "imagepipe-reconciler-schedule", self.reconcile_interval
         ).start()
 
-    def _start_gateway(self) -> None:
+    def _import_api(self, box: list[Any]) -> None:
+        """Import the API handler (its init phase); the result or the error goes into ``box``."""
+        d = self.definition
+        assert d is not None
+        api_def = d.functions["ApiFunction"]
+        env = self._fn_env(api_def, api_def.memory_mb, api_def.timeout)
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        try:
+            box.append(_import_handler(api_def.handler, env))
+        except BaseException as exc:  # re-raised by start()
+            box.append(exc)
+
+    def _start_gateway(self, handler: Any) -> None:
         d = self.definition
         assert d is not None
         api_def = d.functions["ApiFunction"]
         routes, cors = _api_routes_and_cors(self.template_path)
-        env = self._fn_env(api_def, api_def.memory_mb, api_def.timeout)
-        self._saved_env = {k: os.environ.get(k) for k in env}
-        handler = _import_handler(api_def.handler, env)
         config = ApiConfig(
             routes=routes,
             function_name="imagepipe-api",
