@@ -153,6 +153,9 @@ def test_s3_enforces_the_presigned_policy(local_stack: Any, client: Client) -> N
     assert r.status_code == 403
     empty = httpx.post(url, data=fields, files={"file": ("p.png", b"", "image/png")}, timeout=30)
     assert empty.status_code == 400
+    more_than_announced = httpx.post(url, data=fields, files={"file": ("p.png", b"x" * 101, "image/png")},
+                                     timeout=30)
+    assert more_than_announced.status_code == 400 and b"EntityTooLarge" in more_than_announced.content
     with pytest.raises(Conflict):
         client.process(presign["image_id"], {})
 

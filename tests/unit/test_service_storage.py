@@ -42,6 +42,15 @@ def test_presigned_post_policy_pins_key_size_type_and_expiry(backend):
     assert post["fields"]["Content-Type"] == "image/jpeg"
 
 
+def test_presigned_post_range_is_capped_at_the_announced_size(backend):
+    key = upload_key(backend.config, "b" * 32, "x.png")
+    conds = _policy(backend.storage.presign_upload(key, "image/png", 1234)["fields"])["conditions"]
+    assert ["content-length-range", 1, 1234] in conds
+    too_big = backend.config.max_upload_bytes * 2
+    conds = _policy(backend.storage.presign_upload(key, "image/png", too_big)["fields"])["conditions"]
+    assert ["content-length-range", 1, backend.config.max_upload_bytes] in conds
+
+
 def test_presigned_get_carries_content_disposition(backend):
     url = backend.storage.presign_download(backend.config.dest_bucket, "outputs/x/y.webp", "café.webp")
     q = parse_qs(urlparse(url).query)
