@@ -104,6 +104,14 @@ def test_pixel_cap_is_checked_from_the_header() -> None:
     assert process(data, {}, Limits(max_pixels=10_000)).facts["output"]["width"] == 100
 
 
+def test_pillow_bomb_warning_is_an_error() -> None:
+    # 120 MP: above Pillow's warning threshold (~89 MP), below its hard error (~179 MP)
+    assert Image.MAX_IMAGE_PIXELS and Image.MAX_IMAGE_PIXELS < 120_000_000 < 2 * Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the engine would fail the test
+        assert code_of(g.png_header_only(12000, 10000)) == "too_many_pixels"
+
+
 def test_pixel_cap_above_pillows_threshold_uses_our_cap() -> None:
     # a configured cap above Pillow's MAX_IMAGE_PIXELS: our check decides; the header lies, so
     # the decode fails as corrupt rather than as a bomb
