@@ -10,8 +10,7 @@ st.set_page_config(page_title="ImagePipe", page_icon=":material/photo_library:",
 
 PAGES = [
     st.Page("pages/process.py", title="Process", icon=":material/tune:", default=True),
-    # The Compression lab's Compare page (issue 6) goes here:
-    # st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/history.py", title="History & analytics", icon=":material/monitoring:"),
     st.Page("pages/system.py", title="System", icon=":material/dns:"),
 ]

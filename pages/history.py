@@ -36,8 +36,12 @@ def _all_pages(fetch: Any, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=15, show_spinner="Loading images and jobs…")
-def load(api_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(jobs, images) from the API; cached for a few seconds per backend URL."""
+def load(api_url: str, generation: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(jobs, images) from the API; cached for a few seconds per backend URL.
+
+    ``generation`` (``st.session_state["data_generation"]``) is bumped by the Process page
+    whenever a file finishes, so this session never sees a list without its own new jobs.
+    """
     client = get_client()
     return _all_pages(client.list_jobs), _all_pages(client.list_images)
 
@@ -117,7 +121,7 @@ def page() -> None:
     )
     if top[1].button("Refresh", icon=":material/refresh:", key="hist.refresh"):
         load.clear()
-    jobs, images = load(info.api_url)
+    jobs, images = load(info.api_url, st.session_state.get("data_generation", 0))
     df = analytics.jobs_frame(jobs, images, _preset_map())
     if df.empty:
         st.info("No jobs yet. Process some images on the Process page.")

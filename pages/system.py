@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from imagepipe.errors import ImagePipeError
-from pipeline.dashboard_backend import backend_info, get_client, mask_secret
+from pipeline.dashboard_backend import (
+    backend_info,
+    embedded_stack_env,
+    embedded_stack_health,
+    get_client,
+    mask_secret,
+)
 from pipeline.presets import preset_names
 
 #: component names as the API reports them -> what the page calls them
@@ -43,6 +48,23 @@ def _detail(check: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def worker_row(local: dict[str, Any] | None) -> dict[str, Any]:
+    """The processor workers' row: from the embedded stack, or why it is not observable."""
+    if local is None:
+        return {
+            "component": LABELS["workers"],
+            "status": "n/a",
+            "detail": "managed by AWS Lambda (or another process); not visible through the API",
+        }
+    workers = local.get("workers") or {}
+    alive, size = int(workers.get("alive", 0)), int(workers.get("size", 0))
+    stats = workers.get("stats") or {}
+    detail = f"alive={alive}/{size}, busy={workers.get('busy', 0)}"
+    if stats:
+        detail += ", " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
+    return {"component": LABELS["workers"], "status": "ok" if alive > 0 else "FAILING", "detail": detail}
+
+
 def health_rows(health: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per component from the API's ``/health`` body (plus the API itself)."""
     rows = [{"component": LABELS["api"], "status": "ok", "detail": f"status={health.get('status', '?')}"}]
@@ -59,11 +81,61 @@ def health_rows(health: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _health_panel() -> None:
+    st.subheader("Health")
+    try:
+        health = get_client().health()
+    except ImagePipeError as exc:
+        st.error(f"The API is not reachable or not healthy: {exc.code}")
+        st.code(exc.message, language=None)
+        return
+    rows = health_rows(health)
+    rows.append(worker_row(embedded_stack_health()))
+    failing = [r for r in rows if r["status"] == "FAILING"]
+    if failing:
+        st.error(f"{len(failing)} component(s) failing")
+    else:
+        st.success("All components healthy")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "component": st.column_config.TextColumn(width="medium"),
+            "status": st.column_config.TextColumn(width="small"),
+            "detail": st.column_config.TextColumn(width="large"),
+        },
+    )
+    if health.get("dlq_depth"):
+        st.warning(
+            f"{health['dlq_depth']} message(s) in the dead-letter queue: jobs that failed every "
+            "retry (they show as failed in History)."
+        )
+
+
+def _service_config(kind: str) -> None:
+    env = embedded_stack_env()
+    if env is not None:
+        st.markdown("**Service** (the environment the local Lambda functions run with)")
+        rows = [
+            {"setting": k, "value": mask_secret(v) if k.endswith("API_KEY") else v}
+            for k, v in sorted(env.items())
+            if k.startswith(("IMAGEPIPE_", "AWS_ENDPOINT", "AWS_REGION"))
+        ]
+    else:
+        st.markdown(
+            "**Service limits** (documented defaults; a deployed stack's own values are not "
+            "exposed by the API)"
+        )
+        rows = [{"setting": name, "value": default} for name, default in LIMIT_ENV]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def page() -> None:
     """The System page."""
     st.title("System")
     info = backend_info()
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns([2, 3])
     with c1, st.container(border=True):
         st.subheader("Backend")
         if info.kind == "embedded":
@@ -77,29 +149,10 @@ def page() -> None:
         st.text(f"API key:   {info.masked_key}")
         if info.data_dir:
             st.text(f"Data dir:  {info.data_dir}")
-    with c2, st.container(border=True):
-        st.subheader("Health")
-        try:
-            health = get_client().health()
-        except ImagePipeError as exc:
-            st.error(f"The API is not healthy: {exc.code}")
-            st.code(exc.message, language=None)
-            health = None
-        if health is not None:
-            rows = health_rows(health if isinstance(health, dict) else dict(health))
-            failing = [r for r in rows if r["status"] != "ok"]
-            if failing:
-                st.error(f"{len(failing)} component(s) failing")
-            else:
-                st.success("All components healthy")
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-            if health.get("dlq_depth"):
-                st.warning(
-                    f"{health['dlq_depth']} message(s) in the dead-letter queue: jobs that failed "
-                    "every retry (they show as failed in History)."
-                )
-        if st.button("Re-check", icon=":material/refresh:", key="sys.recheck"):
+        if st.button("Re-check health", icon=":material/refresh:", key="sys.recheck"):
             st.rerun()
+    with c2, st.container(border=True):
+        _health_panel()
 
     st.subheader("Configuration in effect")
     t1, t2 = st.columns(2)
@@ -108,27 +161,13 @@ def page() -> None:
         rows = [
             {"setting": "server.maxUploadSize (MiB)", "value": str(st.get_option("server.maxUploadSize"))},
             {"setting": "backend source", "value": info.source},
-            {"setting": "IMAGEPIPE_API_KEY", "value": info.masked_key},
+            {"setting": "API key", "value": info.masked_key},
             {"setting": "IMAGEPIPE_DATA_DIR", "value": info.data_dir or "(not used)"},
             {"setting": "presets", "value": ", ".join(preset_names())},
         ]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     with t2:
-        st.markdown(
-            "**Limits**"
-            + (" (server side)" if info.kind == "embedded" else " (defaults; the AWS stack's may differ)")
-        )
-        config = (health or {}).get("config") if isinstance(health, dict) else None
-        if isinstance(config, dict) and config:
-            limit_rows = [
-                {"setting": k, "value": mask_secret(str(v)) if "key" in k.lower() else str(v)}
-                for k, v in sorted(config.items())
-            ]
-        else:
-            limit_rows = [
-                {"setting": name, "value": os.environ.get(name, default)} for name, default in LIMIT_ENV
-            ]
-        st.dataframe(pd.DataFrame(limit_rows), hide_index=True, width="stretch")
+        _service_config(info.kind)
 
 
 page()

@@ -40,12 +40,12 @@ class BackendInfo:
 
 
 def mask_secret(value: str) -> str:
-    """``"abcdef123456"`` -> ``"********3456"``; short values are hidden entirely."""
+    """``"abcdef123456"`` -> ``"••••••••3456"`` (length not revealed); short values fully hidden."""
     if not value:
         return "(none)"
     if len(value) <= 8:
-        return "*" * len(value)
-    return "*" * (len(value) - 4) + value[-4:]
+        return "••••••••"
+    return "••••••••" + value[-4:]
 
 
 def _secret(name: str) -> str | None:
@@ -97,6 +97,26 @@ def backend_info() -> BackendInfo:
     stack = _embedded_stack(data_dir)
     return BackendInfo(kind="embedded", api_url=stack.api_url, api_key=stack.api_key,
                        source="embedded local stack", data_dir=data_dir)
+
+
+def embedded_stack_health() -> dict[str, Any] | None:
+    """The embedded stack's own snapshot (workers, event source) or None for a remote API.
+
+    The API's ``/health`` cannot see the processor's workers (on AWS they are Lambda's
+    business); locally the dashboard owns the stack object and can ask it directly.
+    """
+    info = backend_info()
+    if info.kind != "embedded" or info.data_dir is None:
+        return None
+    return _embedded_stack(info.data_dir).health()
+
+
+def embedded_stack_env() -> dict[str, str] | None:
+    """The environment the embedded stack gives its Lambda functions (None for a remote API)."""
+    info = backend_info()
+    if info.kind != "embedded" or info.data_dir is None:
+        return None
+    return dict(_embedded_stack(info.data_dir).env)
 
 
 def get_client() -> Any:

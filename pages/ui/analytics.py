@@ -50,7 +50,7 @@ def jobs_frame(jobs: Iterable[dict[str, Any]], images: Iterable[dict[str, Any]],
         error = job.get("error") or {}
         rows.append({
             "created_at": job.get("created_at"),
-            "filename": image.get("filename"),
+            "filename": job.get("filename") or image.get("filename"),
             "status": job.get("status"),
             "preset": job.get("preset") or presets.get(recipe_hash, "custom"),
             "input_format": (inp.get("format") or "").lower() or None,

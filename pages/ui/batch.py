@@ -87,18 +87,28 @@ def _as_id(value: Any, name: str) -> str:
 class Batch:
     """Runs ``tasks`` through ``client`` with ``recipe`` on background threads."""
 
-    def __init__(self, client: Any, recipe: dict[str, Any], tasks: list[FileTask],
-                 label: str = "custom", workers: int = UPLOAD_WORKERS, poll_s: float = 0.25,
-                 job_timeout_s: float = JOB_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: Any,
+        recipe: dict[str, Any],
+        tasks: list[FileTask],
+        label: str = "custom",
+        preset: str | None = None,
+        workers: int = UPLOAD_WORKERS,
+        poll_s: float = 0.25,
+        job_timeout_s: float = JOB_TIMEOUT_S,
+    ) -> None:
         self.client = client
         self.recipe = recipe
         self.label = label
+        self.preset = preset
         self.tasks = tasks
         self.batch_id = uuid.uuid4().hex[:8]
         self._poll_s = poll_s
         self._job_timeout_s = job_timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks) or 1)),
-                                        thread_name_prefix="imagepipe-batch")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(tasks) or 1)), thread_name_prefix="imagepipe-batch"
+        )
         self._lock = threading.Lock()
 
     def start(self) -> Batch:
@@ -148,7 +158,7 @@ class Batch:
         task.stage = "uploading"
         uploaded = self.client.upload(task.data, filename=task.name, content_type=task.content_type)
         task.image_id = _as_id(uploaded, "image_id")
-        submitted = self.client.process(task.image_id, self.recipe)
+        submitted = self.client.process(task.image_id, self.recipe, preset=self.preset)
         task.job_id = _as_id(submitted, "job_id")
         task.stage = "queued"
         deadline = time.monotonic() + self._job_timeout_s
@@ -166,8 +176,11 @@ class Batch:
             if status in ("queued", "running"):
                 task.stage = status
             if time.monotonic() > deadline:
-                self._fail(task, "wait_timeout",
-                           f"job {task.job_id} did not finish within {self._job_timeout_s:.0f} s")
+                self._fail(
+                    task,
+                    "wait_timeout",
+                    f"job {task.job_id} did not finish within {self._job_timeout_s:.0f} s",
+                )
                 return
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)

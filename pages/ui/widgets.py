@@ -65,15 +65,30 @@ def render_comparison(
     side, wipe_tab, zoom_tab = st.tabs(["Side by side", "Wipe", "Zoom 1:1"])
     with side:
         left, right = st.columns(2)
-        left.image(imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.before), 900)),
-                   caption=f"{labels[0]} (resized to the output's size)", width="stretch")
-        right.image(imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.after), 900)),
-                    caption=labels[1], width="stretch")
+        left.image(
+            imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.before), 900)),
+            caption=f"{labels[0]} (resized to the output's size)",
+            width="stretch",
+        )
+        right.image(
+            imaging.to_png(imaging.fit_within(imaging.on_checkerboard(pair.after), 900)),
+            caption=labels[1],
+            width="stretch",
+        )
     with wipe_tab:
-        pct = st.slider("Wipe position: original on the left, output on the right", 0, 100, 50,
-                        key=f"wipe-{key}", format="%d%%")
-        st.image(imaging.to_png(imaging.wipe(pair, pct / 100)), width="stretch",
-                 caption=f"← {labels[0]} | {labels[1]} →")
+        pct = st.slider(
+            "Wipe position: original on the left, output on the right",
+            0,
+            100,
+            50,
+            key=f"wipe-{key}",
+            format="%d%%",
+        )
+        st.image(
+            imaging.to_png(imaging.wipe(pair, pct / 100)),
+            width="stretch",
+            caption=f"← {labels[0]} | {labels[1]} →",
+        )
     with zoom_tab:
         _zoom(key, pair, labels)
 
@@ -83,15 +98,22 @@ def _zoom(key: str, pair: imaging.Pair, labels: tuple[str, str]) -> None:
     cx = c1.slider("Region x", 0, 100, 50, key=f"zx-{key}", format="%d%%")
     cy = c2.slider("Region y", 0, 100, 50, key=f"zy-{key}", format="%d%%")
     side = c3.selectbox("Region size (px)", [64, 128, 256], index=1, key=f"zs-{key}")
-    factor = c4.selectbox("Magnify", [1, 2, 3, 4], index=1, key=f"zf-{key}",
-                          format_func=lambda f: "1:1" if f == 1 else f"{f}× (nearest)")
+    factor = c4.selectbox(
+        "Magnify",
+        [1, 2, 3, 4],
+        index=1,
+        key=f"zf-{key}",
+        format_func=lambda f: "1:1" if f == 1 else f"{f}× (nearest)",
+    )
     box = imaging.crop_box(pair.after.size, cx / 100, cy / 100, side)
     overview, before, after = st.columns([1, 1, 1])
     overview.image(imaging.to_png(imaging.mark_region(pair.after, box)), caption="Region", width="stretch")
     before.image(imaging.to_png(imaging.zoom(pair.before, box, factor)), caption=labels[0])
     after.image(imaging.to_png(imaging.zoom(pair.after, box, factor)), caption=labels[1])
-    st.caption(f"Pixels {box[0]}–{box[2]} × {box[1]}–{box[3]} of the output "
-               f"({pair.after.width}×{pair.after.height}).")
+    st.caption(
+        f"Pixels {box[0]}–{box[2]} × {box[1]}–{box[3]} of the output "
+        f"({pair.after.width}×{pair.after.height})."
+    )
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -140,28 +162,68 @@ def _fmt(value: Any, spec: str, none: str = "–") -> str:
         return str(value)
 
 
+#: the processor's steps in the order they happen (engine stages in the middle)
+TIMING_ORDER = ("download", "decode", "transform", "encode", "metrics", "upload", "record")
+
+
 def render_facts(facts: dict[str, Any]) -> None:
     """Bytes before/after, ratio, % saved, bits per pixel, SSIM/PSNR and per-stage timings."""
-    m = st.columns(6)
-    m[0].metric("Before", human_bytes(facts["bytes_before"]))
     saved = facts["saved_pct"]
-    m[1].metric("After", human_bytes(facts["bytes_after"]),
-                delta=None if saved is None else f"{-saved:.1f}%", delta_color="inverse")
-    m[2].metric("Ratio", _fmt(facts["ratio"], ".2f") + "×" if facts["ratio"] else "–",
-                help="input bytes / output bytes")
-    m[3].metric("Saved", _fmt(saved, ".1f") + "%" if saved is not None else "–")
-    m[4].metric("Bits per pixel", _fmt(facts["bpp"], ".3f"))
     psnr = facts["psnr"]
-    psnr_text = "∞ (identical)" if psnr is not None and float(psnr) > 1e6 else _fmt(psnr, ".2f") + " dB"
-    m[5].metric("SSIM", _fmt(facts["ssim"], ".4f"), help=f"PSNR {psnr_text}")
-    dims_in = (f"{facts['input_width']}×{facts['input_height']} {facts['input_format'] or ''}"
-               if facts["input_width"] else "")
+    psnr_text = "∞" if psnr is not None and float(psnr) > 1e6 else _fmt(psnr, ".1f") + " dB"
+    timings = {k: float(v) for k, v in (facts["timings_ms"] or {}).items() if v is not None}
+    r1 = st.columns(3)
+    r1[0].metric("Before", human_bytes(facts["bytes_before"]))
+    r1[1].metric(
+        "After",
+        human_bytes(facts["bytes_after"]),
+        delta=None if saved is None else f"{-saved:.1f}%",
+        delta_color="inverse",
+    )
+    r1[2].metric("Saved", _fmt(saved, ".1f") + "%" if saved is not None else "–")
+    r2 = st.columns(3)
+    r2[0].metric(
+        "Ratio",
+        _fmt(facts["ratio"], ".2f") + "×" if facts["ratio"] else "–",
+        help="input bytes / output bytes",
+    )
+    r2[1].metric("Bits per pixel", _fmt(facts["bpp"], ".3f"), help="output bits / output pixels")
+    r2[2].metric("SSIM", _fmt(facts["ssim"], ".4f"), help="vs the original resized to the output size")
+    r3 = st.columns(3)
+    r3[0].metric("PSNR", psnr_text)
+    r3[1].metric(
+        "Engine",
+        _fmt(timings.get("total"), ".0f") + " ms" if "total" in timings else "–",
+        help="decode + transform + encode + metrics",
+    )
+    r3[2].metric(
+        "Processor",
+        _fmt(timings.get("service_total"), ".0f") + " ms" if "service_total" in timings else "–",
+        help="the whole job: S3 read, engine, S3 write",
+    )
+    dims_in = (
+        f"{facts['input_width']}×{facts['input_height']} {facts['input_format'] or ''}"
+        if facts["input_width"]
+        else ""
+    )
     dims_out = f"{facts['width']}×{facts['height']} {facts['format'] or ''}"
-    st.caption(f"{dims_in} → {dims_out} · PSNR {psnr_text}".strip(" →"))
-    timings = facts["timings_ms"]
-    if timings:
-        rows = [{"stage": k, "ms": round(float(v), 1)} for k, v in timings.items() if v is not None]
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     column_config={"ms": st.column_config.ProgressColumn(
-                         "ms", format="%.1f ms", min_value=0.0,
-                         max_value=max(float(r["ms"]) for r in rows) or 1.0)})
+    st.caption(f"{dims_in} → {dims_out}".strip(" →"))
+    rows = [{"stage": k, "ms": round(timings[k], 1)} for k in TIMING_ORDER if k in timings]
+    rows += [
+        {"stage": k, "ms": round(v, 1)}
+        for k, v in timings.items()
+        if k not in TIMING_ORDER and k not in ("total", "service_total")
+    ]
+    if rows:
+        top = max(timings.get("service_total", 0.0), max(r["ms"] for r in rows)) or 1.0
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "stage": st.column_config.TextColumn("stage", width="small"),
+                "ms": st.column_config.ProgressColumn(
+                    "time (ms)", format="%.1f", min_value=0.0, max_value=top
+                ),
+            },
+        )

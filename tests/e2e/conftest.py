@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -57,17 +58,16 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
-def dashboard_url(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``streamlit run streamlit_app.py`` on a free loopback port, talking to the local stack's API."""
+@contextlib.contextmanager
+def _streamlit(env_overrides: dict[str, str | None], log_path: Path) -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free loopback port; yields its URL, stops it after."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {
-        **os.environ,
-        "IMAGEPIPE_API_URL": local_stack.api_url,
-        "IMAGEPIPE_API_KEY": local_stack.api_key,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     cmd = [
         sys.executable,
         "-m",
@@ -104,15 +104,38 @@ def dashboard_url(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) ->
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: streamlit exits, atexit stops an embedded stack
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
         log_text = log_path.read_text(errors="replace")
         if "Traceback" in log_text:
-            print(f"--- streamlit log ---\n{log_text}")
+            print(f"--- streamlit log ({log_path}) ---\n{log_text[-5000:]}")
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard talking to the session's local stack through IMAGEPIPE_API_URL/KEY."""
+    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {"IMAGEPIPE_API_URL": local_stack.api_url, "IMAGEPIPE_API_KEY": local_stack.api_key}
+    with _streamlit(env, log_path) as url:
+        yield url
+
+
+@pytest.fixture
+def embedded_dashboard_url(tmp_path: Path) -> Iterator[str]:
+    """The dashboard as ``make run`` starts it: no API URL, so it starts its own embedded stack
+    (in a temp IMAGEPIPE_DATA_DIR)."""
+    env = {
+        "IMAGEPIPE_API_URL": None,
+        "IMAGEPIPE_API_KEY": None,
+        "IMAGEPIPE_DATA_DIR": str(tmp_path / "data"),
+        "IMAGEPIPE_LOG_LEVEL": "WARNING",
+    }
+    with _streamlit(env, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture

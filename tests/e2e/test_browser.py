@@ -30,11 +30,26 @@ def _settle(page: Any) -> None:
     page.wait_for_timeout(400)
 
 
+def _shot(page: Any, path: Path) -> None:
+    """A screenshot of the whole app: Streamlit scrolls inside its main container, so the
+    viewport is grown to the content's height first (``full_page`` alone would cut it off)."""
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("
+        '\'[data-testid="stMain"], [data-testid="stAppViewContainer"], [data-testid="stSidebar"]\''
+        ")).map(e => e.scrollHeight))"
+    )
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 16000)})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+
+
 def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts_dir: Path) -> None:
     page.goto(dashboard_url)
     page.get_by_role("heading", name="Process images").wait_for()
     _settle(page)
-    page.screenshot(path=str(artifacts_dir / "01-process-empty.png"), full_page=True)
+    _shot(page, artifacts_dir / "01-process-empty.png")
 
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Drop images here")
     uploader.locator("input[type=file]").set_input_files(
@@ -55,18 +70,18 @@ def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts
     _no_exceptions(page)
     assert page.get_by_text("Original (resized to the output's size)").count() == 2
     assert page.get_by_text("Transparent areas are shown on a checkerboard.").count() == 1
-    page.screenshot(path=str(artifacts_dir / "02-process-results.png"), full_page=True)
+    _shot(page, artifacts_dir / "02-process-results.png")
 
     page.get_by_role("tab", name="Wipe").first.click()
     page.get_by_text("Wipe position").first.wait_for()
     _settle(page)
     page.get_by_role("tab", name="Wipe").first.scroll_into_view_if_needed()
-    page.screenshot(path=str(artifacts_dir / "03-process-wipe.png"), full_page=True)
+    _shot(page, artifacts_dir / "03-process-wipe.png")
 
     page.get_by_role("tab", name="Zoom 1:1").first.click()
     page.get_by_text("Region size (px)").first.wait_for()
     _settle(page)
-    page.screenshot(path=str(artifacts_dir / "04-process-zoom.png"), full_page=True)
+    _shot(page, artifacts_dir / "04-process-zoom.png")
     _no_exceptions(page)
 
     page.get_by_role("link", name="History & analytics").click()
@@ -77,11 +92,37 @@ def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts
     _no_exceptions(page)
     succeeded = page.get_by_test_id("stMetric").filter(has_text="Succeeded").get_by_test_id("stMetricValue")
     assert int(succeeded.inner_text()) >= 2
-    page.screenshot(path=str(artifacts_dir / "05-history.png"), full_page=True)
+    _shot(page, artifacts_dir / "05-history.png")
 
     page.get_by_role("link", name="System").click()
     page.get_by_role("heading", name="System").wait_for()
     page.get_by_text("All components healthy").wait_for()
     _settle(page)
     _no_exceptions(page)
-    page.screenshot(path=str(artifacts_dir / "06-system.png"), full_page=True)
+    _shot(page, artifacts_dir / "06-system.png")
+
+
+def test_embedded_stack_with_sample_images(
+    page: Any, embedded_dashboard_url: str, artifacts_dir: Path
+) -> None:
+    """``make run``'s path: no API URL configured, the dashboard starts the local stack itself."""
+    page.goto(embedded_dashboard_url)
+    page.get_by_role("heading", name="Process images").wait_for()
+    _settle(page)
+    page.get_by_test_id("stCheckbox").filter(has_text="Use sample images").click()
+    button = page.get_by_role("button", name="Process 4 image(s)")
+    button.wait_for()
+    _settle(page)
+    button.click()
+    page.get_by_text("Bits per pixel").nth(3).wait_for(timeout=RESULT_TIMEOUT_MS)
+    _settle(page)
+    _no_exceptions(page)
+    assert page.get_by_text("Transparent areas are shown on a checkerboard.").count() >= 1  # logo.png
+    _shot(page, artifacts_dir / "07-embedded-samples.png")
+
+    page.get_by_role("link", name="System").click()
+    page.get_by_text("Embedded local stack").wait_for()
+    page.get_by_text("All components healthy").wait_for()
+    _settle(page)
+    _no_exceptions(page)
+    _shot(page, artifacts_dir / "08-embedded-system.png")

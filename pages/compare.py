@@ -1,0 +1,346 @@
+"""Compare page (the compression lab): sweep one image over formats × qualities, plot the
+rate–distortion curves with the Pareto frontier, compare any two settings, get recommendations,
+and run a batch report of presets over several images. Backend only via ``pipeline.client``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from imagepipe.errors import ImagePipeError
+from pages.ui import imaging
+from pages.ui.compare_chart import diff_heatmap, rd_chart
+from pages.ui.widgets import human_bytes, md_escape, render_comparison, safe_code
+from pipeline import lab
+from pipeline.dashboard_backend import get_client
+from pipeline.presets import get_preset, preset_names
+
+K = "compare."
+SWEEP_ID = K + "sweep_id"
+SWEEP = K + "sweep"
+IMAGE_ID = K + "image_id"
+BYTES = K + "bytes"  # label -> variant bytes (and "original")
+REPORT = K + "report"
+FORMATS = ["jpeg", "webp", "avif", "png"]
+OPTIONS = {
+    "none": [],
+    "webp.method": [0, 2, 4, 6],
+    "jpeg.subsampling": ["4:4:4", "4:2:2", "4:2:0"],
+    "jpeg.progressive": [True, False],
+    "avif.speed": [2, 4, 6, 8],
+}
+ORIGINAL = "Original (resized like the sweep)"
+
+
+def _error(exc: ImagePipeError) -> None:
+    st.error(f"**{safe_code(exc.code)}** — {md_escape(exc.message)}", icon=":material/error:")
+
+
+def _uploaded_images(client: Any) -> list[dict[str, Any]]:
+    try:
+        items = client.list_images(limit=100)["items"]
+    except ImagePipeError as exc:
+        _error(exc)
+        return []
+    return [i for i in items if i.get("status") == "uploaded"]
+
+
+def _image_label(image: dict[str, Any]) -> str:
+    size = human_bytes(image.get("bytes")) if image.get("bytes") else ""
+    return f"{image.get('filename') or 'image'} · {size} · {image['image_id'][:8]}"
+
+
+def _pick_image(client: Any) -> str | None:
+    """History selectbox or an upload; the chosen image id."""
+    source = st.radio("Image", ["From history", "Upload"], horizontal=True, key=K + "source")
+    if source == "Upload":
+        f = st.file_uploader("Image to sweep", key=K + "file")
+        if f is not None and st.button("Upload", key=K + "upload", icon=":material/upload:"):
+            try:
+                up = client.upload(f.getvalue(), f.name, f.type or None)
+            except ImagePipeError as exc:
+                _error(exc)
+                return None
+            st.session_state[IMAGE_ID] = up["image_id"]
+            st.session_state[K + "uploaded_name"] = f.name
+        if st.session_state.get(IMAGE_ID) and st.session_state.get(K + "uploaded_name"):
+            st.caption(f"Uploaded: {md_escape(st.session_state[K + 'uploaded_name'])}")
+        return st.session_state.get(IMAGE_ID)
+    images = _uploaded_images(client)
+    if not images:
+        st.info("No uploaded images yet: process one on the Process page or upload here.")
+        return None
+    by_id = {i["image_id"]: i for i in images}
+    chosen = st.selectbox(
+        "Uploaded images (newest first)",
+        list(by_id),
+        key=K + "history",
+        format_func=lambda i: _image_label(by_id[i]),
+    )
+    st.session_state[IMAGE_ID] = chosen
+    return chosen
+
+
+def _grid() -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The grid and resize chosen in the form."""
+    c1, c2 = st.columns(2)
+    formats = c1.multiselect("Formats", FORMATS, default=["jpeg", "webp", "avif"], key=K + "formats")
+    lo, hi = c2.slider("Quality range", 1, 100, (30, 95), key=K + "qrange")
+    steps = c2.slider("Qualities in the range", 2, 20, 6, key=K + "qsteps")
+    qualities = sorted({round(lo + (hi - lo) * i / (steps - 1)) for i in range(steps)})
+    c3, c4 = st.columns(2)
+    opt = c3.selectbox("Vary one codec option", list(OPTIONS), key=K + "option")
+    grid: dict[str, Any] = {"formats": formats, "qualities": qualities}
+    if opt != "none":
+        values = c3.multiselect("Option values", OPTIONS[opt], default=OPTIONS[opt][:2], key=K + "optvals")
+        if values:
+            grid["option"] = {"name": opt, "values": values}
+    width = c4.number_input("Resize to width (0 = keep)", 0, 8000, 1200, step=100, key=K + "width")
+    st.caption(f"Qualities: {', '.join(map(str, qualities))}")
+    return grid, ({"width": int(width)} if width else None)
+
+
+def _progress() -> None:
+    """Polls the running sweep; reruns the page once it has finished."""
+    sweep_id = st.session_state.get(SWEEP_ID)
+    if not sweep_id:
+        return
+    try:
+        sweep = get_client().get_sweep(sweep_id)
+    except ImagePipeError as exc:
+        _error(exc)
+        return
+    st.session_state[SWEEP] = sweep
+    prog = sweep.get("progress") or {}
+    st.progress(
+        float(prog.get("fraction") or 0.0),
+        text=f"Sweep {sweep['status']}: {prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts, "
+        f"{prog.get('points', 0)}/{prog.get('cells_total', 0)} points",
+    )
+    if sweep["status"] in ("succeeded", "failed"):
+        st.rerun(scope="app")
+
+
+def _bytes_of(client: Any, sweep: dict[str, Any], name: str) -> bytes:
+    """A variant's (or the original's) bytes, downloaded once per session."""
+    cache: dict[str, bytes] = st.session_state.setdefault(BYTES, {})
+    key = f"{sweep['sweep_id']}/{name}"
+    if key not in cache:
+        if name == ORIGINAL:
+            url = client.get_image(sweep["image_id"])["download_url"]
+        else:
+            fresh = client.get_sweep(sweep["sweep_id"])  # presigned URLs expire: always a fresh one
+            url = next(p["download_url"] for p in fresh["points"] if p["label"] == name)
+        cache[key] = client.download(url)
+    return cache[key]
+
+
+def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]]) -> None:
+    by_label = {p["label"]: p for p in points}
+    settings = {p["label"]: lab.setting_label(p) for p in points}
+    names = [ORIGINAL, *by_label]
+    c1, c2 = st.columns(2)
+    rec = st.session_state.get(K + "cheapest")
+    a = c1.selectbox("A", names, index=0, key=K + "a", format_func=lambda n: settings.get(n, n))
+    b = c2.selectbox(
+        "B",
+        names,
+        index=names.index(rec) if rec in names else min(1, len(names) - 1),
+        key=K + "b",
+        format_func=lambda n: settings.get(n, n),
+    )
+    pa, pb = by_label.get(a), by_label.get(b)
+    m1, m2, m3 = st.columns(3)
+    if pa is not None and pb is not None:
+        d = lab.point_delta(pa, pb)
+        m1.metric("B size", human_bytes(pb["bytes"]), f"{d['bytes_pct']:+.1f}% vs A", delta_color="inverse")
+        m2.metric("B SSIM", f"{pb['ssim']:.5f}", f"{d['ssim']:+.5f} vs A")
+        m3.metric("B PSNR", f"{pb['psnr']:.2f} dB", f"{d['psnr']:+.2f} vs A")
+    else:
+        p = pb or pa
+        if p is not None:
+            m1.metric("Size", human_bytes(p["bytes"]))
+            m2.metric("SSIM vs original", f"{p['ssim']:.5f}")
+            m3.metric("PSNR vs original", f"{p['psnr']:.2f} dB")
+    if a == b:
+        st.info("Pick two different settings to compare.")
+        return
+    try:
+        da, db = _bytes_of(client, sweep, a), _bytes_of(client, sweep, b)
+    except (ImagePipeError, StopIteration) as exc:
+        st.warning(f"Could not fetch the images: {md_escape(str(exc))}")
+        return
+    render_comparison(
+        f"{sweep['sweep_id']}-{a}-{b}",
+        da,
+        db,
+        labels=(settings.get(a, "Original"), settings.get(b, "Original")),
+    )
+    with st.expander("Difference heatmap", expanded=False):
+        gain = st.slider("Amplify differences", 1, 16, 4, key=K + "gain")
+        try:
+            pair = imaging.make_pair(da, db)
+            heat, stats = diff_heatmap(pair.before, pair.after, gain=float(gain))
+        except (imaging.PreviewError, ValueError) as exc:
+            st.warning(md_escape(str(exc)))
+            return
+        st.image(
+            imaging.to_png(imaging.fit_within(heat, 1200)),
+            width="stretch",
+            caption="|A − B| per pixel (max over RGB): black = identical, white = large",
+        )
+        st.caption(
+            f"Mean |A−B| {stats['mean_abs']:.2f} · max {stats['max_abs']} · "
+            f"{stats['share_over_8']:.1%} of pixels differ by more than 8"
+        )
+
+
+def _results(client: Any, sweep: dict[str, Any]) -> None:
+    points = sweep.get("points") or []
+    for err in sweep.get("errors") or []:
+        st.error(
+            f"Part {err.get('part')}: **{safe_code(err.get('code', ''))}** — "
+            f"{md_escape(err.get('message', ''))}"
+        )
+    if not points:
+        return
+    c1, c2 = st.columns(2)
+    size = c1.radio("Size axis", ["bytes", "bpp"], horizontal=True, key=K + "size")
+    metric = c2.radio("Quality axis", ["ssim", "psnr"], horizontal=True, key=K + "metric")
+    df = lab.points_frame(points, metric)
+    st.altair_chart(rd_chart(df, size, metric), width="stretch")
+    st.caption(
+        f"{len(points)} points at {points[0]['width']}×{points[0]['height']} · dashed black line = "
+        "Pareto frontier (no other setting is both smaller and better). SSIM: luma, 8×8 windows, "
+        "stride 4, against the resized original; PSNR over RGB."
+    )
+
+    st.subheader("Recommend")
+    r1, r2 = st.columns([1, 3])
+    default = 0.95 if metric == "ssim" else 38.0
+    target = r1.number_input(
+        f"Minimum {metric.upper()}",
+        value=default,
+        step=0.005 if metric == "ssim" else 0.5,
+        format="%.4f" if metric == "ssim" else "%.1f",
+        key=K + f"target_{metric}",
+    )
+    rec = lab.recommend(points, metric, float(target))
+    r2.dataframe(rec.drop(columns=["label"]), hide_index=True, width="stretch")
+    if not rec.empty and bool(rec.loc[0, "meets"]):
+        st.session_state[K + "cheapest"] = rec.loc[0, "label"]
+        st.success(
+            f"Cheapest setting meeting {metric.upper()} ≥ {target:g}: "
+            f"**{md_escape(rec.loc[0, 'setting'])}** ({human_bytes(rec.loc[0, 'bytes'])})"
+        )
+
+    st.subheader("Compare two settings")
+    _compare_two(client, sweep, points)
+
+    with st.expander("All points"):
+        st.dataframe(df.drop(columns=["label"]), hide_index=True, width="stretch")
+        st.download_button(
+            "Points as CSV",
+            df.to_csv(index=False),
+            file_name=f"sweep-{sweep['sweep_id']}.csv",
+            mime="text/csv",
+            key=K + "points_csv",
+            on_click="ignore",
+        )
+
+
+def _batch_report(client: Any) -> None:
+    st.subheader("Batch report")
+    st.caption("Several presets over several images: savings and scores per image and in aggregate.")
+    images = _uploaded_images(client)
+    by_id = {i["image_id"]: i for i in images}
+    chosen = st.multiselect(
+        "Images",
+        list(by_id),
+        default=list(by_id)[:3],
+        key=K + "rep_images",
+        format_func=lambda i: _image_label(by_id[i]),
+    )
+    names = st.multiselect("Presets", preset_names(), default=preset_names()[:2], key=K + "rep_presets")
+    if st.button(
+        "Run report", key=K + "rep_go", disabled=not chosen or not names, icon=":material/summarize:"
+    ):
+        bar = st.progress(0.0, text="Running jobs…")
+        try:
+            rows = lab.batch_report(
+                client,
+                [by_id[i] for i in chosen],
+                {n: get_preset(n) for n in names},
+                on_progress=lambda i, n: bar.progress(i / n, text=f"{i}/{n} jobs finished"),
+            )
+        except ImagePipeError as exc:
+            _error(exc)
+            return
+        st.session_state[REPORT] = rows
+    rows = st.session_state.get(REPORT)
+    if not rows:
+        return
+    st.markdown("**Aggregate per preset**")
+    st.dataframe(lab.aggregate(rows), hide_index=True, width="stretch")
+    st.markdown("**Per image**")
+    st.dataframe(pd.DataFrame(rows, columns=lab.REPORT_COLUMNS), hide_index=True, width="stretch")
+    st.download_button(
+        "Report as CSV",
+        lab.to_csv(rows),
+        file_name="imagepipe-report.csv",
+        mime="text/csv",
+        key=K + "rep_csv",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+
+
+def page() -> None:
+    """The Compare page."""
+    st.title("Compare")
+    st.caption(
+        "The compression lab: one image × formats × qualities, measured. Decoded and resized once, "
+        "encoded per setting on the Lambda workers (one invocation per format)."
+    )
+    client = get_client()
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.subheader("1. Image")
+        image_id = _pick_image(client)
+    with right:
+        st.subheader("2. Grid")
+        grid, resize = _grid()
+    sweep: dict[str, Any] | None = st.session_state.get(SWEEP)
+    running = sweep is not None and sweep.get("status") not in ("succeeded", "failed")
+    n_cells = len(grid["qualities"]) * len(grid["formats"])
+    if st.button(
+        f"Run sweep (≈{n_cells} settings)",
+        type="primary",
+        key=K + "go",
+        icon=":material/play_arrow:",
+        disabled=not image_id or not grid["formats"] or running,
+    ):
+        try:
+            started = client.sweep(str(image_id), grid, resize)
+        except ImagePipeError as exc:
+            _error(exc)
+        else:
+            st.session_state[SWEEP_ID] = started["sweep_id"]
+            st.session_state[SWEEP] = {"sweep_id": started["sweep_id"], "status": "queued"}
+            st.session_state.pop(K + "cheapest", None)
+            sweep = st.session_state[SWEEP]
+            running = True
+    if sweep is not None:
+        st.divider()
+        st.subheader("3. Rate–distortion")
+        if running:
+            st.fragment(_progress, run_every=1.0)()
+        else:
+            _results(client, sweep)
+    st.divider()
+    _batch_report(client)
+
+
+page()

@@ -1,0 +1,107 @@
+"""AppTest: the Compare page against the running local stack — pick an uploaded image, run a
+sweep (progress polled until done), the rate–distortion chart and recommendation appear, two
+settings are compared (deltas, wipe, heatmap), and a batch report is produced with CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pipeline.client import Client
+from tests.app.conftest import APP, photo_jpeg
+
+pytestmark = pytest.mark.integration
+K = "compare."
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _chart_specs(at: AppTest) -> list[Any]:
+    return [c for c in at.get("arrow_vega_lite_chart")]
+
+
+def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
+    with Client(app_env.api_url, app_env.api_key) as c:
+        image_id = c.upload(photo_jpeg(480, 320, seed=7), "lab-photo.jpg")["image_id"]
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    _no_exception(at)
+    assert at.title[0].value == "Compare"
+    hist = at.selectbox(key=K + "history")
+    assert any(o.startswith("lab-photo.jpg") and o.endswith(image_id[:8]) for o in hist.options), hist.options
+    hist.set_value(image_id).run()
+    at.multiselect(key=K + "formats").set_value(["jpeg", "webp", "avif"]).run()
+    at.slider(key=K + "qsteps").set_value(3).run()
+    at.number_input(key=K + "width").set_value(240).run()
+    _no_exception(at)
+    go = at.button(key=K + "go")
+    assert not go.disabled
+    go.click().run()
+    _no_exception(at)
+
+    deadline = time.monotonic() + 90
+    while at.session_state[K + "sweep"].get("status") not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, at.session_state[K + "sweep"]
+        time.sleep(0.3)
+        at.run()
+        _no_exception(at)
+    at.run()
+    _no_exception(at)
+    sweep = at.session_state[K + "sweep"]
+    assert sweep["status"] == "succeeded" and len(sweep["points"]) == 9
+
+    charts = _chart_specs(at)
+    assert charts, "no rate–distortion chart"
+    # the chart's data carries every point and marks the Pareto frontier
+    assert any("Pareto" in t.value for t in at.caption)
+
+    # recommendation table: one row per format, the cheapest first
+    rec = next(d.value for d in at.dataframe if "meets" in d.value.columns)
+    assert sorted(rec["format"]) == ["avif", "jpeg", "webp"]
+    at.number_input(key=K + "target_ssim").set_value(0.9).run()
+    _no_exception(at)
+    rec = next(d.value for d in at.dataframe if "meets" in d.value.columns)
+    assert bool(rec.iloc[0]["meets"])
+    met = [p for p in sweep["points"] if p["ssim"] >= 0.9]
+    assert rec.iloc[0]["bytes"] == min(p["bytes"] for p in met)
+
+    # compare two sweep points: deltas, comparison images, heatmap
+    labels = [p["label"] for p in sweep["points"]]
+    at.selectbox(key=K + "a").set_value(labels[0]).run()
+    at.selectbox(key=K + "b").set_value(labels[-1]).run()
+    _no_exception(at)
+    metric_labels = [m.label for m in at.metric]
+    assert "B size" in metric_labels and "B SSIM" in metric_labels
+    delta = next(m for m in at.metric if m.label == "B size").delta
+    assert "vs A" in str(delta)
+    assert len(at.image) >= 4  # side by side, wipe, zoom, heatmap
+    at.slider(key=K + "gain").set_value(8).run()
+    _no_exception(at)
+    # a point against the original
+    from pages.compare import ORIGINAL
+
+    at.selectbox(key=K + "a").set_value(ORIGINAL).run()
+    _no_exception(at)
+    assert "SSIM vs original" in [m.label for m in at.metric]
+
+    # batch report over this image with two presets
+    at.multiselect(key=K + "rep_images").set_value([image_id]).run()
+    at.multiselect(key=K + "rep_presets").set_value(["Web 1600 WebP", "Thumbnail 320 JPEG"]).run()
+    at.button(key=K + "rep_go").click().run()
+    _no_exception(at)
+    rows = at.session_state[K + "report"]
+    assert [(r["preset"], r["status"]) for r in rows] == [("Web 1600 WebP", "succeeded"),
+                                                          ("Thumbnail 320 JPEG", "succeeded")]
+    agg = next(d.value for d in at.dataframe if "median_ssim" in d.value.columns)
+    assert list(agg["preset"]) == ["Web 1600 WebP", "Thumbnail 320 JPEG"]
+    from pipeline import lab
+
+    parsed = list(csv.DictReader(io.StringIO(lab.to_csv(rows))))
+    assert parsed[1]["image_id"] == image_id and float(parsed[1]["saved_pct"]) > 0
