@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
@@ -30,6 +31,17 @@ def _default_engine(data: bytes, recipe: Any, limits: Limits) -> Any:
 
 def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000.0, 3)
+
+
+def _since_ms(iso: str | None) -> float | None:
+    """Milliseconds from an ISO timestamp written by ``now_iso`` until now (None if unparsable)."""
+    if not iso:
+        return None
+    try:
+        then = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return round((datetime.now(UTC) - then).total_seconds() * 1000.0, 3)
 
 
 def new_job(image: dict[str, Any], recipe: dict[str, Any], recipe_hash: str, *, trigger: str,
@@ -144,6 +156,7 @@ class JobRunner:
         if job.get("status") in ("succeeded", "failed"):
             logger.info("job %s already %s: duplicate delivery, nothing to do", job_id, job["status"])
             return "skipped"
+        queue_wait_ms = _since_ms(job.get("created_at"))
         t = perf_counter()
         claimed = records.claim_job(job_id)
         claim_ms = _ms(t)
@@ -187,6 +200,8 @@ class JobRunner:
             "record": claim_ms,
             "service_total": _ms(t_all),
         }
+        if queue_wait_ms is not None:
+            timings["queue_wait"] = queue_wait_ms
         ok = records.succeed_job(job_id, summarize(facts, key, timings), facts)
         if facts.get("input"):
             records.set_image_facts(image_id, facts["input"])
