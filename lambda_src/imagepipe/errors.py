@@ -18,6 +18,7 @@ image, bad recipe) or *transient* (a retry may succeed: throttling, a network bl
     │   ├── BadRequest              bad_request          400
     │   ├── Unauthorized            unauthorized         401
     │   ├── NotFound                not_found            404
+    │   ├── MethodNotAllowed        method_not_allowed   405
     │   ├── Conflict                conflict             409
     │   ├── PayloadTooLarge         payload_too_large    413
     │   └── UnsupportedMediaType    unsupported_media_type 415
@@ -147,6 +148,13 @@ class NotFound(RequestError):
 
     code = "not_found"
     http_status = 404
+
+
+class MethodNotAllowed(RequestError):
+    """The path exists but does not accept this HTTP method."""
+
+    code = "method_not_allowed"
+    http_status = 405
 
 
 class Conflict(RequestError):

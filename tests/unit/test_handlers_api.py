@@ -222,6 +222,18 @@ def test_delete_image(backend):
     assert call(event("DELETE", f"/images/{up['image_id']}"))[0] == 404
 
 
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/uploads", "POST"), ("DELETE", "/jobs", "GET, POST"),
+    ("POST", "/images/" + "a" * 32, "DELETE, GET"), ("PATCH", "/health", "GET"),
+])
+def test_wrong_method_is_405_with_allow(backend, method, path, allow):
+    resp = api_handler.handler(event(method, path, {}), None)
+    assert resp["statusCode"] == 405
+    headers = {k.lower(): v for k, v in resp["headers"].items()}
+    assert headers["allow"] == allow
+    assert json.loads(resp["body"])["error"]["code"] == "method_not_allowed"
+
+
 def test_health(backend):
     status, body = call(event("GET", "/health"))
     assert status == 200 and body["status"] == "ok"

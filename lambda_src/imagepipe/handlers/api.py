@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from imagepipe.errors import ImagePipeError, InternalError, NotFound, Unauthorized
+from imagepipe.errors import ImagePipeError, InternalError, MethodNotAllowed, NotFound, Unauthorized
 from imagepipe.service import api, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
@@ -110,10 +110,22 @@ def health() -> tuple[dict[str, Any], int]:
     return api.health(BACKEND)
 
 
+def allowed_methods(path: str) -> list[str]:
+    """The methods routed for ``path`` (empty when no route matches it at all)."""
+    routes = app._static_routes + app._dynamic_routes  # Powertools keeps no public route table
+    return sorted({r.method for r in routes if r.rule.match(path)})
+
+
 @app.not_found
 def not_found(_exc: NotFoundError) -> Response:
     event = app.current_event
-    return _error(NotFound(f"no route {event.request_context.http.method} {event.path}"))
+    method, path = event.request_context.http.method, event.path
+    allowed = allowed_methods(path)
+    if allowed:
+        resp = _error(MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}"))
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp
+    return _error(NotFound(f"no route {method} {path}"))
 
 
 @app.exception_handler(ImagePipeError)
