@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from typing import Any
 
@@ -23,8 +24,8 @@ def _no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def _chart_specs(at: AppTest) -> list[Any]:
-    return [c for c in at.get("arrow_vega_lite_chart")]
+def _chart_specs(at: AppTest) -> list[dict[str, Any]]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
 
 
 def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
@@ -58,8 +59,12 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     assert sweep["status"] == "succeeded" and len(sweep["points"]) == 9
 
     charts = _chart_specs(at)
-    assert charts, "no rate–distortion chart"
-    # the chart's data carries every point and marks the Pareto frontier
+    assert len(charts) == 1, "no rate–distortion chart"
+    # a line per format, the dashed frontier line and its rings; tooltips name the settings
+    layers = charts[0]["layer"]
+    assert [ly["mark"]["type"] for ly in layers] == ["line", "line", "point"]
+    assert layers[1]["mark"]["strokeDash"] and layers[0]["encoding"]["color"]["field"] == "series"
+    assert "setting" in {t["field"] for t in layers[0]["encoding"]["tooltip"]}
     assert any("Pareto" in t.value for t in at.caption)
 
     # recommendation table: one row per format, the cheapest first
