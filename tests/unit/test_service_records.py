@@ -129,8 +129,12 @@ def test_jobs_newest_first(records):
     assert [j["job_id"] for j in page] == jobs[::-1]
 
 
-@pytest.mark.parametrize("bad", ["!!!", "eyJ9", encode_cursor({"pk": "a", "sk": "b", "gsi1pk": "JOBS",
-                                                                "gsi1sk": "c"})])
+@pytest.mark.parametrize("bad", [
+    "!!!", "eyJ9", "x" * 5000,
+    encode_cursor({"pk": "a", "sk": "b", "gsi1pk": "JOBS", "gsi1sk": "c"}),
+    encode_cursor({"pk": "a" * 2000, "sk": "b", "gsi1pk": "IMAGES", "gsi1sk": "c"}),
+    encode_cursor({"pk": "", "sk": "b", "gsi1pk": "IMAGES", "gsi1sk": "c"}),
+])
 def test_bad_cursor_is_bad_request(bad):
     with pytest.raises(BadRequest):
         decode_cursor(bad, "IMAGES")

@@ -92,6 +92,8 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
 
 def decode_cursor(cursor: str, gsi1pk: str) -> dict[str, str]:
     """The ``ExclusiveStartKey`` inside ``cursor``; ``BadRequest`` when it is not ours."""
+    if len(cursor) > 4096:
+        raise BadRequest("invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
@@ -100,7 +102,7 @@ def decode_cursor(cursor: str, gsi1pk: str) -> dict[str, str]:
     if (
         not isinstance(key, dict)
         or set(key) != _INTERNAL_KEYS
-        or not all(isinstance(v, str) for v in key.values())
+        or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in key.values())
         or key["gsi1pk"] != gsi1pk
     ):
         raise BadRequest("invalid cursor")
