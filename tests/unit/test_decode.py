@@ -81,6 +81,15 @@ def test_corrupted_png_data_crc_is_corrupt() -> None:
     assert code_of(bytes(data)) == "corrupt_image"
 
 
+def test_png_bit_flip_in_stored_pixels_is_caught_by_the_crc() -> None:
+    # compress_level=0: deflate "stored" blocks, so a flipped pixel byte still inflates; the
+    # chunk CRC check rejects the file before any pixel is decoded
+    data = bytearray(g.photo_bytes(64, 64, "png", compress_level=0))
+    data[len(data) // 2] ^= 0x01
+    with pytest.raises(CorruptImage, match="CRC"):
+        process(bytes(data), {})
+
+
 def test_load_truncated_images_is_never_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(CorruptImage):

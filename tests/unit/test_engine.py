@@ -557,3 +557,13 @@ def test_best_format_is_the_smallest_candidate() -> None:
     ra = process(g.photo_bytes(64, 48, "png", mode="RGBA"), {"format": "best"})
     assert ra.facts["search"]["candidates"] == ["png", "webp", "avif"]
     assert open_out(ra.data).mode in ("RGBA", "LA")
+
+
+def test_mpo_camera_jpeg_is_not_treated_as_an_animation() -> None:
+    buf = io.BytesIO()
+    g.photo_like(64, 48).save(buf, "MPO", save_all=True, append_images=[g.photo_like(32, 24, seed=1)])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    r = process(buf.getvalue(), {"animation": {"keep": True}})
+    assert r.facts["input"]["format"] == "jpeg" and r.facts["input"]["frames"] == 2
+    out = open_out(r.data)
+    assert out.format == "JPEG" and out.size == (64, 48) and r.facts["output"]["frames"] == 1

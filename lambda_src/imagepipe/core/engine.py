@@ -180,7 +180,8 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     exif = _read_exif(im) if header_exif else Image.Exif()
     orientation = tf.orientation_from(exif)
     out_fmt = resolve_format(recipe.format, opened.format)
-    keep_anim = recipe.animation.keep and opened.frames > 1
+    # MPO (camera JPEG + preview pictures) and multi-page TIFF have frames but are not animations
+    keep_anim = recipe.animation.keep and opened.frames > 1 and im.format not in ("MPO", "TIFF")
     if keep_anim:
         if opened.frames > recipe.animation.max_frames:
             raise TooManyFrames(
