@@ -113,6 +113,7 @@ def to_http(result: Any) -> tuple[int, dict[str, str], list[str], bytes]:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server_version = "imagepipe-local-apigw"
     sys_version = ""
     server: ApiGatewayServer

@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,6 +74,19 @@ class Api:
                 return ids
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _decodes(url: str) -> tuple[int, int]:
     r = httpx.get(url, timeout=30)
     assert r.status_code == 200
@@ -94,7 +108,13 @@ def test_restart_after_sigkill_and_after_a_clean_stop_loses_nothing(serve_proces
     batch = [
         api.upload(photo_bytes(400, 300, "png", seed=10 + i), f"k{i}.png", recipe=RECIPE) for i in range(4)
     ]
+    children = _children(first.proc.pid)
+    assert len(children) >= 4  # emulator, 2 processor workers, reconciler worker
     first.kill()  # SIGKILL right after the uploads were acknowledged, while their batch is in flight
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "orphans left after SIGKILL"
 
     second = serve_process(data_dir)
     api2 = Api(second.api_url, second.api_key)
