@@ -109,10 +109,11 @@ class Opened:
 def _bomb_is_error(limits: Limits) -> Iterator[None]:
     """Turn Pillow's DecompressionBombWarning into an exception for the duration of a call.
 
-    ``warnings.catch_warnings`` saves and restores the filter list around the block. It is
-    process-wide state, so the engine is run one image per thread (the Lambda and the CLI's
-    process pool do exactly that). When the configured cap is above Pillow's own threshold
-    the warning is ignored instead: our own header check below is authoritative.
+    ``warnings.catch_warnings`` saves and restores the filter list around the block. The list
+    is process-wide, so concurrent threads may restore each other's snapshot; safety does not
+    rely on it: ``open_image`` checks width × height against the cap right after the open, and
+    Pillow's hard ``DecompressionBombError`` is raised regardless. When the configured cap is
+    above Pillow's own threshold the warning is ignored instead: our header check decides.
     """
     with warnings.catch_warnings():
         action = "error" if limits.max_pixels <= (Image.MAX_IMAGE_PIXELS or 0) else "ignore"
