@@ -105,10 +105,9 @@ def _cost(df: pd.DataFrame) -> None:
         width="stretch",
         column_config={"usd_per_1000_images": st.column_config.NumberColumn("USD / 1,000", format="$%.5f")},
     )
-    c2.markdown("**Price assumptions**")
-    c2.dataframe(
-        pd.DataFrame(cost.ASSUMPTIONS, columns=["item", "assumption"]), hide_index=True, width="stretch"
-    )
+    with c2:
+        st.markdown("**Price assumptions** (us-east-1 list prices, `pipeline/cost.py`)")
+        st.markdown("\n".join(f"- **{item}**: {text}" for item, text in cost.ASSUMPTIONS))
 
 
 def page() -> None:
@@ -142,7 +141,7 @@ def page() -> None:
             shown,
             hide_index=True,
             width="stretch",
-            height=320,
+            height=min(420, 35 * (len(shown) + 1) + 3),
             column_config={
                 "created_at": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
                 "saved_pct": st.column_config.NumberColumn("saved %", format="%.1f"),
@@ -163,7 +162,12 @@ def page() -> None:
             on_click="ignore",
         )
     with images_tab:
-        st.dataframe(analytics.images_frame(images), hide_index=True, width="stretch", height=320)
+        st.dataframe(
+            analytics.images_frame(images),
+            hide_index=True,
+            width="stretch",
+            height=min(420, 35 * (len(images) + 1) + 3),
+        )
 
     st.subheader("Charts")
     if ok.empty:

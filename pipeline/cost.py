@@ -35,17 +35,28 @@ ENGINE_ONLY_OVERHEAD_MS = 60.0
 DEFAULT_MEMORY_MB = 1024
 
 ASSUMPTIONS: list[tuple[str, str]] = [
-    ("Lambda compute (arm64)", f"${LAMBDA_ARM64_PRICE_PER_GB_S} per GB-second, billed per 1 ms"),
+    (
+        "Lambda compute (arm64)",
+        f"${LAMBDA_ARM64_PRICE_PER_GB_S:.10f}".rstrip("0") + " per GB-second, billed per 1 ms",
+    ),
     ("Lambda requests", f"${LAMBDA_PRICE_PER_1M_REQUESTS:.2f} per 1M invocations"),
-    ("Lambda invocations per image",
-     f"{LAMBDA_INVOCATIONS_PER_IMAGE} (processor + API: upload, job, 2 polls)"),
+    (
+        "Lambda invocations per image",
+        f"{LAMBDA_INVOCATIONS_PER_IMAGE} (processor + API: upload, job, 2 polls)",
+    ),
     ("S3 PUT", f"${S3_PUT_PRICE_PER_1K} per 1,000 requests, {S3_PUTS_PER_IMAGE} per image"),
     ("S3 GET", f"${S3_GET_PRICE_PER_1K} per 1,000 requests, {S3_GETS_PER_IMAGE} per image"),
-    ("Processor duration", "measured per job: S3 read + engine + S3 write (timings_ms.service_total) "
-     f"+ {SERVICE_OVERHEAD_MS:.0f} ms assumed for the final DynamoDB write; jobs without it: engine "
-     f"total + {ENGINE_ONLY_OVERHEAD_MS:.0f} ms. API Lambda compute is not counted"),
-    ("CPU", "Lambda gives CPU in proportion to memory (1 vCPU at 1,769 MB); the local machine's "
-     "speed differs, so treat compute as an order of magnitude"),
+    (
+        "Processor duration",
+        "measured per job: S3 read + engine + S3 write (timings_ms.service_total) "
+        f"+ {SERVICE_OVERHEAD_MS:.0f} ms assumed for the final DynamoDB write; jobs without it: engine "
+        f"total + {ENGINE_ONLY_OVERHEAD_MS:.0f} ms. API Lambda compute is not counted",
+    ),
+    (
+        "CPU",
+        "Lambda gives CPU in proportion to memory (1 vCPU at 1,769 MB); the local machine's "
+        "speed differs, so treat compute as an order of magnitude",
+    ),
     ("Not included", "free tier, data transfer out, S3 storage, SQS, DynamoDB, CloudWatch Logs"),
 ]
 

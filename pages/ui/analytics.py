@@ -8,14 +8,45 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
-#: engine stages, then the processor's own (S3 read/write, DynamoDB claim, whole invocation)
-STAGES = ("download", "decode", "transform", "encode", "metrics", "total", "upload", "record",
-          "service_total")
+#: queue wait, engine stages, then the processor's own (S3 read/write, DynamoDB claim, whole invocation)
+STAGES = (
+    "queue_wait",
+    "download",
+    "decode",
+    "transform",
+    "encode",
+    "metrics",
+    "total",
+    "upload",
+    "record",
+    "service_total",
+)
 JOB_COLUMNS = [
-    "created_at", "filename", "status", "preset", "input_format", "output_format", "input_width",
-    "input_height", "input_mp", "width", "height", "bytes_before", "bytes_after", "bytes_saved",
-    "saved_pct", "ratio", "bpp", "ssim", "psnr", *[f"ms_{s}" for s in STAGES], "error_code",
-    "error_message", "attempts", "job_id", "image_id",
+    "created_at",
+    "filename",
+    "status",
+    "preset",
+    "input_format",
+    "output_format",
+    "input_width",
+    "input_height",
+    "input_mp",
+    "width",
+    "height",
+    "bytes_before",
+    "bytes_after",
+    "bytes_saved",
+    "saved_pct",
+    "ratio",
+    "bpp",
+    "ssim",
+    "psnr",
+    *[f"ms_{s}" for s in STAGES],
+    "error_code",
+    "error_message",
+    "attempts",
+    "job_id",
+    "image_id",
 ]
 
 
@@ -28,8 +59,11 @@ def _get(d: dict[str, Any] | None, *path: str) -> Any:
     return cur
 
 
-def jobs_frame(jobs: Iterable[dict[str, Any]], images: Iterable[dict[str, Any]],
-               preset_by_hash: dict[str, str] | None = None) -> pd.DataFrame:
+def jobs_frame(
+    jobs: Iterable[dict[str, Any]],
+    images: Iterable[dict[str, Any]],
+    preset_by_hash: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """One row per job with its image's facts joined in; stable columns even when empty."""
     by_id = {img.get("image_id"): img for img in images}
     presets = preset_by_hash or {}
@@ -48,40 +82,57 @@ def jobs_frame(jobs: Iterable[dict[str, Any]], images: Iterable[dict[str, Any]],
         recipe_hash = str(job.get("job_id", "")).rpartition("-")[2]
         in_w, in_h = inp.get("width"), inp.get("height")
         error = job.get("error") or {}
-        rows.append({
-            "created_at": job.get("created_at"),
-            "filename": job.get("filename") or image.get("filename"),
-            "status": job.get("status"),
-            "preset": job.get("preset") or presets.get(recipe_hash, "custom"),
-            "input_format": (inp.get("format") or "").lower() or None,
-            "output_format": (result.get("format") or out.get("format") or "").lower() or None,
-            "input_width": in_w,
-            "input_height": in_h,
-            "input_mp": in_w * in_h / 1e6 if in_w and in_h else None,
-            "width": width,
-            "height": height,
-            "bytes_before": before,
-            "bytes_after": after,
-            "bytes_saved": before - after if before and after else None,
-            "saved_pct": (1 - after / before) * 100 if before and after else None,
-            "ratio": result.get("compression_ratio") or facts.get("compression_ratio")
-            or (before / after if before and after else None),
-            "bpp": facts.get("bits_per_pixel") or (after * 8 / (width * height) if after and width and height
-                                                   else None),
-            "ssim": result.get("ssim", _get(facts, "metrics", "ssim")),
-            "psnr": result.get("psnr", _get(facts, "metrics", "psnr")),
-            **{f"ms_{s}": timings.get(s) for s in STAGES},
-            "error_code": error.get("code"),
-            "error_message": error.get("message"),
-            "attempts": job.get("attempts"),
-            "job_id": job.get("job_id"),
-            "image_id": job.get("image_id"),
-        })
+        rows.append(
+            {
+                "created_at": job.get("created_at"),
+                "filename": job.get("filename") or image.get("filename"),
+                "status": job.get("status"),
+                "preset": job.get("preset") or presets.get(recipe_hash, "custom"),
+                "input_format": (inp.get("format") or "").lower() or None,
+                "output_format": (result.get("format") or out.get("format") or "").lower() or None,
+                "input_width": in_w,
+                "input_height": in_h,
+                "input_mp": in_w * in_h / 1e6 if in_w and in_h else None,
+                "width": width,
+                "height": height,
+                "bytes_before": before,
+                "bytes_after": after,
+                "bytes_saved": before - after if before and after else None,
+                "saved_pct": (1 - after / before) * 100 if before and after else None,
+                "ratio": result.get("compression_ratio")
+                or facts.get("compression_ratio")
+                or (before / after if before and after else None),
+                "bpp": facts.get("bits_per_pixel")
+                or (after * 8 / (width * height) if after and width and height else None),
+                "ssim": result.get("ssim", _get(facts, "metrics", "ssim")),
+                "psnr": result.get("psnr", _get(facts, "metrics", "psnr")),
+                **{f"ms_{s}": timings.get(s) for s in STAGES},
+                "error_code": error.get("code"),
+                "error_message": error.get("message"),
+                "attempts": job.get("attempts"),
+                "job_id": job.get("job_id"),
+                "image_id": job.get("image_id"),
+            }
+        )
     df = pd.DataFrame(rows, columns=JOB_COLUMNS)
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True, errors="coerce")
-    numeric = ["input_width", "input_height", "input_mp", "width", "height", "bytes_before", "bytes_after",
-               "bytes_saved", "saved_pct", "ratio", "bpp", "ssim", "psnr", "attempts",
-               *[f"ms_{s}" for s in STAGES]]
+    numeric = [
+        "input_width",
+        "input_height",
+        "input_mp",
+        "width",
+        "height",
+        "bytes_before",
+        "bytes_after",
+        "bytes_saved",
+        "saved_pct",
+        "ratio",
+        "bpp",
+        "ssim",
+        "psnr",
+        "attempts",
+        *[f"ms_{s}" for s in STAGES],
+    ]
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
     # PSNR of identical images is infinite; the API may send a huge number or null for it
     df.loc[df["psnr"] > 1e6, "psnr"] = float("inf")
@@ -93,25 +144,45 @@ def images_frame(images: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for img in images:
         facts = img.get("facts") or {}
-        rows.append({
-            "created_at": img.get("created_at"),
-            "filename": img.get("filename"),
-            "status": img.get("status"),
-            "content_type": img.get("content_type"),
-            "format": (facts.get("format") or "").lower() or None,
-            "width": facts.get("width"),
-            "height": facts.get("height"),
-            "bytes": img.get("bytes") or facts.get("bytes") or img.get("size"),
-            "image_id": img.get("image_id"),
-        })
-    df = pd.DataFrame(rows, columns=["created_at", "filename", "status", "content_type", "format", "width",
-                                     "height", "bytes", "image_id"])
+        rows.append(
+            {
+                "created_at": img.get("created_at"),
+                "filename": img.get("filename"),
+                "status": img.get("status"),
+                "content_type": img.get("content_type"),
+                "format": (facts.get("format") or "").lower() or None,
+                "width": facts.get("width"),
+                "height": facts.get("height"),
+                "bytes": img.get("bytes") or facts.get("bytes") or img.get("size"),
+                "image_id": img.get("image_id"),
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "created_at",
+            "filename",
+            "status",
+            "content_type",
+            "format",
+            "width",
+            "height",
+            "bytes",
+            "image_id",
+        ],
+    )
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True, errors="coerce")
     return df.sort_values("created_at", ascending=False, na_position="last").reset_index(drop=True)
 
 
-def filter_jobs(df: pd.DataFrame, formats: list[str] | None = None, statuses: list[str] | None = None,
-                presets: list[str] | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+def filter_jobs(
+    df: pd.DataFrame,
+    formats: list[str] | None = None,
+    statuses: list[str] | None = None,
+    presets: list[str] | None = None,
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
     """Rows matching every filter given (``None``/empty = no filter on that column)."""
     mask = pd.Series(True, index=df.index)
     if formats:
@@ -149,43 +220,68 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 
 def chart_ratio_by_format(df: pd.DataFrame) -> alt.Chart:
     """Compression ratio per output format (box plot)."""
-    return alt.Chart(_ok(df)).mark_boxplot(extent="min-max", size=28).encode(
-        x=alt.X("output_format:N", title="output format"),
-        y=alt.Y("ratio:Q", title="compression ratio (×)", scale=alt.Scale(zero=False)),
-        color=alt.Color("output_format:N", legend=None),
-    ).properties(title="Compression ratio by output format", height=260)
+    return (
+        alt.Chart(_ok(df))
+        .mark_boxplot(extent="min-max", size=28)
+        .encode(
+            x=alt.X("output_format:N", title="output format"),
+            y=alt.Y("ratio:Q", title="compression ratio (×)", scale=alt.Scale(zero=False)),
+            color=alt.Color("output_format:N", legend=None),
+        )
+        .properties(title="Compression ratio by output format", height=260)
+    )
 
 
 def chart_saved_distribution(df: pd.DataFrame) -> alt.Chart:
     """How many jobs saved how much (histogram of % saved)."""
-    return alt.Chart(_ok(df)).mark_bar().encode(
-        x=alt.X("saved_pct:Q", bin=alt.Bin(maxbins=20), title="bytes saved (%)"),
-        y=alt.Y("count():Q", title="jobs"),
-        tooltip=[alt.Tooltip("count():Q", title="jobs")],
-    ).properties(title="Distribution of bytes saved", height=260)
+    return (
+        alt.Chart(_ok(df))
+        .mark_bar()
+        .encode(
+            x=alt.X("saved_pct:Q", bin=alt.Bin(maxbins=20), title="bytes saved (%)"),
+            y=alt.Y("count():Q", title="jobs"),
+            tooltip=[alt.Tooltip("count():Q", title="jobs")],
+        )
+        .properties(title="Distribution of bytes saved", height=260)
+    )
 
 
 def chart_timings(quantiles: pd.DataFrame) -> alt.Chart:
     """p50/p95 per stage, grouped bars."""
-    return alt.Chart(quantiles).mark_bar().encode(
-        x=alt.X("stage:N", sort=list(STAGES), title=None),
-        xOffset="quantile:N",
-        y=alt.Y("ms:Q", title="milliseconds"),
-        color=alt.Color("quantile:N", scale=alt.Scale(range=["#2a9d8f", "#e76f51"])),
-        tooltip=["stage", "quantile", alt.Tooltip("ms:Q", format=".1f")],
-    ).properties(title="Per-stage engine timings, p50 / p95", height=260)
+    return (
+        alt.Chart(quantiles)
+        .mark_bar()
+        .encode(
+            x=alt.X("stage:N", sort=list(STAGES), title=None),
+            xOffset="quantile:N",
+            y=alt.Y("ms:Q", title="milliseconds"),
+            color=alt.Color("quantile:N", scale=alt.Scale(range=["#2a9d8f", "#e76f51"])),
+            tooltip=["stage", "quantile", alt.Tooltip("ms:Q", format=".1f")],
+        )
+        .properties(title="Per-stage timings, p50 / p95 (ms)", height=260)
+    )
 
 
 def chart_ratio_vs_mp(df: pd.DataFrame) -> alt.Chart:
     """Ratio against input megapixels, one colour per output format."""
     data = _ok(df).dropna(subset=["input_mp"])
-    return alt.Chart(data).mark_circle(size=70, opacity=0.75).encode(
-        x=alt.X("input_mp:Q", title="input megapixels"),
-        y=alt.Y("ratio:Q", title="compression ratio (×)"),
-        color=alt.Color("output_format:N", title="format"),
-        tooltip=["filename", "preset", "output_format", alt.Tooltip("input_mp:Q", format=".2f"),
-                 alt.Tooltip("ratio:Q", format=".2f")],
-    ).properties(title="Ratio vs input size", height=260)
+    return (
+        alt.Chart(data)
+        .mark_circle(size=70, opacity=0.75)
+        .encode(
+            x=alt.X("input_mp:Q", title="input megapixels"),
+            y=alt.Y("ratio:Q", title="compression ratio (×)"),
+            color=alt.Color("output_format:N", title="format"),
+            tooltip=[
+                "filename",
+                "preset",
+                "output_format",
+                alt.Tooltip("input_mp:Q", format=".2f"),
+                alt.Tooltip("ratio:Q", format=".2f"),
+            ],
+        )
+        .properties(title="Ratio vs input size", height=260)
+    )
 
 
 def chart_jobs_over_time(df: pd.DataFrame) -> alt.Chart:
@@ -199,21 +295,35 @@ def chart_jobs_over_time(df: pd.DataFrame) -> alt.Chart:
     else:
         unit, title = "yearmonthdate", "day"
     data["created_at"] = data["created_at"].dt.tz_convert(None)
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X(f"{unit}(created_at):T", title=f"created (UTC, per {title})"),
-        y=alt.Y("count():Q", title="jobs"),
-        color=alt.Color("status:N", scale=alt.Scale(
-            domain=["succeeded", "failed", "running", "queued"],
-            range=["#2a9d8f", "#e63946", "#f4a261", "#8d99ae"])),
-        tooltip=[alt.Tooltip(f"{unit}(created_at):T", title=title), "status", alt.Tooltip("count():Q")],
-    ).properties(title="Jobs over time", height=260)
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{unit}(created_at):T", title=f"created (UTC, per {title})"),
+            y=alt.Y("count():Q", title="jobs"),
+            color=alt.Color(
+                "status:N",
+                scale=alt.Scale(
+                    domain=["succeeded", "failed", "running", "queued"],
+                    range=["#2a9d8f", "#e63946", "#f4a261", "#8d99ae"],
+                ),
+            ),
+            tooltip=[alt.Tooltip(f"{unit}(created_at):T", title=title), "status", alt.Tooltip("count():Q")],
+        )
+        .properties(title="Jobs over time", height=260)
+    )
 
 
 def chart_failures(df: pd.DataFrame) -> alt.Chart:
     """Failed jobs per error code."""
     data = df[df["status"] == "failed"].fillna({"error_code": "unknown"})
-    return alt.Chart(data).mark_bar(color="#e63946").encode(
-        y=alt.Y("error_code:N", sort="-x", title="error code"),
-        x=alt.X("count():Q", title="failed jobs"),
-        tooltip=["error_code", alt.Tooltip("count():Q", title="jobs")],
-    ).properties(title="Failures by error code", height=260)
+    return (
+        alt.Chart(data)
+        .mark_bar(color="#e63946")
+        .encode(
+            y=alt.Y("error_code:N", sort="-x", title="error code"),
+            x=alt.X("count():Q", title="failed jobs"),
+            tooltip=["error_code", alt.Tooltip("count():Q", title="jobs")],
+        )
+        .properties(title="Failures by error code", height=260)
+    )

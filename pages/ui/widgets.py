@@ -94,25 +94,32 @@ def render_comparison(
 
 
 def _zoom(key: str, pair: imaging.Pair, labels: tuple[str, str]) -> None:
-    c1, c2, c3, c4 = st.columns(4)
-    cx = c1.slider("Region x", 0, 100, 50, key=f"zx-{key}", format="%d%%")
-    cy = c2.slider("Region y", 0, 100, 50, key=f"zy-{key}", format="%d%%")
-    side = c3.selectbox("Region size (px)", [64, 128, 256], index=1, key=f"zs-{key}")
-    factor = c4.selectbox(
-        "Magnify",
-        [1, 2, 3, 4],
-        index=1,
-        key=f"zf-{key}",
-        format_func=lambda f: "1:1" if f == 1 else f"{f}× (nearest)",
-    )
+    """Pick a region (overview + sliders), then the same pixels of both images, magnified."""
+    overview, controls = st.columns([2, 3])
+    with controls:
+        c1, c2 = st.columns(2)
+        cx = c1.slider("Region x", 0, 100, 50, key=f"zx-{key}", format="%d%%")
+        cy = c2.slider("Region y", 0, 100, 50, key=f"zy-{key}", format="%d%%")
+        side = c1.selectbox("Region size (px)", [32, 64, 128, 256], index=1, key=f"zs-{key}")
+        factor = c2.selectbox(
+            "Magnify",
+            [1, 2, 3, 4],
+            index=2,
+            key=f"zf-{key}",
+            format_func=lambda f: "1:1" if f == 1 else f"{f}×",
+        )
     box = imaging.crop_box(pair.after.size, cx / 100, cy / 100, side)
-    overview, before, after = st.columns([1, 1, 1])
-    overview.image(imaging.to_png(imaging.mark_region(pair.after, box)), caption="Region", width="stretch")
+    overview.image(
+        imaging.to_png(imaging.mark_region(pair.after, box, max_side=320)),
+        width="stretch",
+        caption=f"Region {box[0]}–{box[2]} × {box[1]}–{box[3]} of {pair.after.width}×{pair.after.height}",
+    )
+    before, after = st.columns(2)
     before.image(imaging.to_png(imaging.zoom(pair.before, box, factor)), caption=labels[0])
     after.image(imaging.to_png(imaging.zoom(pair.after, box, factor)), caption=labels[1])
     st.caption(
-        f"Pixels {box[0]}–{box[2]} × {box[1]}–{box[3]} of the output "
-        f"({pair.after.width}×{pair.after.height})."
+        "Nearest-neighbour magnification keeps pixels square; a crop wider than its column is "
+        "scaled down by the browser, so pick a smaller region or factor on narrow screens."
     )
 
 
@@ -163,7 +170,7 @@ def _fmt(value: Any, spec: str, none: str = "–") -> str:
 
 
 #: the processor's steps in the order they happen (engine stages in the middle)
-TIMING_ORDER = ("download", "decode", "transform", "encode", "metrics", "upload", "record")
+TIMING_ORDER = ("queue_wait", "download", "decode", "transform", "encode", "metrics", "upload", "record")
 
 
 def render_facts(facts: dict[str, Any]) -> None:
