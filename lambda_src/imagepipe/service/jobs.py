@@ -149,19 +149,17 @@ class JobRunner:
         if split_job_id(job_id) is None:
             logger.error("dropping malformed job id %r", job_id)
             return "missing"
-        job = records.get_job(job_id)
-        if job is None:
-            logger.warning("job %s no longer exists (image deleted?)", job_id)
-            return "missing"
-        if job.get("status") in ("succeeded", "failed"):
-            logger.info("job %s already %s: duplicate delivery, nothing to do", job_id, job["status"])
-            return "skipped"
-        queue_wait_ms = _since_ms(job.get("created_at"))
         t = perf_counter()
-        claimed = records.claim_job(job_id)
+        claimed = records.claim_job(job_id)  # conditional: refuses terminal and missing jobs
         claim_ms = _ms(t)
         if claimed is None:
+            job = records.get_job(job_id)
+            if job is None:
+                logger.warning("job %s no longer exists (image deleted?)", job_id)
+                return "missing"
+            logger.info("job %s already %s: duplicate delivery, nothing to do", job_id, job.get("status"))
             return "skipped"
+        queue_wait_ms = _since_ms(claimed.get("created_at"))
         image_id = claimed["image_id"]
         source_key = claimed.get("source_key") or (records.get_image(image_id) or {}).get("key")
         if not source_key:
