@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,14 @@ def test_unexpected_error_is_internal_error_json(backend, monkeypatch):
     status, body = call(event("GET", "/images"))
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "secret detail" not in body["error"]["message"]
+
+
+@pytest.mark.parametrize(("name", "status"), [
+    ("api_post_uploads.json", 201), ("api_post_jobs.json", 404), ("api_get_job.json", 404),
+    ("api_list_images.json", 200), ("api_health_no_key.json", 401),
+])
+def test_sample_events(backend, name, status):
+    ev = json.loads((Path(__file__).resolve().parents[2] / "events" / name).read_text())
+    if "x-api-key" in ev["headers"]:
+        ev["headers"]["x-api-key"] = API_KEY
+    assert call(ev)[0] == status
