@@ -25,7 +25,7 @@ from werkzeug.formparser import parse_form_data
 from pipeline.stack.persistence import WSGIApp, read_body
 
 #: fields that never need a policy condition (S3 docs: "Creating a POST policy")
-_EXEMPT = frozenset({"policy", "x-amz-signature", "file"})
+_EXEMPT = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
 
 
 class PolicyError(Exception):
@@ -85,31 +85,7 @@ def check_post(
     policy_b64 = fields.get("policy")
     if not policy_b64:
         raise PolicyError(403, "AccessDenied", "Access Denied (anonymous form uploads are not allowed)")
-    if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
-        raise PolicyError(400, "InvalidRequest", "Only AWS4-HMAC-SHA256 POST policies are supported")
-    credential = fields.get("x-amz-credential", "")
-    parts = credential.split("/")
-    if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != "s3":
-        raise PolicyError(400, "InvalidArgument", f"Invalid credential: {credential!r}")
-    access_key, date, region = parts[0], parts[1], parts[2]
-    secret = credentials.get(access_key)
-    if secret is None:
-        raise PolicyError(
-            403,
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=access_key,
-        )
-    expected = hmac.new(
-        signing_key(secret, date, region, "s3"), policy_b64.encode(), hashlib.sha256
-    ).hexdigest()
-    if not hmac.compare_digest(expected, fields.get("x-amz-signature", "")):
-        raise PolicyError(
-            403,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-        )
+    _verify_signature(policy_b64, fields, credentials)
     try:
         policy = json.loads(base64.b64decode(policy_b64, validate=True))
         expiration = _parse_expiration(policy["expiration"])
@@ -191,6 +167,49 @@ def check_post(
                 ProposedSize=file_size,
                 MinSizeAllowed=low,
             )
+
+
+def _verify_signature(policy_b64: str, fields: Mapping[str, str], credentials: Mapping[str, str]) -> None:
+    """SigV4 (``x-amz-*`` fields) or legacy SigV2 (``AWSAccessKeyId`` + ``signature``) over the policy."""
+    if "x-amz-algorithm" not in fields and "awsaccesskeyid" in fields:
+        access_key = fields["awsaccesskeyid"]
+        secret = _secret(credentials, access_key)
+        digest = hmac.new(secret.encode(), policy_b64.encode(), hashlib.sha1).digest()
+        expected = base64.b64encode(digest).decode()
+        given = fields.get("signature", "")
+    else:
+        if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
+            raise PolicyError(
+                400, "InvalidRequest", "Only AWS4-HMAC-SHA256 (or legacy SigV2) POST policies are supported"
+            )
+        credential = fields.get("x-amz-credential", "")
+        parts = credential.split("/")
+        if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != "s3":
+            raise PolicyError(400, "InvalidArgument", f"Invalid credential: {credential!r}")
+        access_key, date, region = parts[0], parts[1], parts[2]
+        secret = _secret(credentials, access_key)
+        key = signing_key(secret, date, region, "s3")
+        expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
+        given = fields.get("x-amz-signature", "")
+    if not hmac.compare_digest(expected, given):
+        raise PolicyError(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+        )
+
+
+def _secret(credentials: Mapping[str, str], access_key: str) -> str:
+    secret = credentials.get(access_key)
+    if secret is None:
+        raise PolicyError(
+            403,
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
+        )
+    return secret
 
 
 def _form_target_bucket(environ: Mapping[str, Any]) -> str | None:

@@ -217,3 +217,23 @@ def test_unknown_access_key_and_missing_file():
     with pytest.raises(PolicyError) as exc:
         check_post("b", _fields(policy), None, {"ak": "s"})
     assert exc.value.status == 400
+
+
+def test_legacy_sigv2_policy_is_verified_too(emulator):
+    s3v2 = boto3.client(
+        "s3",
+        endpoint_url=emulator.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )  # boto3's default: SigV2 POST
+    p = s3v2.generate_presigned_post(BUCKET, "uploads/v2/a.jpg", Conditions=[["content-length-range", 1, 10]])
+    assert "AWSAccessKeyId" in p["fields"]
+    ok = httpx.post(p["url"], data=p["fields"], files={"file": ("a.jpg", b"abc", "image/jpeg")})
+    assert ok.status_code == 204, ok.text
+    big = httpx.post(p["url"], data=p["fields"], files={"file": ("a.jpg", b"x" * 11, "image/jpeg")})
+    assert big.status_code == 400 and b"EntityTooLarge" in big.content
+    forged = httpx.post(
+        p["url"], data={**p["fields"], "signature": "AAAA"}, files={"file": ("a.jpg", b"abc")}
+    )
+    assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
