@@ -150,6 +150,14 @@ def test_invalid_recipe_names_the_field(backend):
     assert "format" in fields and any(f.startswith("resize") for f in fields)
 
 
+@pytest.mark.parametrize("raw", ["!!!not base64!!!", base64.b64encode(b"\xff\xfe\x00binary").decode()])
+def test_undecodable_base64_body_is_400(backend, raw):
+    ev = event("POST", "/uploads", None)
+    ev["body"], ev["isBase64Encoded"] = raw, True
+    status, body = call(ev)
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+
+
 def test_base64_body_is_decoded(backend):
     ev = event("POST", "/uploads", {"filename": "a.gif", "content_type": "image/gif", "size": 5}, b64=True)
     assert call(ev)[0] == 201

@@ -14,7 +14,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from imagepipe.errors import ImagePipeError, InternalError, MethodNotAllowed, NotFound, Unauthorized
+from imagepipe.errors import (
+    BadRequest,
+    ImagePipeError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+)
 from imagepipe.service import api, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
@@ -47,7 +54,10 @@ def authorized(headers: dict[str, str] | None, expected: str) -> bool:
 
 
 def _body() -> str | None:
-    return app.current_event.decoded_body
+    try:
+        return app.current_event.decoded_body
+    except (ValueError, UnicodeDecodeError) as exc:  # bad base64 or not UTF-8
+        raise BadRequest(f"request body cannot be decoded: {type(exc).__name__}") from None
 
 
 def _query() -> dict[str, str]:
