@@ -567,3 +567,10 @@ def test_mpo_camera_jpeg_is_not_treated_as_an_animation() -> None:
     assert r.facts["input"]["format"] == "jpeg" and r.facts["input"]["frames"] == 2
     out = open_out(r.data)
     assert out.format == "JPEG" and out.size == (64, 48) and r.facts["output"]["frames"] == 1
+
+
+def test_16bit_png_big_downscale_to_png() -> None:
+    # Image.reduce (used by reducing_gap) has no I;16 support: the resize must not use it
+    out = open_out(process(g.photo_bytes(400, 300, "png", mode="I;16"), {"resize": {"width": 40},
+                                                                        "format": "png"}).data)
+    assert out.size == (40, 30) and out.mode.startswith("I;16")

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from imagepipe.core import transform as tf
+from imagepipe.core import vips
 from imagepipe.core.decode import Opened, load_image, open_image, seek_frame
 from imagepipe.core.encode import (
     ANIMATABLE,
@@ -175,9 +176,10 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     limits = limits or Limits()
     opened = open_image(bytes(source_bytes), limits)
     im = opened.image
-    # PNG's getexif() decodes the whole image (eXIf may follow the pixel data): read it after load
+    # PNG's getexif() decodes the whole image (eXIf may follow the pixel data): use the header's
+    # eXIf now and look again after the guarded decode
     header_exif = opened.format != "png"
-    exif = _read_exif(im) if header_exif else Image.Exif()
+    exif = _read_exif(im) if header_exif else _png_header_exif(im)
     orientation = tf.orientation_from(exif)
     out_fmt = resolve_format(recipe.format, opened.format)
     # MPO (camera JPEG + preview pictures) and multi-page TIFF have frames but are not animations
@@ -201,6 +203,9 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
             f"{out_w * out_h * opened.frames:,} pixels, above the cap of {limits.max_pixels:,}")
     fast: list[str] = []
     src_raw = (opened.width, opened.height)
+    if not keep_anim and vips.enabled() and vips.eligible(opened.format, opened.mode, 1, recipe.resize, plan,
+                                                          (ow, oh)):
+        return _prepare_vips(source_bytes, recipe, limits, opened, plan, orientation, exif, out_fmt, t0)
     if not keep_anim and tf.apply_draft(im, plan, orientation, (ow, oh)):
         fast.append(f"jpeg_draft:{src_raw[0]}x{src_raw[1]}->{im.size[0]}x{im.size[1]}")
     load_image(im, opened.format)
@@ -233,6 +238,40 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
         recipe=recipe, limits=limits, format=out_fmt, image=first, frames=frames, meta=meta,
         input_facts=_input_facts(opened, icc_desc, exif),
         timings_ms={"decode": t_decode, "transform": t_transform}, fast_paths=fast,
+    )
+
+
+def _png_header_exif(im: Image.Image) -> Image.Exif:
+    """A PNG's eXIf chunk when it precedes the image data (as the PNG spec asks), without decoding."""
+    exif = Image.Exif()
+    raw = im.info.get("exif")
+    if raw:
+        try:
+            exif.load(raw)
+        except Exception:  # noqa: BLE001 - unreadable EXIF is treated as absent
+            return Image.Exif()
+    return exif
+
+
+def _prepare_vips(data: bytes, recipe: Recipe, limits: Limits, opened: Opened, plan: tf.Plan,
+                  orientation: int, exif: Image.Exif, out_fmt: str, t0: float) -> Prepared:
+    """The libvips front end (core/vips.py): decode + resize there, the rest as usual in Pillow.
+
+    PNG EXIF comes from the header only (an eXIf chunk placed after the image data, against the
+    PNG spec, is not seen on this path)."""
+    im = opened.image
+    icc = im.info.get("icc_profile") or None
+    icc_desc = tf.profile_description(icc)
+    small = vips.thumbnail(bytes(data), plan, orientation)
+    t_decode = _ms(t0)
+    t1 = time.perf_counter()
+    first, converted = _transform_frame(small, recipe, plan, orientation, out_fmt, icc, icc_desc, small.size)
+    meta = _metadata(recipe, exif, icc, converted, was_cmyk=False)
+    return Prepared(
+        recipe=recipe, limits=limits, format=out_fmt, image=first, frames=None, meta=meta,
+        input_facts=_input_facts(opened, icc_desc, exif),
+        timings_ms={"decode": t_decode, "transform": _ms(t1)},
+        fast_paths=[f"vips_thumbnail:{opened.width}x{opened.height}->{small.width}x{small.height}"],
     )
 
 

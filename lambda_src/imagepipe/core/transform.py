@@ -200,7 +200,8 @@ def resize(im: Image.Image, plan: Plan, orientation: int, filter_name: str,
         box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
     if (tw, th) == (w, h) and box is None:
         return im
-    return im.resize((tw, th), FILTERS[filter_name], box=box, reducing_gap=REDUCING_GAP)
+    gap = None if im.mode.startswith("I;16") else REDUCING_GAP  # Image.reduce has no I;16 support
+    return im.resize((tw, th), FILTERS[filter_name], box=box, reducing_gap=gap)
 
 
 def orient(im: Image.Image, orientation: int) -> Image.Image:
