@@ -3,12 +3,16 @@ included) validate against the documented schema for their status code."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import imagepipe.handlers.api as api_handler
 from imagepipe.service.jobs import JobRunner
@@ -114,3 +118,55 @@ def test_responses_match_the_spec(backend):
     status, _ = do("DELETE", f"/images/{image_id}", "/images/{image_id}")
     assert status == 204
     do("DELETE", f"/images/{image_id}", "/images/{image_id}")
+
+
+# --- fuzz: random bodies and parameters never produce a 5xx or an undocumented answer -------
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_upload_fields = st.fixed_dictionaries({}, optional={
+    "filename": st.text(max_size=300) | _json, "content_type": st.sampled_from(
+        ["image/png", "image/jpeg", "IMAGE/WEBP", "text/plain", ""]) | _json,
+    "size": st.integers(min_value=-5, max_value=10**12) | _json, "recipe": _json | st.fixed_dictionaries(
+        {}, optional={"format": st.sampled_from(["webp", "bmp", "png"]), "quality": _json,
+                      "resize": _json}),
+    "preset": _json, "extra": _json,
+})
+
+
+@pytest.fixture(scope="module")
+def fuzz_backend():
+    with mocked_backend() as b:
+        yield b
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_upload_fields | _json, raw=st.none() | st.text(max_size=40))
+def test_fuzz_post_bodies(fuzz_backend, monkeypatch, body, raw):
+    monkeypatch.setattr(api_handler, "BACKEND", fuzz_backend)
+    payload = raw if raw is not None else json.dumps(body)
+    for path in ("/uploads", "/jobs"):
+        status, got = call(event("POST", path, payload))
+        assert status < 500, got
+        check("POST", path, status, got)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ident=st.text(max_size=60), limit=st.text(max_size=6), cursor=st.text(max_size=60))
+def test_fuzz_params(fuzz_backend, monkeypatch, ident, limit, cursor):
+    monkeypatch.setattr(api_handler, "BACKEND", fuzz_backend)
+    ident = quote(ident, safe="") or "x"
+    for method, path, template in (("GET", f"/jobs/{ident}", "/jobs/{job_id}"),
+                                   ("GET", f"/images/{ident}", "/images/{image_id}"),
+                                   ("DELETE", f"/images/{ident}", "/images/{image_id}")):
+        status, got = call(event(method, path))
+        assert status < 500, got
+        check(method, template, status, got)
+    for template in ("/images", "/jobs"):
+        status, got = call(event("GET", template, query={"limit": limit, "cursor": cursor}))
+        assert status < 500, got
+        check("GET", template, status, got)
