@@ -80,7 +80,8 @@ def offline(monkeypatch):
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("key", [None, "", "wrong-key", API_KEY + "x", API_KEY.upper()])
+@pytest.mark.parametrize("key", [None, "", "wrong-key", API_KEY + "x", API_KEY.upper(), "\udcff" + API_KEY,
+                                 "ключ"])
 def test_every_route_needs_the_key(offline, method, path, key):
     status, body = call(event(method, path, {"x": 1}, key=key))
     assert status == 401

@@ -50,7 +50,10 @@ def authorized(headers: dict[str, str] | None, expected: str) -> bool:
         if name.lower() == "x-api-key":
             given = value or ""
             break
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    try:
+        return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate smuggled into the header
+        return False
 
 
 def _body() -> str | None:
