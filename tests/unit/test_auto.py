@@ -26,12 +26,12 @@ SIZE = (256, 176)
 
 
 def reference_ssim(ref: Image.Image, out: Image.Image) -> float:
-    """SSIM as docs/lab.md defines it, written plainly: BT.601 luma in floating point
-    (0.299 R + 0.587 G + 0.114 B, no rounding), 8×8 uniform windows every 4 pixels,
+    """SSIM as docs/lab.md defines it, written plainly (no engine code): 8-bit BT.601 luma
+    (0.299 R + 0.587 G + 0.114 B rounded to an integer), 8×8 uniform windows every 4 pixels,
     K1 = 0.01, K2 = 0.03, L = 255, population (1/N) variances, mean over all windows."""
     def luma(im: Image.Image) -> np.ndarray:
         a = np.asarray(im.convert("RGB"), dtype=np.float64)
-        return 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
+        return np.floor(0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2] + 0.5)
 
     x, y = luma(ref), luma(out)
     assert x.shape == y.shape
@@ -130,8 +130,9 @@ def test_unreachable_target_lists_the_trace(photo_set: list[tuple[bytes, Image.I
 
 
 def test_reference_ssim_agrees_with_engine_metric(photo_set: list[tuple[bytes, Image.Image]]) -> None:
-    """The independent implementation and the engine agree to 1e-3 (the engine rounds luma to 8 bit)."""
+    """The plain implementation and the engine agree to 1e-4 (Pillow's fixed-point luma differs by one
+    level on a few pixels)."""
     src, ref = photo_set[3]
     for q in (30, 70, 90):
         r = process(src, {"format": "jpeg", "quality": q})
-        assert reference_ssim(ref, decoded(r.data)) == pytest.approx(r.facts["metrics"]["ssim"], abs=1e-3)
+        assert reference_ssim(ref, decoded(r.data)) == pytest.approx(r.facts["metrics"]["ssim"], abs=1e-4)
