@@ -201,7 +201,8 @@ def render() -> tuple[dict[str, Any] | None, str]:
     values = {
         k: v
         for k, v in st.session_state.items()
-        if isinstance(k, str) and k.startswith(P) and k != P + "wm.file"
+        # buttons and the file uploader cannot be set through session_state: not saved
+        if isinstance(k, str) and k.startswith(P) and k != P + "wm.file" and not k.startswith(P + "wm.pos.")
     }
     st.session_state[SAVED] = values
     recipe = state_to_recipe(values)
@@ -215,6 +216,41 @@ def render() -> tuple[dict[str, Any] | None, str]:
     if validated.recipe_hash() != Recipe.model_validate(get_preset(label)).recipe_hash():
         label = f"{label} (modified)"
     return validated.model_dump(mode="json"), label
+
+
+def _set_position(position: str) -> None:
+    st.session_state[P + "wm.position"] = position
+
+
+def _position_grid(disabled: bool) -> None:
+    """A 3×3 grid of buttons (plus *tiled*): the selected position is the primary-coloured one."""
+    current = st.session_state.get(P + "wm.position", "bottom-right")
+    st.caption("Position (3×3 grid or tiled)")
+    with st.container(width=200):
+        for row in range(3):
+            for col, position in zip(
+                st.columns(3, gap="small"), POSITIONS[row * 3 : row * 3 + 3], strict=True
+            ):
+                col.button(
+                    POSITION_GLYPHS[position],
+                    key=f"{P}wm.pos.{position}",
+                    help=position,
+                    type="primary" if position == current else "secondary",
+                    width="stretch",
+                    on_click=_set_position,
+                    args=(position,),
+                    disabled=disabled,
+                )
+        st.button(
+            POSITION_GLYPHS["tiled"],
+            key=f"{P}wm.pos.tiled",
+            help="repeat over the whole image",
+            type="primary" if current == "tiled" else "secondary",
+            width="stretch",
+            on_click=_set_position,
+            args=("tiled",),
+            disabled=disabled,
+        )
 
 
 def _advanced() -> None:
@@ -249,7 +285,11 @@ def _advanced() -> None:
             key=P + "format",
             help="original keeps the input's format; best picks the smallest of JPEG/WebP/AVIF",
         )
-        auto = c2.checkbox('Quality "auto" (search for a goal)', key=P + "quality.auto")
+        auto = c2.checkbox(
+            "Auto quality",
+            key=P + "quality.auto",
+            help='quality "auto": search for the smallest file meeting a goal',
+        )
         c2.slider("Quality", 1, 100, key=P + "quality", disabled=auto)
         goal = st.session_state[P + "goal"]
         g1, g2, g3 = st.columns(3)
@@ -316,13 +356,7 @@ def _advanced() -> None:
             )
             if logo is not None:
                 st.session_state[P + "wm.image_b64"] = base64.b64encode(logo.getvalue()).decode()
-        st.segmented_control(
-            "Position (3×3 grid or tiled)",
-            POSITIONS,
-            key=P + "wm.position",
-            format_func=lambda p: POSITION_GLYPHS[p],
-            disabled=kind == "none",
-        )
+        _position_grid(disabled=kind == "none")
         c1, c2, c3 = st.columns(3)
         c1.slider("Opacity", 0.0, 1.0, step=0.05, key=P + "wm.opacity", disabled=kind == "none")
         c2.slider(

@@ -45,6 +45,19 @@ def test_every_page_renders(app_env: Any) -> None:
     _no_exception(at)
     assert at.title[0].value == "Process images"
     assert at.selectbox(key="rp.preset").value == "Web 1600 WebP"
+    # the watermark position grid, and recipe values surviving a visit to another page
+    at.radio(key="rp.wm.kind").set_value("text").run()
+    at.button(key="rp.wm.pos.top-left").click().run()
+    _no_exception(at)
+    assert at.session_state["rp.wm.position"] == "top-left"
+    assert at.button(key="rp.wm.pos.top-left").proto.type == "primary"
+    at.slider(key="rp.quality").set_value(55).run()
+    at.switch_page("pages/system.py").run()
+    at.switch_page("pages/process.py").run()
+    _no_exception(at)
+    assert at.slider(key="rp.quality").value == 55
+    assert at.radio(key="rp.wm.kind").value == "text"
+    assert at.session_state["rp.wm.position"] == "top-left"
     for page, title in zip(PAGES[1:], ["History & analytics", "System"], strict=True):
         at.switch_page(page).run()
         _no_exception(at)

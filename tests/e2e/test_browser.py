@@ -110,6 +110,23 @@ def test_embedded_stack_with_sample_images(
     page.get_by_role("heading", name="Process images").wait_for()
     _settle(page)
     page.get_by_test_id("stCheckbox").filter(has_text="Use sample images").click()
+    _settle(page)
+    # a text watermark through the advanced panel
+    page.get_by_text("Advanced recipe").click()
+    page.get_by_role("tab", name="Watermark").click()
+    page.get_by_test_id("stRadio").filter(has_text="Watermark").get_by_text("text", exact=True).click()
+    _settle(page)
+    text = page.get_by_label("Text", exact=True)
+    text.fill("ImagePipe demo")
+    text.press("Enter")
+    _settle(page)
+    page.get_by_role("button", name="▦ tiled").click()
+    _settle(page)
+    page.mouse.move(0, 0)
+    _shot(page, artifacts_dir / "07a-embedded-advanced-watermark.png")
+    page.get_by_role("tab", name="Format & quality").click()
+    _settle(page)
+    _shot(page, artifacts_dir / "07b-embedded-advanced-format.png")
     button = page.get_by_role("button", name="Process 4 image(s)")
     button.wait_for()
     _settle(page)
@@ -118,6 +135,7 @@ def test_embedded_stack_with_sample_images(
     _settle(page)
     _no_exceptions(page)
     assert page.get_by_text("Transparent areas are shown on a checkerboard.").count() >= 1  # logo.png
+    assert page.get_by_text("Recipe: Web 1600 WebP (modified)").count() == 1
     _shot(page, artifacts_dir / "07-embedded-samples.png")
 
     page.get_by_role("link", name="System").click()
