@@ -574,3 +574,14 @@ def test_16bit_png_big_downscale_to_png() -> None:
     out = open_out(process(g.photo_bytes(400, 300, "png", mode="I;16"), {"resize": {"width": 40},
                                                                         "format": "png"}).data)
     assert out.size == (40, 30) and out.mode.startswith("I;16")
+
+
+def test_metrics_skipped_with_a_reason_above_the_output_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagepipe.core.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_METRIC_OUTPUT_PIXELS", 64 * 48 - 1)
+    r = process(g.photo_bytes(64, 48, "png"), {"format": "jpeg"})
+    assert r.facts["metrics"]["ssim"] is None and r.facts["metrics"]["psnr"] is None
+    assert "metrics cap" in r.facts["metrics"]["skipped"]
+    monkeypatch.setattr(engine, "MAX_METRIC_OUTPUT_PIXELS", 64 * 48)
+    assert process(g.photo_bytes(64, 48, "png"), {"format": "jpeg"}).facts["metrics"]["ssim"] > 0.5

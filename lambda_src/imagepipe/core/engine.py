@@ -35,7 +35,7 @@ from imagepipe.core.encode import (
     resolve_format,
 )
 from imagepipe.core.limits import Limits
-from imagepipe.core.metrics import compare
+from imagepipe.core.metrics import MAX_METRIC_OUTPUT_PIXELS, compare
 from imagepipe.core.recipe import Recipe, parse_recipe
 from imagepipe.core.watermark import apply_watermark
 from imagepipe.errors import CorruptImage, ImagePipeError, InvalidRecipe, TooManyFrames, TooManyPixels
@@ -370,9 +370,15 @@ def process(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None, 
         data, out = encode_variant(prepared)
     t_encode = _ms(t_enc)
     t_m = time.perf_counter()
-    metrics: dict[str, float | None] = {"ssim": None, "psnr": None}
+    metrics: dict[str, float | str | None] = {"ssim": None, "psnr": None}
     if search is not None and search.get("metrics"):
         metrics = dict(search.pop("metrics"))
+    elif compute_metrics and out["width"] * out["height"] > MAX_METRIC_OUTPUT_PIXELS:
+        # decoding a huge output again (Pillow's WebP loader holds ~3 copies) could exhaust the
+        # Lambda's memory: say so instead of measuring
+        metrics = {"ssim": None, "psnr": None,
+                   "skipped": f"output is {out['width']}x{out['height']}, above the "
+                              f"{MAX_METRIC_OUTPUT_PIXELS:,}-pixel metrics cap"}
     elif compute_metrics:
         metrics = dict(measure(prepared, data))
     t_metrics = _ms(t_m)

@@ -29,6 +29,8 @@ from imagepipe.core.encode import flatten
 from imagepipe.core.transform import i16_to_l
 
 PSNR_CAP = 100.0
+#: ``process()`` skips metrics (facts say why) for outputs above this many pixels (memory)
+MAX_METRIC_OUTPUT_PIXELS = 24_000_000
 MAX_METRIC_PIXELS = 4_000_000
 _WINDOW = 8
 _STRIPE = 128  # rows per stripe (multiple of 4)
