@@ -196,3 +196,21 @@ def test_download_from_job_dict_without_api_key():
 ])
 def test_sniff_content_type(data, name, expected):
     assert sniff_content_type(data, name) == expected
+
+
+def test_upload_from_path_uses_its_name_and_sniffs_the_type(tmp_path):
+    path = tmp_path / "été photo.webp"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 10)
+    seen: dict[str, Any] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.test":
+            seen["presign"] = json.loads(request.content)
+            return httpx.Response(201, json={"image_id": "i", "job_id": None, "expires_in": 900,
+                                             "upload": {"url": S3, "fields": {}}})
+        return httpx.Response(204)
+
+    client(handler).upload(path)
+    assert seen["presign"]["filename"] == "été photo.webp"
+    assert seen["presign"]["content_type"] == "image/webp"
+    assert seen["presign"]["size"] == path.stat().st_size
