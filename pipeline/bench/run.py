@@ -149,6 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--e2e-runs", type=int, default=20, help="sequential latency runs per trigger")
     p.add_argument("--e2e-batch", type=int, default=50, help="images in the 1-vs-2-worker batch")
     p.add_argument("--no-experiments", action="store_true", help="skip the fast-path experiments")
+    p.add_argument("--lab", action="store_true",
+                   help="only the compression-lab benchmark (bench/lab.py -> docs/benchmarks-lab.md)")
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="no measuring: re-render --out from a --json file of an earlier run")
     return p.parse_args(argv)
@@ -171,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.render is not None:
         return _render_saved(args)
+    if args.lab:
+        from pipeline.bench import lab
+
+        return lab.main(["--corpus", str(args.corpus)] if args.corpus else [])
 
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as tmp:
