@@ -308,6 +308,7 @@ def health(backend: Backend) -> tuple[dict[str, Any], int]:
         "status": "ok" if ok else "degraded",
         "checks": checks,
         "queue_depth": (queue or {}).get("visible"),
-        "dlq_depth": (dlq or {}).get("visible"),
+        # every dead letter counts: the reconciler hides the ones it has read (in flight)
+        "dlq_depth": None if dlq is None else dlq["visible"] + dlq["in_flight"],
     }
     return body, 200 if ok else 503
