@@ -257,6 +257,7 @@ class LambdaRuntime:
             WORKER_TIMEOUT: 0,
             WORKER_OOM: 0,
             "replaced": 0,
+            "peak_rss_mb": 0,  # highest RSS sampled in any busy worker (MiB, int)
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -467,6 +468,8 @@ class LambdaRuntime:
                 rss = read_rss_mb(w.pid)
                 if rss > w.peak_rss_mb:
                     w.peak_rss_mb = rss
+                    if rss > self.stats["peak_rss_mb"]:
+                        self.stats["peak_rss_mb"] = int(rss)
                 if rss > limit and not w.oom:
                     w.oom = True
                     with contextlib.suppress(ProcessLookupError):

@@ -74,6 +74,7 @@ def test_out_of_memory_is_detected_and_killed():
         res = rt.invoke({"mb": 2048})
         assert not res.ok and res.reason == WORKER_OOM, res
         assert res.peak_rss_mb > 256
+        assert rt.stats["peak_rss_mb"] > 256
         small = rt.invoke({"mb": 32})  # a fresh worker serves a small request fine
         assert small.ok and small.value == 1
 
