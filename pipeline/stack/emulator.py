@@ -24,6 +24,7 @@ from typing import IO, Any
 
 DEFAULT_CREDENTIALS = {"testing": "testing"}
 READY_PREFIX = "EMULATOR_READY "
+ERROR_PREFIX = "EMULATOR_ERROR "
 log = logging.getLogger("imagepipe.stack.emulator")
 
 
@@ -78,6 +79,11 @@ def serve(
     """Run the emulator until stdin closes or SIGTERM/SIGINT arrives."""
     from werkzeug.serving import make_server
 
+    lock = _lock_data_dir(data_dir)
+    if lock is None:
+        ready_out.write(f"{ERROR_PREFIX}data dir {data_dir} is in use by another running stack\n")
+        ready_out.flush()
+        raise SystemExit(3)
     app, middleware, counts = build_app(data_dir, credentials)
     server = make_server(host, port, app, threaded=True, request_handler=_quiet_handler())
     real_port = server.server_address[1]
@@ -114,6 +120,28 @@ def serve(
                 except OSError as exc:  # compaction is an optimisation; the journal stays valid
                     log.warning("journal compaction failed: %s", exc)
             middleware.journal.close()
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str] | None:
+    """Hold an exclusive lock on the data dir for this process's lifetime (None if taken).
+
+    Two emulators appending to one journal would corrupt it; the kernel drops the lock when
+    the process dies, even on SIGKILL.
+    """
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / "LOCK", "a+", encoding="utf-8")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 def parse_credentials(raw: str | None) -> dict[str, str]:
@@ -208,6 +236,9 @@ class Emulator:
         reader.start()
         reader.join(self.start_timeout)
         line = line_box[0].decode() if line_box else ""
+        if line.startswith(ERROR_PREFIX):
+            self.stop()
+            raise EmulatorError(line[len(ERROR_PREFIX) :].strip())
         if not line.startswith(READY_PREFIX):
             self.stop()
             tail = (self.data_dir / "emulator.log").read_text(errors="replace")[-2000:]

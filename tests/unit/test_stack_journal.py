@@ -250,3 +250,16 @@ def test_moto_reset_is_refused(data_dir):
         assert r.status_code == 403
     finally:
         with_emu.stop()
+
+
+def test_a_data_dir_serves_one_emulator_at_a_time(data_dir):
+    from pipeline.stack.emulator import EmulatorError
+
+    first = Emulator(data_dir).start()
+    try:
+        with pytest.raises(EmulatorError, match="in use"):
+            Emulator(data_dir).start()
+    finally:
+        first.kill()  # the kernel releases the lock even on SIGKILL
+    again = Emulator(data_dir).start()
+    again.stop()
