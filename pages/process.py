@@ -163,7 +163,7 @@ def page() -> None:
         st.info("Drop images above or tick *Use sample images* to start.")
     if go and tasks and recipe is not None:
         _start(tasks, recipe, label)
-        batch = st.session_state[BATCH_KEY]
+        st.rerun()  # redraw at once with the button disabled while the batch runs
     if batch is None:
         return
     st.divider()

@@ -88,6 +88,8 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     assert go.label == "Process 3 image(s)" and not go.disabled
     go.click().run()
     _no_exception(at)
+    # while the batch runs the button is disabled (a second click would start a second batch)
+    assert at.button(key="process.go").disabled or at.session_state["process.batch"].done
 
     batch = _run_until_batch_done(at)
     stages = {t.name: t.stage for t in batch.tasks}
@@ -125,3 +127,22 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     assert row["status"] == "succeeded" and row["output_format"] == "jpeg"
     assert row["preset"] == "Thumbnail 320 JPEG"
     assert any(m.label == "Total per 1,000 images" for m in at.metric)
+
+
+def test_secrets_toml_selects_the_api_and_the_key_stays_masked(
+    local_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMAGEPIPE_API_URL", raising=False)
+    monkeypatch.delenv("IMAGEPIPE_API_KEY", raising=False)
+    at = _app()
+    at.secrets["api_url"] = local_stack.api_url
+    at.secrets["api_key"] = local_stack.api_key
+    at.run()
+    at.switch_page("pages/system.py").run()
+    _no_exception(at)
+    assert any("secrets.toml" in m.value for m in at.markdown)
+    assert any("All components healthy" in s.value for s in at.success)
+    shown = [t.value for t in at.text] + [m.value for m in at.markdown]
+    shown += [df.value.to_csv() for df in at.dataframe]
+    assert local_stack.api_key[-4:] in " ".join(shown)
+    assert not any(local_stack.api_key in s for s in shown)

@@ -54,7 +54,7 @@ def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Drop images here")
     uploader.locator("input[type=file]").set_input_files(
         [
-            {"name": "meadow.jpg", "mimeType": "image/jpeg", "buffer": photo_jpeg(1280, 800, seed=3)},
+            {"name": "meadow.jpg", "mimeType": "image/jpeg", "buffer": photo_jpeg(2400, 1600, seed=3)},
             {"name": "badge.png", "mimeType": "image/png", "buffer": alpha_png(320)},
         ]
     )
@@ -62,6 +62,9 @@ def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts
     button.wait_for()
     _settle(page)
     button.click()
+    # best effort: what the page shows while the batch runs (may already be done on a fast machine)
+    page.get_by_text("3. Results").wait_for()
+    page.screenshot(path=str(artifacts_dir / "02a-process-progress.png"))
 
     # results arrive while the page polls: two facts panels and two download buttons
     page.get_by_text("Bits per pixel").nth(1).wait_for(timeout=RESULT_TIMEOUT_MS)
