@@ -284,22 +284,40 @@ def chart_ratio_vs_mp(df: pd.DataFrame) -> alt.Chart:
     )
 
 
+#: bucket widths tried in order, with the label format of each; the first giving ≤ MAX_BUCKETS wins
+BUCKETS = [
+    ("1min", "%m-%d %H:%M"),
+    ("5min", "%m-%d %H:%M"),
+    ("15min", "%m-%d %H:%M"),
+    ("1h", "%m-%d %H:00"),
+    ("6h", "%m-%d %H:00"),
+    ("1D", "%Y-%m-%d"),
+    ("7D", "%Y-%m-%d"),
+]
+MAX_BUCKETS = 48
+
+
+def time_buckets(created: pd.Series) -> tuple[pd.Series, str]:
+    """Each timestamp's bucket label and the bucket width, so there are at most ``MAX_BUCKETS``."""
+    for freq, fmt in BUCKETS:
+        floored = created.dt.floor(freq)
+        if floored.nunique() <= MAX_BUCKETS or freq == BUCKETS[-1][0]:
+            return floored.dt.strftime(fmt), freq
+    raise AssertionError("unreachable")
+
+
 def chart_jobs_over_time(df: pd.DataFrame) -> alt.Chart:
-    """Jobs per time bucket, stacked by status (bucket width follows the time span)."""
-    data = df.dropna(subset=["created_at"]).copy()
-    span = (data["created_at"].max() - data["created_at"].min()) if len(data) else pd.Timedelta(0)
-    if span <= pd.Timedelta(hours=3):
-        unit, title = "yearmonthdatehoursminutes", "minute"
-    elif span <= pd.Timedelta(days=3):
-        unit, title = "yearmonthdatehours", "hour"
-    else:
-        unit, title = "yearmonthdate", "day"
-    data["created_at"] = data["created_at"].dt.tz_convert(None)
+    """Jobs per time bucket (one bar each, width chosen from the span), stacked by status."""
+    data = df.dropna(subset=["created_at"]).sort_values("created_at").copy()
+    labels, freq = time_buckets(data["created_at"]) if len(data) else (pd.Series(dtype=str), "1min")
+    data["bucket"] = labels
+    # a fixed bar width (≈ 500 px chart) so one lonely bucket does not fill the whole plot
+    bar = max(4, min(36, int(400 / max(1, data["bucket"].nunique()))))
     return (
         alt.Chart(data)
-        .mark_bar()
+        .mark_bar(size=bar)
         .encode(
-            x=alt.X(f"{unit}(created_at):T", title=f"created (UTC, per {title})"),
+            x=alt.X("bucket:O", sort=None, title=f"created (UTC, per {freq})", axis=alt.Axis(labelAngle=-45)),
             y=alt.Y("count():Q", title="jobs"),
             color=alt.Color(
                 "status:N",
@@ -308,7 +326,7 @@ def chart_jobs_over_time(df: pd.DataFrame) -> alt.Chart:
                     range=["#2a9d8f", "#e63946", "#f4a261", "#8d99ae"],
                 ),
             ),
-            tooltip=[alt.Tooltip(f"{unit}(created_at):T", title=title), "status", alt.Tooltip("count():Q")],
+            tooltip=[alt.Tooltip("bucket:O", title="from"), "status", alt.Tooltip("count():Q", title="jobs")],
         )
         .properties(title="Jobs over time", height=260)
     )

@@ -196,6 +196,17 @@ def test_jobs_frame_derives_columns_and_filters() -> None:
         assert chart.to_dict()["data"]
 
 
+def test_time_buckets_stay_few() -> None:
+    import pandas as pd
+
+    minutes = pd.Series(pd.date_range("2026-01-01", periods=10, freq="1min", tz="UTC"))
+    labels, freq = analytics.time_buckets(minutes)
+    assert freq == "1min" and labels.nunique() == 10
+    days = pd.Series(pd.date_range("2026-01-01", periods=500, freq="1h", tz="UTC"))
+    labels, freq = analytics.time_buckets(days)
+    assert labels.nunique() <= analytics.MAX_BUCKETS and freq == "1D"
+
+
 def test_jobs_frame_empty_has_columns() -> None:
     df = analytics.jobs_frame([], [])
     assert list(df.columns) == analytics.JOB_COLUMNS and df.empty
