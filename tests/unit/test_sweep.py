@@ -129,5 +129,7 @@ def test_largest_legal_grid_is_accepted() -> None:
            "option": {"name": "webp.method", "values": [0, 2, 4, 6]}}
     cells = parse_grid(big).cells()
     assert len(cells) == 20 + 80 + 20 + 1 <= MAX_CELLS
-    assert len(plan_parts(parse_grid(big))) == 1 + 4 + 1 + 1
+    parts = plan_parts(parse_grid(big))  # default chunk sizes: jpeg 20, webp 10, avif 3, png 1
+    assert [len(p) for p in parts] == [20] + [10] * 8 + [3] * 6 + [2] + [1]
+    assert Counter(c for p in parts for c in p) == Counter(cells)
     assert len(big["formats"]) <= MAX_FORMATS

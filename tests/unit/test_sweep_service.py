@@ -105,3 +105,28 @@ def test_validation(backend: Any) -> None:
     assert ei.value.details[0]["field"].startswith("resize")
     assert sweeps.split_sweep_id(sweeps.new_sweep_id(image_id)) == image_id
     assert sweeps.split_sweep_id(f"{image_id}-0011223344556677") is None  # a job id is not a sweep id
+
+
+def test_dead_lettered_part_is_marked_failed_by_the_reconciler(backend: Any) -> None:
+    from imagepipe.service.messages import sweep_part_message
+    from imagepipe.service.reconcile import reconcile
+
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    started = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))
+    msgs = _messages(backend)
+    runner = JobRunner(backend, Limits())
+    assert runner.handle(msgs[0]) == "succeeded"
+    sid = started["sweep_id"]
+    for part in (0, 1):  # part 0 succeeded already: a late dead letter must not flip it
+        body = sweep_part_message(sid, image_id, part)
+        backend.sqs.send_message(QueueUrl=backend.config.dlq_url, MessageBody=body)
+    report = reconcile(backend, hold_seconds=60)
+    assert report.marked_failed == [f"{sid}#p001"] and report.unmapped == 1
+    sweep = sweeps.get_sweep(backend, sid)
+    assert sweep["status"] == "failed" and sweep["progress"]["parts_done"] == 1
+    assert sweep["failed_parts"] == ["p001"] and sweep["errors"][0]["code"] == "retries_exhausted"
+    assert [p["format"] for p in sweep["points"]] == ["jpeg", "jpeg"]
+    # a failure report for a part that succeeded changes nothing
+    assert sweeps.SweepStore(backend.records.table).finish_part(sid, 0, "failed", {"error": {"code": "x"}}) \
+        == "failed"
+    assert sweeps.get_sweep(backend, sid)["progress"]["parts_done"] == 1

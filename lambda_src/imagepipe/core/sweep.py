@@ -33,8 +33,11 @@ MAX_FORMATS = 6
 MAX_QUALITIES = 20
 MAX_OPTION_VALUES = 4
 MAX_CELLS = 160
-#: cells per fan-out part: bounds one Lambda invocation's work (AVIF at 2560 px ≈ 0.5–1 s a cell)
+#: cells per fan-out part: bounds one processor invocation's work (its timeout is 60 s). AVIF
+#: is 10–50× slower to encode than JPEG (≈ 2–12 s a cell for a 4 MP image on a loaded 2-core
+#: machine), so its parts are small; every part decodes + resizes once.
 MAX_PART_CELLS = 20
+PART_CELLS = {"jpeg": 20, "webp": 10, "avif": 3, "png": 1}
 
 #: option name -> (format, recipe section, field, allowed values)
 OPTIONS: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {
@@ -172,13 +175,15 @@ def parse_grid(raw: Any) -> Grid:
     return grid
 
 
-def plan_parts(grid: Grid, max_cells: int = MAX_PART_CELLS) -> list[list[Cell]]:
-    """The grid cut into fan-out parts: one per format, chunked to ``max_cells`` cells."""
+def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
+    """The grid cut into fan-out parts: one per format, chunked to ``PART_CELLS[format]`` cells
+    (or ``max_cells`` for every format when given)."""
     parts: list[list[Cell]] = []
     for fmt in grid.formats:
+        size = max_cells or PART_CELLS.get(fmt, MAX_PART_CELLS)
         cells = [c for c in grid.cells() if c.format == fmt]
-        for i in range(0, len(cells), max_cells):
-            parts.append(cells[i:i + max_cells])
+        for i in range(0, len(cells), size):
+            parts.append(cells[i:i + size])
     return parts
 
 

@@ -14,6 +14,7 @@ from imagepipe.errors import RetriesExhausted
 from imagepipe.service.backend import Backend
 from imagepipe.service.messages import JobMessage, ObjectCreated, parse_body
 from imagepipe.service.records import make_job_id
+from imagepipe.service.sweeps import fail_dead_letter
 
 logger = logging.getLogger(__name__)
 HOLD_SECONDS = 6 * 3600
@@ -62,7 +63,9 @@ def reconcile(backend: Backend, hold_seconds: int = HOLD_SECONDS,
         for msg in messages:
             report.messages += 1
             job_ids = jobs_for_message(backend, msg.get("Body", ""))
-            if not job_ids:
+            swept = fail_dead_letter(backend, msg.get("Body", ""))  # the lab's sweep parts
+            report.marked_failed.extend(swept)
+            if not job_ids and not swept:
                 report.unmapped += 1
                 logger.warning("dead letter %s maps to no job", msg.get("MessageId"))
             for job_id in job_ids:

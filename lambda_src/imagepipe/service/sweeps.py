@@ -40,6 +40,7 @@ from imagepipe.service.api import _Body, page_params, parse_body
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.messages import SweepPartMessage, sweep_part_message
+from imagepipe.service.messages import parse_body as parse_queue_body
 from imagepipe.service.records import (
     IMAGE_ID_RE,
     decode_cursor,
@@ -155,9 +156,23 @@ class SweepStore:
         Returns the sweep's status afterwards."""
         k = self.key(sweep_id)
         name = _part_name(part)
-        item = {**to_dynamo(payload), "pk": k["pk"], "sk": f"{k['sk']}#PART#{name}", "part": part,
-                "status": status, "finished_at": now_iso()}
-        self.table.put_item(Item=item)
+        fields = {**payload, "part": part, "finished_at": now_iso()}
+        names = {"#st": "status", **{f"#f{i}": key for i, key in enumerate(fields)}}
+        values = {":st": status, **{f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}}
+        kwargs: dict[str, Any] = {
+            # UpdateItem (not PutItem): creates the part item and is all the reconciler may call
+            "Key": {"pk": k["pk"], "sk": f"{k['sk']}#PART#{name}"},
+            "UpdateExpression": "SET #st = :st, " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+        }
+        if status != "succeeded":  # a failure never overwrites a part that succeeded (late DLQ report)
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk) OR #st <> :ok"
+            values[":ok"] = "succeeded"
+        try:
+            self.table.update_item(ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return str((self.get(sweep_id) or {}).get("status"))
         attr = "done_parts" if status == "succeeded" else "failed_parts"
         resp = self.table.update_item(
             Key=k, UpdateExpression=f"ADD {attr} :p", ConditionExpression="attribute_exists(pk)",
@@ -292,6 +307,27 @@ def list_sweeps(backend: Backend, query: dict[str, str] | None) -> dict[str, Any
             raise NotFound(f"no image {image_id!r}")
         items = [s for s in items if s.get("image_id") == image_id]
     return {"items": items, "next_cursor": next_cursor}
+
+
+def fail_dead_letter(backend: Backend, body: str) -> list[str]:
+    """For the reconciler: a dead-lettered ``sweep_part`` message marks its part failed
+    (``retries_exhausted``) unless it finished; returns ``["{sweep_id}#p003", ...]`` marked."""
+    try:
+        work = parse_queue_body(body)
+    except Exception:
+        return []
+    marked: list[str] = []
+    store = _store(backend)
+    for item in work:
+        if not isinstance(item, SweepPartMessage) or split_sweep_id(item.sweep_id) is None:
+            continue
+        if store.get(item.sweep_id) is None or store.part_done(item.sweep_id, item.part):
+            continue
+        err = RetriesExhausted("the sweep part failed on every attempt (its message is dead-lettered)")
+        store.finish_part(item.sweep_id, item.part, "failed",
+                          {"error": {"code": err.code, "message": err.message}})
+        marked.append(f"{item.sweep_id}#{_part_name(item.part)}")
+    return marked
 
 
 # --- the processor's part of the work ------------------------------------------------------
