@@ -52,6 +52,17 @@ def _load_or_create_api_key(data_dir: Path, explicit: str | None) -> str:
     return key
 
 
+_ENV_LOCK = threading.Lock()
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def _import_handler(dotted: str, env: dict[str, str]) -> Any:
     """Import the API handler with ``env`` applied to ``os.environ`` (its init phase).
 
@@ -110,7 +121,6 @@ class LocalStack:
         self.event_source: SqsEventSource | None = None
         self.schedule: ScheduledTrigger | None = None
         self.gateway: ApiGatewayServer | None = None
-        self._saved_env: dict[str, str | None] = {}
         self._env: dict[str, str] = {}
         self._sqs_local = threading.local()
         self.started_at: float | None = None
@@ -296,11 +306,17 @@ class LocalStack:
         assert d is not None
         api_def = d.functions["ApiFunction"]
         env = self._fn_env(api_def, api_def.memory_mb, api_def.timeout)
-        self._saved_env = {k: os.environ.get(k) for k in env}
-        try:
-            box.append(_import_handler(api_def.handler, env))
-        except BaseException as exc:  # re-raised by start()
-            box.append(exc)
+        with _ENV_LOCK:
+            saved = {k: os.environ.get(k) for k in env}
+            try:
+                box.append(_import_handler(api_def.handler, env))
+            except BaseException as exc:  # re-raised by start()
+                box.append(exc)
+            finally:
+                # The handler read its config and built its clients at import (endpoint, region,
+                # credentials are bound now). Put the host's environment back, so the stack does
+                # not leak AWS_ENDPOINT_URL & co. into the embedding process (tests, dashboard).
+                _restore_env(saved)
 
     def _start_gateway(self, handler: Any) -> None:
         d = self.definition
@@ -336,12 +352,6 @@ class LocalStack:
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self._saved_env = {}
 
     def __enter__(self) -> LocalStack:
         return self.start()

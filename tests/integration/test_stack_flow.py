@@ -141,3 +141,11 @@ def test_health_reports_every_component(local_stack):
     assert h["buckets"]["ok"] and h["table"]["status"] == "ACTIVE"
     assert h["workers"]["alive"] == h["workers"]["size"] == 2
     assert {"visible", "in_flight"} <= set(h["queue"]) and {"visible", "in_flight"} <= set(h["dlq"])
+
+
+def test_stack_env_does_not_leak_into_the_host_process(local_stack):
+    import os
+
+    assert os.environ.get("AWS_ENDPOINT_URL") != local_stack.endpoint_url
+    assert os.environ.get("IMAGEPIPE_QUEUE_URL") != local_stack.env["IMAGEPIPE_QUEUE_URL"]
+    assert local_stack.env["AWS_ENDPOINT_URL"] == local_stack.endpoint_url  # the functions do get it
