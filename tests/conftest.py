@@ -90,8 +90,9 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory: ``make_stack(data_dir=None, **overrides)`` starts an extra in-process LocalStack.
 
-    Prefer ``serve_process`` while the session ``local_stack`` is running: two in-process
-    stacks share ``os.environ`` (the API handler is re-imported for the new one).
+    Prefer ``serve_process`` for restart/crash tests. Two in-process stacks can run at once
+    (each has its own emulator process and workers), but the API handler modules are
+    re-imported for the newest one, so keep their lifetimes simple.
     """
     from pipeline.stack.serve import LocalStack
 
