@@ -337,6 +337,11 @@ def page() -> None:
         st.subheader("3. Rate–distortion")
         if running:
             st.fragment(_progress, run_every=1.0)()
+            if st.button("Stop waiting", key=K + "forget", help="Forget this sweep here (it keeps running on "
+                         "the backend) and allow a new one"):
+                st.session_state.pop(SWEEP, None)
+                st.session_state.pop(SWEEP_ID, None)
+                st.rerun()
         else:
             _results(client, sweep)
     st.divider()
