@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -202,16 +203,22 @@ def test_duplicate_job_requests_are_one_job(local_stack):
 def test_stack_sigkilled_mid_batch_processes_every_acknowledged_upload_once(serve_process, tmp_path):
     data_dir = tmp_path / "crash"
     stack = serve_process(data_dir)
-    data = photo_bytes(1000, 700, "jpeg", seed=100)  # one source, 16 images: ~1 s of work per job
+    # one 480x320 source for 16 images, PNG level 9: a fraction of a second per job, so a batch of
+    # 10 stays far below the processor timeout even on a loaded machine
+    data = photo_bytes(480, 320, "jpeg", seed=100)
     heavy = {"format": "png", "png": {"compress_level": 9}}
-    recipes = [heavy, {**heavy, "resize": {"width": 900}}]
-    acknowledged: list[dict[str, Any]] = []  # {"image_id", "job_id"}
-    for i in range(16):
+    recipes = [heavy, {**heavy, "resize": {"width": 400}}]
+
+    def one(i: int) -> list[dict[str, Any]]:
         reply = upload(stack, data, f"batch-{i}.jpg", recipe=recipes[0])  # S3-event path
-        acknowledged.append({"image_id": reply["image_id"], "job_id": reply["job_id"]})
+        out = [{"image_id": reply["image_id"], "job_id": reply["job_id"]}]
         if i % 2 == 0:  # and a second recipe through POST /jobs
             job_id = submit_job(stack, reply["image_id"], recipes[1])
-            acknowledged.append({"image_id": reply["image_id"], "job_id": job_id})
+            out.append({"image_id": reply["image_id"], "job_id": job_id})
+        return out
+
+    with ThreadPoolExecutor(8) as pool:  # acknowledged faster than 2 workers can process
+        acknowledged = [a for batch in pool.map(one, range(16)) for a in batch]
     # kill while work is in flight: as soon as a job is running
     before: dict[str, str] = {}
     deadline = time.monotonic() + 30
