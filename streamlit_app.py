@@ -6,6 +6,8 @@ Each page is a script under ``pages/``; shared UI code lives in ``pages/ui``. Th
 
 import streamlit as st
 
+import pipeline  # noqa: F401  (puts lambda_src on sys.path, so pages can import imagepipe.*)
+
 st.set_page_config(page_title="ImagePipe", page_icon=":material/photo_library:", layout="wide")
 
 PAGES = [

@@ -7,10 +7,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
+from imagepipe.errors import ImagePipeError
 from pages.ui import analytics
-from pages.ui.widgets import md_escape
+from pages.ui.widgets import backend_or_stop, md_escape, show_api_error
 from pipeline import cost
-from pipeline.dashboard_backend import backend_info, get_client
+from pipeline.dashboard_backend import get_client
 from pipeline.presets import preset_hashes
 
 #: how many records the page loads at most (newest first)
@@ -113,14 +115,18 @@ def _cost(df: pd.DataFrame) -> None:
 def page() -> None:
     """The History & analytics page."""
     st.title("History & analytics")
-    info = backend_info()
+    info = backend_or_stop()
     top = st.columns([4, 1])
     top[0].caption(
         f"From the metadata table behind {md_escape(info.api_url)} (newest {MAX_RECORDS} records)."
     )
     if top[1].button("Refresh", icon=":material/refresh:", key="hist.refresh"):
         load.clear()
-    jobs, images = load(info.api_url, st.session_state.get("data_generation", 0))
+    try:
+        jobs, images = load(info.api_url, st.session_state.get("data_generation", 0))
+    except ImagePipeError as exc:
+        show_api_error(exc, "Could not load the history")
+        return
     df = analytics.jobs_frame(jobs, images, _preset_map())
     if df.empty:
         st.info("No jobs yet. Process some images on the Process page.")

@@ -7,9 +7,18 @@ from pathlib import Path
 
 import streamlit as st
 
+import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
 from pages.ui import recipe_panel
 from pages.ui.batch import Batch, FileTask
-from pages.ui.widgets import human_bytes, job_facts, md_escape, render_comparison, render_facts, safe_code
+from pages.ui.widgets import (
+    backend_or_stop,
+    human_bytes,
+    job_facts,
+    md_escape,
+    render_comparison,
+    render_facts,
+    safe_code,
+)
 from pipeline.dashboard_backend import get_client
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
@@ -63,6 +72,7 @@ def _inputs() -> list[FileTask]:
 
 
 def _start(tasks: list[FileTask], recipe: dict, label: str) -> None:
+    backend_or_stop()  # the embedded stack starts here on first use; a failure is shown, not raised
     preset = None if label.endswith("(modified)") else label
     batch = Batch(get_client(), recipe, tasks, label=label, preset=preset)
     st.session_state[BATCH_KEY] = batch

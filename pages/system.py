@@ -7,9 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
 from imagepipe.errors import ImagePipeError
+from pages.ui.widgets import backend_or_stop, show_api_error
 from pipeline.dashboard_backend import (
-    backend_info,
     embedded_stack_env,
     embedded_stack_health,
     get_client,
@@ -86,8 +87,7 @@ def _health_panel() -> None:
     try:
         health = get_client().health()
     except ImagePipeError as exc:
-        st.error(f"The API is not reachable or not healthy: {exc.code}")
-        st.code(exc.message, language=None)
+        show_api_error(exc, "The API is not reachable or not healthy")
         return
     rows = health_rows(health)
     rows.append(worker_row(embedded_stack_health()))
@@ -134,7 +134,7 @@ def _service_config(kind: str) -> None:
 def page() -> None:
     """The System page."""
     st.title("System")
-    info = backend_info()
+    info = backend_or_stop()
     c1, c2 = st.columns([2, 3])
     with c1, st.container(border=True):
         st.subheader("Backend")

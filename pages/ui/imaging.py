@@ -48,8 +48,11 @@ def open_first_frame(data: bytes, target: tuple[int, int] | None = None) -> Imag
 
 def has_alpha(img: Image.Image) -> bool:
     """True when the image carries transparency (alpha band or a transparent palette entry)."""
-    return img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info) \
+    return (
+        img.mode in {"RGBA", "LA", "PA"}
+        or (img.mode == "P" and "transparency" in img.info)
         or img.mode == "RGBa"
+    )
 
 
 def checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:

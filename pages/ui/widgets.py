@@ -12,7 +12,9 @@ from typing import Any
 
 import streamlit as st
 
+from imagepipe.errors import ImagePipeError
 from pages.ui import imaging
+from pipeline.dashboard_backend import BackendInfo, backend_info
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>:~$=\"'])")
 _SAFE_CODE = re.compile(r"[^a-z0-9_]")
@@ -38,6 +40,25 @@ def human_bytes(n: float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def backend_or_stop() -> BackendInfo:
+    """The backend, or an error box and the end of this run when it cannot be had (e.g. the
+    embedded stack failed to start)."""
+    try:
+        return backend_info()
+    except Exception as exc:  # any start-up failure must reach the user, not a blank page
+        st.error(
+            f"The backend is not available ({type(exc).__name__}). See the message below and the server log."
+        )
+        st.code(str(exc) or repr(exc), language=None)
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers and readers certain
+
+
+def show_api_error(exc: ImagePipeError, what: str) -> None:
+    """A typed API error as an error box: code (identifier) and message (escaped)."""
+    st.error(f"{what}: **{safe_code(exc.code)}** — {md_escape(exc.message)}", icon=":material/error:")
 
 
 # --- comparison ----------------------------------------------------------------------------

@@ -146,3 +146,24 @@ def test_secrets_toml_selects_the_api_and_the_key_stays_masked(
     shown += [df.value.to_csv() for df in at.dataframe]
     assert local_stack.api_key[-4:] in " ".join(shown)
     assert not any(local_stack.api_key in s for s in shown)
+
+
+def test_unreachable_api_gives_typed_errors_not_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on the configured URL: every page says so with the client's error code."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that is certainly closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("IMAGEPIPE_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("IMAGEPIPE_API_KEY", "whatever-key")
+    at = _app().run()
+    at.file_uploader(key="process.files").set_value(("a.jpg", photo_jpeg(64, 48), "image/jpeg")).run()
+    at.button(key="process.go").click().run()
+    batch = _run_until_batch_done(at, timeout=60)
+    assert [t.error_code for t in batch.tasks] == ["transport_error"]
+    assert any("transport_error" in e.value for e in at.error)
+    for page in ("pages/history.py", "pages/system.py"):
+        at.switch_page(page).run()
+        _no_exception(at)
+        assert any("transport_error" in e.value for e in at.error), page

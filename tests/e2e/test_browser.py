@@ -108,8 +108,21 @@ def test_process_compare_history_system(page: Any, dashboard_url: str, artifacts
 def test_embedded_stack_with_sample_images(
     page: Any, embedded_dashboard_url: str, artifacts_dir: Path
 ) -> None:
-    """``make run``'s path: no API URL configured, the dashboard starts the local stack itself."""
-    page.goto(embedded_dashboard_url)
+    """``make run``'s path: no API URL configured, the dashboard starts the local stack itself.
+
+    The first request of this fresh server is a deep link (/system): Streamlit would run that
+    page alone in its legacy pages/ mode; the app must still show it through the router.
+    """
+    page.goto(f"{embedded_dashboard_url}/system")
+    page.get_by_role("heading", name="System").wait_for()
+    page.get_by_text("Embedded local stack").wait_for(timeout=60_000)
+    page.get_by_text("All components healthy").wait_for()
+    _settle(page)
+    _no_exceptions(page)
+    assert page.get_by_role("link", name="History & analytics").count() == 1  # the router's navigation
+    _shot(page, artifacts_dir / "08-embedded-system.png")
+
+    page.get_by_role("link", name="Process").click()
     page.get_by_role("heading", name="Process images").wait_for()
     _settle(page)
     page.get_by_test_id("stCheckbox").filter(has_text="Use sample images").click()
@@ -140,10 +153,3 @@ def test_embedded_stack_with_sample_images(
     assert page.get_by_text("Transparent areas are shown on a checkerboard.").count() >= 1  # logo.png
     assert page.get_by_text("Recipe: Web 1600 WebP (modified)").count() == 1
     _shot(page, artifacts_dir / "07-embedded-samples.png")
-
-    page.get_by_role("link", name="System").click()
-    page.get_by_text("Embedded local stack").wait_for()
-    page.get_by_text("All components healthy").wait_for()
-    _settle(page)
-    _no_exceptions(page)
-    _shot(page, artifacts_dir / "08-embedded-system.png")
