@@ -37,7 +37,7 @@ def build_app(data_dir: Path, credentials: Mapping[str, str]) -> tuple[Any, Any,
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     from pipeline.stack.journal import Journal
-    from pipeline.stack.persistence import JournalMiddleware, compacted, replay
+    from pipeline.stack.persistence import JournalMiddleware, replay
     from pipeline.stack.post_policy import PostPolicyMiddleware
 
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -49,11 +49,31 @@ def build_app(data_dir: Path, credentials: Mapping[str, str]) -> tuple[Any, Any,
     counts["torn_bytes"] = journal.torn_bytes
     counts["records"] = len(records)
     middleware = JournalMiddleware(moto_app, journal)
-    middleware.compact = lambda: journal.rewrite(compacted(records_since_open(journal)))  # type: ignore[attr-defined]
+    middleware.compact = lambda: compact_journal(journal)  # type: ignore[attr-defined]
     middleware.activate()
     from pipeline.stack.faults import wrap_if_enabled  # test-only, off unless IMAGEPIPE_TEST_FAULTS=1
 
     return wrap_if_enabled(PostPolicyMiddleware(middleware, credentials), os.environ), middleware, counts
+
+
+def compact_journal(journal: Any) -> str:
+    """Compact on a clean stop: fold the SQS ledger; when the journal holds at least
+    ``IMAGEPIPE_COMPACT_MIN_RECORDS`` (default 500) DynamoDB item writes, also replace them by
+    one ``PutItem`` per live item, if a replay of the result in a fresh process reproduces the
+    live state exactly. Returns what was done."""
+    from pipeline.stack.compaction import _is_ddb_item_write, compact, digest, verify
+    from pipeline.stack.persistence import compacted
+
+    records = records_since_open(journal)
+    threshold = max(1, int(os.environ.get("IMAGEPIPE_COMPACT_MIN_RECORDS", "500")))
+    if sum(1 for r in records if r.header.get("t") == "http" and _is_ddb_item_write(r)) >= threshold:
+        candidate = compact(records)
+        if verify(candidate, digest()):
+            journal.rewrite(candidate)
+            return "full"
+        log.warning("compacted journal did not reproduce the live state; keeping the full history")
+    journal.rewrite(compacted(records))
+    return "sqs"
 
 
 def records_since_open(journal: Any) -> list[Any]:
@@ -117,7 +137,7 @@ def serve(
             if compact:
                 try:
                     middleware.compact()
-                except OSError as exc:  # compaction is an optimisation; the journal stays valid
+                except Exception as exc:  # compaction is an optimisation; the journal stays valid
                     log.warning("journal compaction failed: %s", exc)
             middleware.journal.close()
 
@@ -252,7 +272,7 @@ class Emulator:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 120.0) -> None:
         """Graceful stop (close its stdin: it finishes in-flight requests and closes the journal)."""
         proc = self.proc
         if proc is None:

@@ -263,3 +263,25 @@ def test_a_data_dir_serves_one_emulator_at_a_time(data_dir):
         first.kill()  # the kernel releases the lock even on SIGKILL
     again = Emulator(data_dir).start()
     again.stop()
+
+
+def test_full_compaction_is_verified_and_keeps_the_state(data_dir, monkeypatch):
+    from pipeline.stack.compaction import _is_ddb_item_write
+    from pipeline.stack.journal import iter_file
+
+    monkeypatch.setenv("IMAGEPIPE_COMPACT_MIN_RECORDS", "1")
+    emu = Emulator(data_dir).start()
+    try:
+        facts = _populate(emu)
+    finally:
+        emu.stop()  # clean stop: compact, verify in a fresh process, replace
+    records = list(iter_file(data_dir / JOURNAL_NAME))
+    synthetic = [r for r in records if r.header.get("compacted")]
+    item_writes = [r for r in records if r.header.get("t") == "http" and _is_ddb_item_write(r)]
+    assert len(synthetic) == 1 == len(item_writes)  # put+update+put+delete folded into the one live item
+    emu = Emulator(data_dir).start()
+    try:
+        assert emu.replay_counts["http_failed"] == 0
+        _check(emu, facts)
+    finally:
+        emu.stop()
