@@ -244,8 +244,15 @@ class Emulator:
         if not self.compact:
             cmd.append("--no-compact")
         self._log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 - kept for the child's lifetime
+        # its own session: a terminal's Ctrl-C reaches the stack, which stops the emulator last
+        # (by closing its stdin), after the workers that still talk to it
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         line_box: list[bytes] = []
