@@ -61,8 +61,9 @@ def worker_row(local: dict[str, Any] | None) -> dict[str, Any]:
     alive, size = int(workers.get("alive", 0)), int(workers.get("size", 0))
     stats = workers.get("stats") or {}
     detail = f"alive={alive}/{size}, busy={workers.get('busy', 0)}"
-    if stats:
-        detail += ", " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items()))
+    counts = {k: v for k, v in sorted(stats.items()) if isinstance(v, int) and (v or k == "invocations")}
+    if counts:
+        detail += ", " + ", ".join(f"{k}={v}" for k, v in counts.items())
     return {"component": LABELS["workers"], "status": "ok" if alive > 0 else "FAILING", "detail": detail}
 
 
@@ -100,6 +101,7 @@ def _health_panel() -> None:
         pd.DataFrame(rows),
         hide_index=True,
         width="stretch",
+        height=_fit(len(rows)),
         column_config={
             "component": st.column_config.TextColumn(width="medium"),
             "status": st.column_config.TextColumn(width="small"),
@@ -128,14 +130,19 @@ def _service_config(kind: str) -> None:
             "exposed by the API)"
         )
         rows = [{"setting": name, "value": default} for name, default in LIMIT_ENV]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=_fit(len(rows)))
+
+
+def _fit(n_rows: int) -> int:
+    """A dataframe height that shows every row without an inner scrollbar."""
+    return 35 * (n_rows + 1) + 3
 
 
 def page() -> None:
     """The System page."""
     st.title("System")
     info = backend_or_stop()
-    c1, c2 = st.columns([2, 3])
+    c1, c2 = st.columns([1, 2])
     with c1, st.container(border=True):
         st.subheader("Backend")
         if info.kind == "embedded":
@@ -165,7 +172,7 @@ def page() -> None:
             {"setting": "IMAGEPIPE_DATA_DIR", "value": info.data_dir or "(not used)"},
             {"setting": "presets", "value": ", ".join(preset_names())},
         ]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=_fit(len(rows)))
     with t2:
         _service_config(info.kind)
 

@@ -30,17 +30,26 @@ def _settle(page: Any) -> None:
     page.wait_for_timeout(400)
 
 
+_HEIGHT_JS = (
+    "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("
+    '\'[data-testid="stMain"], [data-testid="stMainBlockContainer"], '
+    '[data-testid="stAppViewContainer"], [data-testid="stSidebar"]\''
+    ")).map(e => e.scrollHeight))"
+)
+
+
 def _shot(page: Any, path: Path) -> None:
     """A screenshot of the whole app: Streamlit scrolls inside its main container, so the
     viewport is grown to the content's height first (``full_page`` alone would cut it off)."""
-    height = page.evaluate(
-        "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("
-        '\'[data-testid="stMain"], [data-testid="stAppViewContainer"], [data-testid="stSidebar"]\''
-        ")).map(e => e.scrollHeight))"
-    )
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 16000)})
-    page.wait_for_timeout(600)
+    height = 0
+    for _ in range(4):  # grow until the height is stable (late-rendering tables, charts)
+        new = int(page.evaluate(_HEIGHT_JS)) + 40
+        if new <= height:
+            break
+        height = min(new, 16000)
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
 
