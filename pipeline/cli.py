@@ -178,11 +178,16 @@ def run_batch(tasks: list[Task], jobs: int, init: tuple[Any, ...]) -> Iterator[d
         pool = _pool(jobs, init)
         inflight: dict[Future[dict[str, Any]], Task] = {}
         broken: list[Task] = []
+        refused = False  # the pool broke before a failed future told us
         try:
             while pending or inflight:
-                while pending and len(inflight) < window and not broken:
+                while pending and len(inflight) < window and not broken and not refused:
                     task = pending.pop()
-                    inflight[pool.submit(run_task, task)] = task
+                    try:
+                        inflight[pool.submit(run_task, task)] = task
+                    except BrokenProcessPool:
+                        pending.append(task)
+                        refused = True
                 if not inflight:
                     break
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -192,7 +197,7 @@ def run_batch(tasks: list[Task], jobs: int, init: tuple[Any, ...]) -> Iterator[d
                         yield fut.result()
                     except BrokenProcessPool:
                         broken.append(task)
-                if broken and not inflight:
+                if (broken or refused) and not inflight:
                     break
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
