@@ -167,3 +167,26 @@ def test_unreachable_api_gives_typed_errors_not_tracebacks(monkeypatch: pytest.M
         at.switch_page(page).run()
         _no_exception(at)
         assert any("transport_error" in e.value for e in at.error), page
+
+
+def test_watermark_image_and_invalid_recipe_in_the_panel() -> None:
+    """The advanced panel without a backend: an image watermark lands in the recipe as base64,
+    an impossible combination is refused field by field and disables Process."""
+    import base64
+    import json
+
+    at = _app().run()
+    at.radio(key="rp.wm.kind").set_value("image").run()
+    logo = alpha_png(64)
+    at.file_uploader(key="rp.wm.file").set_value(("logo.png", logo, "image/png")).run()
+    _no_exception(at)
+    recipe = json.loads(at.json[0].value)
+    assert base64.b64decode(recipe["watermark"]["image_b64"]) == logo
+    assert recipe["watermark"]["text"] is None
+    # fit "cover" needs both sides: height 0 means "follow width" -> invalid
+    at.checkbox(key="process.use_samples").check().run()
+    at.selectbox(key="rp.resize.fit").set_value("cover").run()
+    at.number_input(key="rp.resize.height").set_value(0).run()
+    _no_exception(at)
+    assert any("invalid_recipe" in e.value for e in at.error)
+    assert at.button(key="process.go").disabled
