@@ -297,6 +297,36 @@ def _batch_report(client: Any) -> None:
     )
 
 
+def _grid_label(s: dict[str, Any]) -> str:
+    g = s.get("grid") or {}
+    q = g.get("qualities") or []
+    opt = f" × {g['option']['name']}" if g.get("option") else ""
+    size = f" @ {s['resize'].get('width')} px" if s.get("resize") else ""
+    return (f"{s.get('created_at', '')[:19].replace('T', ' ')} · {'/'.join(g.get('formats') or [])} × "
+            f"{len(q)} qualities{opt}{size} · {s.get('status')}")
+
+
+def _previous_sweeps(client: Any, image_id: str) -> None:
+    """Reopen an earlier sweep of this image (newest first, from ``GET /sweeps``)."""
+    try:
+        items = client.list_sweeps(limit=100, image_id=image_id)["items"]
+    except ImagePipeError as exc:
+        _error(exc)
+        return
+    if not items:
+        return
+    by_id = {s["sweep_id"]: s for s in items}
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = c1.selectbox("Earlier sweeps of this image", list(by_id), key=K + "previous",
+                          format_func=lambda i: _grid_label(by_id[i]))
+    if c2.button("Open", key=K + "open", icon=":material/history:") and chosen:
+        st.session_state[SWEEP_ID] = chosen
+        st.session_state[SWEEP] = {"sweep_id": chosen, "status": by_id[chosen].get("status")}
+        if by_id[chosen].get("status") in ("succeeded", "failed"):
+            st.session_state[SWEEP] = client.get_sweep(chosen)
+        st.session_state.pop(K + "cheapest", None)
+
+
 def page() -> None:
     """The Compare page."""
     st.title("Compare")
@@ -312,6 +342,8 @@ def page() -> None:
     with right:
         st.subheader("2. Grid")
         grid, resize = _grid()
+    if image_id:
+        _previous_sweeps(client, str(image_id))
     sweep: dict[str, Any] | None = st.session_state.get(SWEEP)
     running = sweep is not None and sweep.get("status") not in ("succeeded", "failed")
     n_cells = len(grid["qualities"]) * len(grid["formats"])

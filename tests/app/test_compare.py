@@ -96,6 +96,14 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     _no_exception(at)
     assert "SSIM vs original" in [m.label for m in at.metric]
 
+    # the sweep is listed among the image's earlier sweeps and can be reopened
+    prev = at.selectbox(key=K + "previous")
+    assert prev.value == sweep["sweep_id"] and "jpeg/webp/avif × 3 qualities" in prev.options[0]
+    at.session_state[K + "sweep"] = {"sweep_id": "forgotten", "status": "succeeded"}
+    at.button(key=K + "open").click().run()
+    _no_exception(at)
+    assert len(at.session_state[K + "sweep"]["points"]) == 9
+
     # batch report over this image with two presets
     at.multiselect(key=K + "rep_images").set_value([image_id]).run()
     at.multiselect(key=K + "rep_presets").set_value(["Web 1600 WebP", "Thumbnail 320 JPEG"]).run()
