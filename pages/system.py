@@ -26,7 +26,7 @@ LABELS = {
     "table": "DynamoDB metadata table",
     "queue": "SQS processing queue",
     "dlq": "SQS dead-letter queue",
-    "workers": "Processor workers (Lambda runtime)",
+    "workers": "Processor workers",
 }
 LIMIT_ENV = [
     ("IMAGEPIPE_MAX_UPLOAD_BYTES", "26214400"),
@@ -55,7 +55,7 @@ def worker_row(local: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "component": LABELS["workers"],
             "status": "n/a",
-            "detail": "managed by AWS Lambda (or another process); not visible through the API",
+            "detail": "not visible through the API (AWS Lambda or another process runs them)",
         }
     workers = local.get("workers") or {}
     alive, size = int(workers.get("alive", 0)), int(workers.get("size", 0))
