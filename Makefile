@@ -51,6 +51,13 @@ bench: install-dev
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
 
+# Known-vulnerability scan of the runtime + Lambda dependencies (docs/reliability.md). Not part of
+# `make test`: it needs pypi.org's JSON API to know the pinned versions; --strict makes it fail
+# (not pass vacuously) when any package cannot be audited, e.g. on a machine with a private mirror.
+.PHONY: audit
+audit: install-dev
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt -r lambda_src/requirements.txt
+
 # Lambda deployment package (manylinux aarch64 wheels for CPython 3.12) -> build/lambda, build/lambda.zip
 .PHONY: package
 package: install-dev
