@@ -135,6 +135,25 @@ def test_bomb_warning_filter_does_not_leak() -> None:
     assert list(warnings.filters) == before
 
 
+def test_output_pixel_cap_when_upscaling() -> None:
+    data = g.photo_bytes(50, 50, "png")
+    with pytest.raises(TooManyPixels, match="output would be 200x200"):
+        process(data, {"resize": {"width": 200, "upscale": True}}, Limits(max_pixels=10_000))
+    assert process(data, {"resize": {"width": 100, "upscale": True}}, Limits(max_pixels=10_000)).data
+
+
+@pytest.mark.parametrize(("fmt", "height"), [("webp", 164), ("avif", 328), ("jpeg", 656), ("gif", 656)])
+def test_output_side_beyond_the_format_limit_is_an_invalid_recipe(fmt: str, height: int) -> None:
+    # a one-sided box with upscale: a 100x1 strip scaled to `height` rows is 100 × height wide
+    data = g.photo_bytes(100, 1, "png")
+    with pytest.raises(InvalidRecipe) as ei:
+        process(data, {"resize": {"height": height, "upscale": True}, "format": fmt})
+    assert ei.value.details[0]["field"] == "format" and f"{100 * height}x{height}" in ei.value.message
+    ok = process(data, {"resize": {"height": height // 2, "upscale": True}, "format": fmt},
+                 compute_metrics=False)
+    assert ok.facts["output"]["width"] == 100 * (height // 2)
+
+
 def test_byte_cap() -> None:
     data = g.photo_bytes(64, 64, "png")
     assert code_of(data, limits=Limits(max_bytes=len(data) - 1)) == "too_large"

@@ -22,6 +22,9 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif"
 ANIMATABLE = ("gif", "webp", "png", "avif")
 _PIL = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
 
+#: largest side each encoder (and its decoders) supports
+MAX_SIDE = {"jpeg": 65500, "webp": 16383, "avif": 32768, "gif": 65535, "png": 2**31 - 1}
+
 #: EXIF tags kept by ``metadata: keep_copyright_icc``
 COPYRIGHT_TAGS = (0x013B, 0x8298)  # Artist, Copyright
 
@@ -171,6 +174,14 @@ def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict
         if meta.icc:
             opts["icc_profile"] = meta.icc
     return opts
+
+
+def check_dimensions(fmt: str, width: int, height: int) -> None:
+    """Raise ``InvalidRecipe`` (field ``format``) when ``fmt`` cannot store a side this long."""
+    limit = MAX_SIDE[fmt]
+    if max(width, height) > limit:
+        msg = f"{fmt} supports at most {limit} px per side; the output would be {width}x{height}"
+        raise InvalidRecipe(msg, details=[{"field": "format", "message": msg}])
 
 
 def check_output(data: bytes, max_output_bytes: int) -> bytes:

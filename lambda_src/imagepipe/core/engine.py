@@ -29,6 +29,7 @@ from imagepipe.core.encode import (
     EXTENSIONS,
     Frames,
     Metadata,
+    check_dimensions,
     check_output,
     encode_frames,
     encode_image,
@@ -38,7 +39,14 @@ from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import MAX_METRIC_OUTPUT_PIXELS, compare
 from imagepipe.core.recipe import Recipe, parse_recipe
 from imagepipe.core.watermark import apply_watermark
-from imagepipe.errors import CorruptImage, ImagePipeError, InvalidRecipe, TooManyFrames, TooManyPixels
+from imagepipe.errors import (
+    CorruptImage,
+    ImagePipeError,
+    InternalError,
+    InvalidRecipe,
+    TooManyFrames,
+    TooManyPixels,
+)
 
 
 def _ms(t0: float) -> float:
@@ -197,6 +205,13 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else (opened.width, opened.height)
     plan = tf.plan_resize(ow, oh, recipe.resize)
     out_w, out_h = plan.out_size
+    if out_w * out_h > limits.max_pixels:  # upscaling (or a one-sided box) can exceed the cap
+        raise TooManyPixels(
+            f"the output would be {out_w}x{out_h} = {out_w * out_h:,} pixels, above the cap of "
+            f"{limits.max_pixels:,}",
+            details={"width": out_w, "height": out_h, "max_pixels": limits.max_pixels})
+    if out_fmt in CONTENT_TYPES:
+        check_dimensions(out_fmt, out_w, out_h)  # fail before decoding, not after resizing
     if keep_anim and out_w * out_h * opened.frames > limits.max_pixels:
         raise TooManyPixels(
             f"kept animation would hold {opened.frames} × {out_w}x{out_h} = "
@@ -315,6 +330,7 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
         raise InvalidRecipe("encode_variant needs an integer quality 1–100",
                             details=[{"field": "quality", "message": f"got {q!r}"}])
     meta = prepared.meta if fmt != "gif" else Metadata()
+    check_dimensions(fmt, *prepared.image.size)
     try:
         if prepared.frames is not None:
             data, mode = encode_frames(prepared.frames, fmt, q, recipe, meta)
@@ -326,6 +342,8 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
         raise
     except (OSError, ValueError) as exc:
         raise CorruptImage(f"the {fmt} encoder failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - an encoder bug must still surface as a typed error
+        raise InternalError(f"the {fmt} encoder failed unexpectedly: {type(exc).__name__}: {exc}") from None
     check_output(data, prepared.limits.max_output_bytes)
     w, h = prepared.image.size
     facts = {
