@@ -130,3 +130,22 @@ def test_dead_lettered_part_is_marked_failed_by_the_reconciler(backend: Any) -> 
     assert sweeps.SweepStore(backend.records.table).finish_part(sid, 0, "failed", {"error": {"code": "x"}}) \
         == "failed"
     assert sweeps.get_sweep(backend, sid)["progress"]["parts_done"] == 1
+
+
+def test_list_by_image_reads_its_partition_without_parts(backend: Any) -> None:
+    a = _image(backend, photo_bytes(64, 48, "jpeg"))
+    b = _image(backend, photo_bytes(64, 48, "jpeg", seed=1))
+    grid = json.dumps({"image_id": a, "grid": {"formats": ["jpeg"], "qualities": [50]}})
+    first = sweeps.create_sweep(backend, grid)["sweep_id"]
+    second = sweeps.create_sweep(backend, grid)["sweep_id"]
+    other = {"image_id": b, "grid": {"formats": ["webp"], "qualities": [50]}}
+    sweeps.create_sweep(backend, json.dumps(other))
+    runner = JobRunner(backend, Limits())
+    for m in _messages(backend):
+        assert runner.handle(m) == "succeeded"
+    listed = sweeps.list_sweeps(backend, {"image_id": a})
+    assert [s["sweep_id"] for s in listed["items"]] == [second, first] and listed["next_cursor"] is None
+    assert all(s["status"] == "succeeded" and "points" not in s and s["progress"]["parts_done"] == 1
+               for s in listed["items"])
+    assert len(sweeps.list_sweeps(backend, {"image_id": a, "limit": "1"})["items"]) == 1
+    assert len(sweeps.list_sweeps(backend, {})["items"]) == 3

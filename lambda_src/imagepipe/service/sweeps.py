@@ -28,7 +28,7 @@ import uuid
 from time import perf_counter
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from pydantic import Field, StrictStr
 
@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 SWEEP_ID_RE = re.compile(r"^([0-9a-f]{32})-sw([0-9a-f]{14})$")
 TERMINAL = frozenset({"succeeded", "failed"})
+#: the sweep attributes a listing returns (no points: those live in the part items)
+LIST_FIELDS = ("sweep_id", "image_id", "status", "grid", "resize", "parts_total", "cells_total", "created_at",
+               "started_at", "finished_at", "done_parts", "failed_parts", "filename")
 
 
 class SweepRequest(_Body):
@@ -194,6 +197,24 @@ class SweepStore:
         return final
 
     @translate_aws_errors
+    def for_image(self, image_id: str) -> list[dict[str, Any]]:
+        """Every sweep of one image, newest first (part items are filtered out)."""
+        out: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("SWEEP#"),
+            "FilterExpression": Attr("gsi1pk").eq("SWEEPS"),
+            "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(LIST_FIELDS))),
+            "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(LIST_FIELDS)},
+        }
+        while True:
+            resp = self.table.query(**kwargs)
+            out.extend(_sweep_public(i) or {} for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return sorted(out, key=lambda s: (s.get("created_at", ""), s.get("sweep_id", "")), reverse=True)
+
+    @translate_aws_errors
     def list(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         kwargs: dict[str, Any] = {"IndexName": "gsi1", "KeyConditionExpression": Key("gsi1pk").eq("SWEEPS"),
                                   "ScanIndexForward": False, "Limit": limit}
@@ -298,14 +319,15 @@ def get_sweep(backend: Backend, sweep_id: str) -> dict[str, Any]:
 
 
 def list_sweeps(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
-    """``GET /sweeps`` newest first (without points); ``?image_id=`` filters one image's page."""
+    """``GET /sweeps`` newest first (without points); ``?image_id=`` lists one image's sweeps
+    (newest first, at most ``limit``, no further pages)."""
     limit, cursor = page_params(query)
-    items, next_cursor = _store(backend).list(limit, cursor)
     image_id = (query or {}).get("image_id")
-    if image_id:
+    if image_id:  # one image's sweeps: its partition, newest first, up to ``limit``
         if not IMAGE_ID_RE.match(image_id):
             raise NotFound(f"no image {image_id!r}")
-        items = [s for s in items if s.get("image_id") == image_id]
+        return {"items": _store(backend).for_image(image_id)[:limit], "next_cursor": None}
+    items, next_cursor = _store(backend).list(limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
