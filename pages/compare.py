@@ -143,14 +143,14 @@ def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]
     names = [ORIGINAL, *by_label]
     c1, c2 = st.columns(2)
     rec = st.session_state.get(K + "cheapest")
-    a = c1.selectbox("A", names, index=0, key=K + "a", format_func=lambda n: settings.get(n, n))
-    b = c2.selectbox(
-        "B",
-        names,
-        index=names.index(rec) if rec in names else min(1, len(names) - 1),
-        key=K + "b",
-        format_func=lambda n: settings.get(n, n),
-    )
+    # defaults (and stale values from an earlier sweep) are set before the widgets exist
+    if st.session_state.get(K + "a") not in names:
+        st.session_state[K + "a"] = ORIGINAL
+    if st.session_state.get(K + "b") not in names:
+        st.session_state[K + "b"] = rec if rec in names else names[min(1, len(names) - 1)]
+    a = c1.selectbox("A", names, key=K + "a", format_func=lambda n: settings.get(n, n))
+    b = c2.selectbox("B (or click a point in the chart)", names, key=K + "b",
+                     format_func=lambda n: settings.get(n, n))
     pa, pb = by_label.get(a), by_label.get(b)
     m1, m2, m3 = st.columns(3)
     if pa is not None and pb is not None:
@@ -210,7 +210,12 @@ def _results(client: Any, sweep: dict[str, Any]) -> None:
     size = c1.radio("Size axis", ["bytes", "bpp"], horizontal=True, key=K + "size")
     metric = c2.radio("Quality axis", ["ssim", "psnr"], horizontal=True, key=K + "metric")
     df = lab.points_frame(points, metric)
-    st.altair_chart(rd_chart(df, size, metric), width="stretch")
+    event = st.altair_chart(rd_chart(df, size, metric), width="stretch", on_select="rerun",
+                            selection_mode="pick", key=K + "chart")
+    picked = [str(p.get("label")) for p in ((event or {}).get("selection") or {}).get("pick") or []]
+    if picked and picked[-1] != st.session_state.get(K + "picked"):
+        st.session_state[K + "picked"] = picked[-1]
+        st.session_state[K + "b"] = picked[-1]  # the clicked point becomes B (before B's widget exists)
     st.caption(
         f"{len(points)} points at {points[0]['width']}×{points[0]['height']} · dashed black line = "
         "Pareto frontier (no other setting is both smaller and better). SSIM: luma, 8×8 windows, "

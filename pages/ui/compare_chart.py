@@ -21,7 +21,9 @@ AXIS_TITLES = {
 def rd_chart(df: pd.DataFrame, size: str = "bytes", metric: str = "ssim") -> alt.LayerChart:
     """Size (x) against ``metric`` (y): a line per format (and option value), points with the
     settings in tooltips, and the Pareto frontier drawn on top as a dashed black line with
-    hollow rings around its points. ``df`` is ``pipeline.lab.points_frame`` output."""
+    hollow rings around its points. A ``pick`` point selection (click; double-click clears) on
+    the ``label`` field lets the page take the clicked setting. ``df`` is
+    ``pipeline.lab.points_frame`` output."""
     data = df.copy()
     x_field = "kib" if size == "bytes" else "bpp"
     data["series"] = [
@@ -59,7 +61,13 @@ def rd_chart(df: pd.DataFrame, size: str = "bytes", metric: str = "ssim") -> alt
         .mark_point(color="black", size=140, filled=False, strokeWidth=2)
         .encode(x=x, y=y, tooltip=tooltip)
     )
-    return alt.layer(lines, frontier, rings).properties(height=420).interactive()
+    pick = alt.selection_point(name="pick", fields=["label"], on="click", clear="dblclick")
+    dots = (
+        base.mark_point(filled=True, size=70, opacity=0.01)  # invisible hit targets for clicks
+        .encode(x=x, y=y, tooltip=tooltip)
+        .add_params(pick)
+    )
+    return alt.layer(lines, frontier, rings, dots).properties(height=420).interactive()
 
 
 def diff_heatmap(a: Image.Image, b: Image.Image, gain: float = 4.0) -> tuple[Image.Image, dict[str, float]]:

@@ -62,7 +62,7 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     assert len(charts) == 1, "no rate–distortion chart"
     # a line per format, the dashed frontier line and its rings; tooltips name the settings
     layers = charts[0]["layer"]
-    assert [ly["mark"]["type"] for ly in layers] == ["line", "line", "point"]
+    assert [ly["mark"]["type"] for ly in layers] == ["line", "line", "point", "point"]
     assert layers[1]["mark"]["strokeDash"] and layers[0]["encoding"]["color"]["field"] == "series"
     assert "setting" in {t["field"] for t in layers[0]["encoding"]["tooltip"]}
     assert any("Pareto" in t.value for t in at.caption)

@@ -27,10 +27,13 @@ def test_rd_chart_layers(size: str, metric: str) -> None:
     assert list(df[df["pareto"]]["label"]) == ["webp-q30", "webp-q60", "webp-q90"]
     spec = rd_chart(df, size, metric).to_dict()
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
-    assert marks == ["line", "line", "point"]
+    assert marks == ["line", "line", "point", "point"]
     x = spec["layer"][0]["encoding"]["x"]["field"]
     assert x == ("kib" if size == "bytes" else "bpp")
     assert spec["layer"][0]["encoding"]["y"]["field"] == metric
+    # clicking a point selects its label (the page makes it B)
+    pick = [p for p in spec.get("params", []) if p["name"] == "pick"]  # altair hoists layer params
+    assert pick and pick[0]["select"]["fields"] == ["label"] and pick[0]["select"]["on"] == "click"
     datasets = spec["datasets"]
     sizes = sorted(len(v) for v in datasets.values())
     assert sizes == [3, 6]  # the frontier (3 webp points) and every point

@@ -39,4 +39,27 @@ def test_compare_page_runs_a_sweep_and_draws_the_chart(page: Any, dashboard_url:
     assert chart.locator("canvas, svg").count() >= 1
     assert page.get_by_text("Pareto frontier", exact=False).count() >= 1
     assert page.get_by_text("Cheapest setting meeting", exact=False).count() == 1
+    # clicking a point of the chart makes it B: find a point by hovering until its tooltip shows
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    b_box = page.get_by_test_id("stSelectbox").filter(has_text="click a point")
+    initial = b_box.locator("input").get_attribute("value")
+    setting, spot = None, None
+    for fy in [i / 40 for i in range(2, 38)]:
+        for fx in [i / 60 for i in range(3, 50)]:
+            spot = (box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            page.mouse.move(*spot)
+            tip = page.locator("#vg-tooltip-element.visible")
+            if tip.count() and tip.is_visible():
+                name = tip.inner_text().split("\n")[1].strip()
+                if name != initial:  # a point other than the current B, so the click must change B
+                    setting = name
+                    break
+        if setting:
+            break
+    assert setting and spot, "no chart point found under the mouse"
+    page.mouse.click(*spot)
+    b_box.locator(f'input[value="{setting}"]').wait_for(state="attached", timeout=30_000)
+    _settle(page)
+    _no_exceptions(page)
     _shot(page, artifacts_dir / "compare.png")
