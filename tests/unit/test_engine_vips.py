@@ -102,3 +102,14 @@ def test_libvips_decode_failure_is_corrupt_image() -> None:
 
     with pytest.raises(CorruptImage, match="libvips"):
         vips_front.thumbnail(g.truncated(g.photo_bytes(480, 320, "webp"), 0.6), Plan(content=(60, 40)), 1)
+
+
+def test_asking_for_vips_without_pyvips_is_an_error_not_a_fallback(monkeypatch):
+    from imagepipe.errors import InternalError
+
+    monkeypatch.setenv("IMAGEPIPE_VIPS", "on")
+    monkeypatch.setattr(vips_front, "_pyvips", lambda: None)
+    with pytest.raises(InternalError, match="pyvips"):
+        vips_front.enabled()
+    monkeypatch.setenv("IMAGEPIPE_VIPS", "off")
+    assert vips_front.enabled() is False

@@ -1,8 +1,11 @@
 """Optional libvips front end: decode + shrink-on-load + Lanczos resize in one streaming pass.
 
-Off unless ``IMAGEPIPE_VIPS=on`` *and* ``pyvips`` is importable (it is a dev/bench dependency,
-not in ``lambda_src/requirements.txt``). Used only for the plain "make it smaller" case, where
-Pillow has to hold the whole decoded image (a 4096² WebP peaks at ~260 MB in Pillow's loader):
+Off unless ``IMAGEPIPE_VIPS=on``; then ``pyvips`` must be importable, or jobs fail with
+``internal_error`` instead of silently taking the Pillow path (pyvips is a dev/bench dependency,
+not in ``lambda_src/requirements.txt``; the template sets the variable to ``off``).
+
+Used only for the plain "make it smaller" case, where Pillow has to hold the whole decoded
+image (a 4096² WebP peaks at ~260 MB in Pillow's loader):
 
 - PNG or WebP input, 8-bit modes (RGB, RGBA, L, LA, P, 1), one frame kept (JPEG stays on
   Pillow: its DCT-domain draft is already faster and leaner than libvips here);
@@ -25,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from imagepipe.core.transform import Plan, swaps_axes
-from imagepipe.errors import CorruptImage
+from imagepipe.errors import CorruptImage, InternalError
 
 ENV = "IMAGEPIPE_VIPS"
 _FORMATS = ("png", "webp")  # JPEG: Pillow's draft path is faster and leaner (docs/engine.md)
@@ -46,8 +49,12 @@ def _pyvips() -> Any:
 
 
 def enabled() -> bool:
-    """``IMAGEPIPE_VIPS=on`` and pyvips importable."""
-    return os.environ.get(ENV, "off").strip().lower() == "on" and _pyvips() is not None
+    """``IMAGEPIPE_VIPS=on``; asking for it without pyvips installed is an error, not a fallback."""
+    if os.environ.get(ENV, "off").strip().lower() != "on":
+        return False
+    if _pyvips() is None:
+        raise InternalError(f"{ENV}=on but pyvips (and libvips) is not installed")
+    return True
 
 
 def eligible(fmt: str, mode: str, frames_kept: int, resize: Any, plan: Plan,
