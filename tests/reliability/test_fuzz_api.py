@@ -23,7 +23,7 @@ from pipeline import PROJECT_ROOT
 from tests.reliability.conftest import record_figures
 
 SPEC = Path(PROJECT_ROOT) / "docs" / "openapi.yaml"
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 40
 CHECKS = [
     sc.not_a_server_error,
     sc.status_code_conformance,
