@@ -9,6 +9,7 @@ body matches the documented schema. Case counts go to test-artifacts/reliability
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -82,3 +83,57 @@ def test_the_checks_do_catch_nonconforming_responses(status: int, body: dict[str
         case.validate_response(_response(status, body), checks=CHECKS)
     ok = {"status": "ok", "checks": {}, "queue_depth": 0, "dlq_depth": 0}
     case.validate_response(_response(200, ok), checks=CHECKS)
+
+
+@pytest.mark.slow
+def test_real_success_responses_match_the_schema(local_stack):
+    """Random ids rarely hit existing resources, so the 2xx schemas are also checked on real ones:
+    every operation is called on a real image, a succeeded job, a failed job and a sweep."""
+    from tests.reliability.conftest import post_file, wait_job
+    from tests.unit.imagegen import photo_bytes
+
+    key = {"x-api-key": local_stack.api_key}
+    seen: Counter[str] = Counter()
+
+    def call(label: str, expect: int, **kw: object) -> dict:
+        case = OPERATIONS[label].Case(media_type="application/json" if "body" in kw else None, **kw)
+        response = case.call(base_url=local_stack.api_url, headers=key, timeout=60)
+        assert response.status_code == expect, (label, response.status_code, response.text)
+        case.validate_response(response, checks=CHECKS)
+        seen[f"{label} {expect}"] += 1
+        return response.json() if response.content else {}
+
+    data = photo_bytes(64, 48, "png", seed=70)
+    recipe = {"format": "webp", "resize": {"width": 32}}
+    up = call("POST /uploads", 201, body={"filename": "s.png", "content_type": "image/png",
+                                           "size": len(data), "recipe": recipe})
+    assert post_file(up["upload"], data, "s.png", "image/png").status_code == 204
+    image_id = up["image_id"]
+    wait_job(local_stack, up["job_id"])
+    job = call("POST /jobs", 202, body={"image_id": image_id, "recipe": {"format": "png"}})
+    wait_job(local_stack, job["job_id"])
+    bad = call("POST /uploads", 201, body={"filename": "bad.png", "content_type": "image/png", "size": 9,
+                                            "recipe": recipe})
+    assert post_file(bad["upload"], b"not a png", "bad.png", "image/png").status_code == 204
+    assert wait_job(local_stack, bad["job_id"])["status"] == "failed"
+    for job_id in (up["job_id"], job["job_id"], bad["job_id"]):
+        call("GET /jobs/{job_id}", 200, path_parameters={"job_id": job_id})
+    call("GET /jobs", 200, query={"limit": 5})
+    call("GET /images", 200, query={"limit": 5})
+    for iid in (image_id, bad["image_id"]):
+        call("GET /images/{image_id}", 200, path_parameters={"image_id": iid})
+    sweep = call("POST /sweeps", 202, body={"image_id": image_id,
+                                            "grid": {"formats": ["jpeg"], "qualities": [50, 80]}})
+    sweep_id = sweep.get("sweep_id")
+    assert sweep_id, sweep
+    deadline = time.monotonic() + 90
+    while True:  # the schema of a finished sweep (with its points) too
+        got = call("GET /sweeps/{sweep_id}", 200, path_parameters={"sweep_id": sweep_id})
+        if got["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got["status"] == "succeeded" and len(got.get("points") or []) == 2, got
+    call("GET /sweeps", 200, query={"limit": 5})
+    call("GET /health", 200)
+    call("DELETE /images/{image_id}", 204, path_parameters={"image_id": bad["image_id"]})
+    record_figures("schema_on_real_resources", {"calls": dict(seen)})
