@@ -12,7 +12,7 @@ from typing import Any
 
 BOX = 1024
 QUALITY = {"jpeg": 85, "webp": 80}
-APPROACHES = ("naive", "engine", "engine_metrics", "vips", "vips_moz", "hybrid")
+APPROACHES = ("naive", "engine", "engine_metrics", "engine_vips", "vips", "vips_moz", "hybrid")
 #: approaches that only make sense for some output formats
 ONLY_FOR = {"vips_moz": {"jpeg"}}
 
@@ -76,6 +76,15 @@ def prepare_engine(with_metrics: bool = False) -> Runner:
                              "fast_paths": facts.get("fast_paths")}
 
     return run
+
+
+def prepare_engine_vips() -> Runner:
+    """The engine with its optional libvips front end on (``IMAGEPIPE_VIPS=on``), metrics off:
+    PNG/WebP shrink jobs decode through libvips, everything else is the Pillow path."""
+    import os
+
+    os.environ["IMAGEPIPE_VIPS"] = "on"  # this child process only
+    return prepare_engine()
 
 
 def prepare_vips() -> Runner:
@@ -147,6 +156,7 @@ PREPARE: dict[str, Callable[[], Runner]] = {
     "naive": prepare_naive,
     "engine": prepare_engine,
     "engine_metrics": lambda: prepare_engine(with_metrics=True),
+    "engine_vips": prepare_engine_vips,
     "vips": prepare_vips,
     "vips_moz": prepare_vips_moz,
     "hybrid": prepare_hybrid,
