@@ -130,10 +130,24 @@ class JournalMiddleware:
             return [body]
         method = environ.get("REQUEST_METHOD", "GET").upper()
         body = b"" if method in ("GET", "HEAD") else read_body(environ)
-        kind, _service, _action = classify(environ, body)
+        kind, service, _action = classify(environ, body)
         if kind in (Kind.READ, Kind.UNLOCKED):
             self.stats["reads"] += 1
-            return self.app(environ, start_response)
+            if service != "dynamodb":
+                return self.app(environ, start_response)
+            # moto applies an UpdateItem's actions one by one to the live item: an unlocked read
+            # could see half of it (status set, result not yet). DynamoDB reads are item-atomic.
+            with self.lock:
+                resp = _Buffered()
+                chunks = self.app(environ, resp.start_response)
+                try:
+                    data = b"".join(chunks)
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()
+            start_response(resp.status, resp.headers, resp.exc_info)
+            return [data]
         with self.lock:
             self._tls.buffer = []
             try:
