@@ -117,6 +117,7 @@ def test_200_uploads_and_jobs_at_concurrency_16(local_stack):
     outputs = list_keys(client, DEST_BUCKET, "outputs/")
     for r in results:  # exactly one output per image+recipe, the one the record points to
         mine = [k for k in outputs if k.startswith(f"outputs/{r['image_id']}/")]
+        assert "result" in r["job"], r["job"]  # a succeeded job always carries its result
         assert mine == [r["job"]["result"]["output_key"]], (r["image_id"], mine)
 
     figures = {
