@@ -297,12 +297,13 @@ def test_transient_errors_are_retried_and_exhausted_ones_dead_letter(serve_proce
     _one_output_one_record(stack, b["image_id"])
 
     # 3. the API under a throttled table: a clean 429/503 with a code, then it recovers
-    _fault(stack, service="dynamodb", target_contains="PutItem", times=BOTO_TRIES)
+    name = "throttled-upload.jpg"  # only this upload's PutItem matches
+    _fault(stack, service="dynamodb", target_contains="PutItem", body_contains=name, times=BOTO_TRIES)
     with api(stack) as c:
-        r = c.post("/uploads", json={"filename": "t.jpg", "content_type": "image/jpeg", "size": 10})
+        r = c.post("/uploads", json={"filename": name, "content_type": "image/jpeg", "size": 10})
         assert r.status_code in (429, 503), r.text
         assert r.json()["error"]["code"] in ("throttled", "transient_error")
-        r = c.post("/uploads", json={"filename": "t.jpg", "content_type": "image/jpeg", "size": 10})
+        r = c.post("/uploads", json={"filename": name, "content_type": "image/jpeg", "size": 10})
         assert r.status_code == 201, r.text
 
     # 4. an original that can never be read: retried to the limit, then DLQ + failed
