@@ -224,7 +224,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             request_id, cfg.function_name, cfg.memory_mb, time.time() * 1000 + cfg.timeout_s * 1000
         )
         try:
-            result = self.server.handler(event, ctx)
+            # one request at a time, like one Lambda execution environment: handlers keep
+            # per-request state in module globals (Powertools' resolver: event, route args)
+            with self.server.invoke_lock:
+                result = self.server.handler(event, ctx)
             return to_http(result)
         except Exception as exc:  # the function failed: 500, the gateway keeps serving
             cfg.stats["errors"] += 1
@@ -248,6 +251,7 @@ class ApiGatewayServer(ThreadingHTTPServer):
         self.config = config or ApiConfig()
         self.latencies_ms: list[float] = []
         self._lat_lock = threading.Lock()
+        self.invoke_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     @property
