@@ -7,6 +7,7 @@ are deterministic and job transitions are conditional writes.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
+from imagepipe.service.budget import TimeBudget
 from imagepipe.service.config import get_config
 from imagepipe.service.jobs import JobRunner
 from imagepipe.service.messages import parse_body
@@ -25,9 +27,26 @@ RUNNER = JobRunner(Backend.create(CONFIG, get_clients()))
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def handle_record(record: SQSRecord, runner: JobRunner | None = None) -> list[str]:
-    """Every unit of work in one message; raises (after trying them all) if any failed."""
+def handle_record(record: SQSRecord, runner: JobRunner | None = None,
+                  budget: TimeBudget | None = None) -> list[str]:
+    """Every unit of work in one message; raises (after trying them all) if any failed.
+
+    When the invocation has too little time left for another record (``budget``), the record is
+    sent back to the queue as a new message and counted as handled, so a slow batch cannot push
+    healthy records into the DLQ by timing out around them.
+    """
     runner = runner or RUNNER
+    if budget is not None and not budget.allows_next():
+        runner.backend.enqueue(record.body)
+        logger.info("not enough time left in this invocation; record re-queued",
+                    extra={"message_id": record.message_id, "longest_ms": round(budget.longest_ms)})
+        return ["deferred"]
+    if budget is not None:
+        return budget.run(lambda: _handle_record(record, runner))
+    return _handle_record(record, runner)
+
+
+def _handle_record(record: SQSRecord, runner: JobRunner) -> list[str]:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     final = receive_count >= runner.backend.config.max_receive_count
     try:
@@ -56,5 +75,6 @@ def handle_record(record: SQSRecord, runner: JobRunner | None = None) -> list[st
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point: ``{"batchItemFailures": [...]}``."""
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
-                                    context=context)
+    budget = TimeBudget.for_context(context)
+    return process_partial_response(event=event, record_handler=partial(handle_record, budget=budget),
+                                    processor=processor, context=context)

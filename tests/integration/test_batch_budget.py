@@ -1,0 +1,32 @@
+"""A batch that would outlast the processor timeout must not push healthy jobs into the DLQ.
+
+Reproduces the gap found by the reliability suite (docs/reliability.md): ten ~1 s jobs in one
+SQS batch against a 6 s processor timeout. Without the processor's time budget the invocation
+timed out, every unfinished record's receive count went up, and valid jobs ended
+``retries_exhausted``. With it, records the invocation has no time for go back to the queue as
+fresh messages and every job succeeds exactly once.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.reliability.conftest import jobs_of_image, submit_job, upload, wait_jobs
+from tests.unit.imagegen import photo_bytes
+
+SLOW = {"format": "png", "png": {"compress_level": 9}}
+
+
+def test_slow_batches_finish_every_job(make_stack):
+    stack = make_stack(workers=1, processor_timeout=4, visibility_timeout=3, max_receive_count=2)
+    data = photo_bytes(900, 600)
+    image_ids = [upload(stack, data, filename=f"slow-{i}.jpg")["image_id"] for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:  # queue them together so the poller takes full batches
+        job_ids = list(pool.map(lambda image_id: submit_job(stack, image_id, SLOW), image_ids))
+
+    jobs = wait_jobs(stack, job_ids, timeout=240)
+
+    failed = {j: (v.get("error") or {}).get("code") for j, v in jobs.items() if v["status"] != "succeeded"}
+    assert failed == {}
+    for image_id in image_ids:
+        assert len(jobs_of_image(stack, image_id)) == 1
