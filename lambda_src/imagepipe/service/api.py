@@ -185,19 +185,24 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     }
 
 
+def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
+    """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
+    image = backend.records.get_image(image_id)
+    if image is None:
+        raise NotFound(f"no image {image_id!r}")
+    head = backend.storage.head(backend.config.source_bucket, image["key"])
+    if head is None:
+        raise Conflict(f"image {image_id} is not uploaded yet; POST the file to its upload URL first")
+    if image.get("status") != "uploaded":
+        backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
+    return image
+
+
 def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
     """``POST /jobs`` → queue a job (the same id for a duplicate request)."""
     req: JobRequest = parse_body(JobRequest, raw_body)
     recipe_dict, recipe_hash = validated_recipe(req.recipe)
-    image = backend.records.get_image(req.image_id)
-    if image is None:
-        raise NotFound(f"no image {req.image_id!r}")
-    cfg = backend.config
-    head = backend.storage.head(cfg.source_bucket, image["key"])
-    if head is None:
-        raise Conflict(f"image {req.image_id} is not uploaded yet; POST the file to its upload URL first")
-    if image.get("status") != "uploaded":
-        backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
+    image = uploaded_image(backend, req.image_id)
     job = new_job(image, recipe_dict, recipe_hash, trigger="api", preset=req.preset)
     stored, created = backend.records.create_job(job)
     if created or stored.get("status") == "queued":

@@ -35,8 +35,8 @@ from pydantic import Field, StrictStr
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
-from imagepipe.errors import Conflict, ImagePipeError, InternalError, NotFound, RetriesExhausted
-from imagepipe.service.api import _Body, page_params, parse_body
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
+from imagepipe.service.api import _Body, page_params, parse_body, uploaded_image
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.messages import SweepPartMessage, sweep_part_message
@@ -257,15 +257,7 @@ def create_sweep(backend: Backend, raw_body: str | bytes | None) -> dict[str, An
     req: SweepRequest = parse_body(SweepRequest, raw_body)
     grid = parse_grid(req.grid)
     resize = _resize(req.resize)
-    image = backend.records.get_image(req.image_id)
-    if image is None:
-        raise NotFound(f"no image {req.image_id!r}")
-    cfg = backend.config
-    head = backend.storage.head(cfg.source_bucket, image["key"])
-    if head is None:
-        raise Conflict(f"image {req.image_id} is not uploaded yet; POST the file to its upload URL first")
-    if image.get("status") != "uploaded":
-        backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
+    image = uploaded_image(backend, req.image_id)
     parts = plan_parts(grid)
     sweep_id = new_sweep_id(image["image_id"])
     sweep = {
