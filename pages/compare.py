@@ -9,10 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
 from imagepipe.errors import ImagePipeError
 from pages.ui import imaging
 from pages.ui.compare_chart import diff_heatmap, rd_chart
-from pages.ui.widgets import human_bytes, md_escape, render_comparison, safe_code
+from pages.ui.widgets import backend_or_stop, human_bytes, md_escape, render_comparison, safe_code
 from pipeline import lab
 from pipeline.dashboard_backend import get_client
 from pipeline.presets import get_preset, preset_names
@@ -339,6 +340,7 @@ def page() -> None:
         "The compression lab: one image × formats × qualities, measured. Decoded and resized once, "
         "encoded per setting on the Lambda workers (one invocation per format)."
     )
+    backend_or_stop()  # the embedded stack starts here on first use; a failure is shown, not raised
     client = get_client()
     left, right = st.columns([1, 1], gap="large")
     with left:
