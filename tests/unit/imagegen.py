@@ -268,6 +268,22 @@ def png_header_only(w: int, h: int, mode: str = "RGB") -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def png_with_late_exif(img: Image.Image, orientation: int) -> bytes:
+    """A PNG of ``img`` whose EXIF orientation sits in an eXIf chunk *after* the image data.
+
+    Pillow sees such a chunk only once the pixels are decoded (the PNG spec asks for eXIf before
+    IDAT, but writers do not all follow it).
+    """
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    data = buf.getvalue()
+    body = exif_bytes(orientation=orientation).removeprefix(b"Exif\x00\x00")
+    chunk = (struct.pack(">I", len(body)) + b"eXIf" + body
+             + struct.pack(">I", zlib.crc32(b"eXIf" + body) & 0xFFFFFFFF))
+    iend = data.rindex(b"IEND") - 4
+    return data[:iend] + chunk + data[iend:]
+
+
 def pdf_bytes() -> bytes:
     """A minimal one-page PDF."""
     return (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"

@@ -142,6 +142,17 @@ def test_output_pixel_cap_when_upscaling() -> None:
     assert process(data, {"resize": {"width": 100, "upscale": True}}, Limits(max_pixels=10_000)).data
 
 
+def test_output_pixel_cap_holds_when_a_late_png_exif_rotates_the_plan() -> None:
+    # the orientation (6: rotated 90°) is only known after decoding: the re-planned output
+    # (2000 wide from a 10x2000 oriented source = 2000x400000) must still meet the cap
+    data = g.png_with_late_exif(Image.new("L", (2000, 10), 128), 6)
+    limits = Limits(max_pixels=1_000_000)
+    with pytest.raises(TooManyPixels, match="output would be 2000x400000"):
+        process(data, {"resize": {"width": 2000, "upscale": True}, "format": "png"}, limits)
+    ok = process(data, {"resize": {"width": 40, "upscale": True}, "format": "png"}, limits)
+    assert (ok.facts["output"]["width"], ok.facts["output"]["height"]) == (40, 8000)
+
+
 @pytest.mark.parametrize(("fmt", "height"), [("webp", 164), ("avif", 328), ("jpeg", 656), ("gif", 656)])
 def test_output_side_beyond_the_format_limit_is_an_invalid_recipe(fmt: str, height: int) -> None:
     # a one-sided box with upscale: a 100x1 strip scaled to `height` rows is 100 × height wide

@@ -176,6 +176,22 @@ def _transform_frame(im: Image.Image, recipe: Recipe, plan: tf.Plan, orientation
     return im, converted
 
 
+def _check_plan(plan: tf.Plan, out_fmt: str, frames_kept: int, limits: Limits) -> None:
+    """Refuse an output geometry above the pixel cap or the output format's side limit."""
+    out_w, out_h = plan.out_size
+    if out_w * out_h > limits.max_pixels:  # upscaling (or a one-sided box) can exceed the cap
+        raise TooManyPixels(
+            f"the output would be {out_w}x{out_h} = {out_w * out_h:,} pixels, above the cap of "
+            f"{limits.max_pixels:,}",
+            details={"width": out_w, "height": out_h, "max_pixels": limits.max_pixels})
+    if out_fmt in CONTENT_TYPES:
+        check_dimensions(out_fmt, out_w, out_h)  # fail before decoding, not after resizing
+    if frames_kept > 1 and out_w * out_h * frames_kept > limits.max_pixels:
+        raise TooManyPixels(
+            f"kept animation would hold {frames_kept} × {out_w}x{out_h} = "
+            f"{out_w * out_h * frames_kept:,} pixels, above the cap of {limits.max_pixels:,}")
+
+
 def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
             limits: Limits | None = None) -> Prepared:
     """Decode (with every safety check) and transform once; encode later, as often as needed."""
@@ -204,18 +220,7 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
                                           "message": f"{out_fmt} cannot animate; use gif/webp/png/avif"}])
     ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else (opened.width, opened.height)
     plan = tf.plan_resize(ow, oh, recipe.resize)
-    out_w, out_h = plan.out_size
-    if out_w * out_h > limits.max_pixels:  # upscaling (or a one-sided box) can exceed the cap
-        raise TooManyPixels(
-            f"the output would be {out_w}x{out_h} = {out_w * out_h:,} pixels, above the cap of "
-            f"{limits.max_pixels:,}",
-            details={"width": out_w, "height": out_h, "max_pixels": limits.max_pixels})
-    if out_fmt in CONTENT_TYPES:
-        check_dimensions(out_fmt, out_w, out_h)  # fail before decoding, not after resizing
-    if keep_anim and out_w * out_h * opened.frames > limits.max_pixels:
-        raise TooManyPixels(
-            f"kept animation would hold {opened.frames} × {out_w}x{out_h} = "
-            f"{out_w * out_h * opened.frames:,} pixels, above the cap of {limits.max_pixels:,}")
+    _check_plan(plan, out_fmt, opened.frames if keep_anim else 1, limits)  # before decoding
     fast: list[str] = []
     src_raw = (opened.width, opened.height)
     if not keep_anim and vips.enabled() and vips.eligible(opened.format, opened.mode, 1, recipe.resize, plan,
@@ -231,6 +236,7 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
             orientation = tf.orientation_from(exif)
             ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else src_raw
             plan = tf.plan_resize(ow, oh, recipe.resize)
+            _check_plan(plan, out_fmt, opened.frames if keep_anim else 1, limits)
     icc_desc = tf.profile_description(icc)
     t_decode = _ms(t0)
 
