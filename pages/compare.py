@@ -53,8 +53,8 @@ def _image_label(image: dict[str, Any]) -> str:
     return f"{image.get('filename') or 'image'} · {size} · {image['image_id'][:8]}"
 
 
-def _pick_image(client: Any) -> str | None:
-    """History selectbox or an upload; the chosen image id."""
+def _pick_image(client: Any, images: list[dict[str, Any]]) -> str | None:
+    """History selectbox (over ``images``) or an upload; the chosen image id."""
     source = st.radio("Image", ["From history", "Upload"], horizontal=True, key=K + "source")
     if source == "Upload":
         f = st.file_uploader("Image to sweep", key=K + "file")
@@ -69,7 +69,6 @@ def _pick_image(client: Any) -> str | None:
         if st.session_state.get(IMAGE_ID) and st.session_state.get(K + "uploaded_name"):
             st.caption(f"Uploaded: {md_escape(st.session_state[K + 'uploaded_name'])}")
         return st.session_state.get(IMAGE_ID)
-    images = _uploaded_images(client)
     if not images:
         st.info("No uploaded images yet: process one on the Process page or upload here.")
         return None
@@ -257,10 +256,9 @@ def _results(client: Any, sweep: dict[str, Any]) -> None:
         )
 
 
-def _batch_report(client: Any) -> None:
+def _batch_report(client: Any, images: list[dict[str, Any]]) -> None:
     st.subheader("Batch report")
     st.caption("Several presets over several images: savings and scores per image and in aggregate.")
-    images = _uploaded_images(client)
     by_id = {i["image_id"]: i for i in images}
     chosen = st.multiselect(
         "Images",
@@ -326,10 +324,15 @@ def _previous_sweeps(client: Any, image_id: str) -> None:
     chosen = c1.selectbox("Earlier sweeps of this image", list(by_id), key=K + "previous",
                           format_func=lambda i: _grid_label(by_id[i]))
     if c2.button("Open", key=K + "open", icon=":material/history:") and chosen:
+        sweep = {"sweep_id": chosen, "status": by_id[chosen].get("status")}
+        if sweep["status"] in ("succeeded", "failed"):
+            try:
+                sweep = client.get_sweep(chosen)
+            except ImagePipeError as exc:
+                _error(exc)
+                return
         st.session_state[SWEEP_ID] = chosen
-        st.session_state[SWEEP] = {"sweep_id": chosen, "status": by_id[chosen].get("status")}
-        if by_id[chosen].get("status") in ("succeeded", "failed"):
-            st.session_state[SWEEP] = client.get_sweep(chosen)
+        st.session_state[SWEEP] = sweep
         st.session_state.pop(K + "cheapest", None)
 
 
@@ -342,10 +345,11 @@ def page() -> None:
     )
     backend_or_stop()  # the embedded stack starts here on first use; a failure is shown, not raised
     client = get_client()
+    images = _uploaded_images(client)  # once per run: the picker and the batch report share it
     left, right = st.columns([1, 1], gap="large")
     with left:
         st.subheader("1. Image")
-        image_id = _pick_image(client)
+        image_id = _pick_image(client, images)
     with right:
         st.subheader("2. Grid")
         grid, resize = _grid()
@@ -384,7 +388,7 @@ def page() -> None:
         else:
             _results(client, sweep)
     st.divider()
-    _batch_report(client)
+    _batch_report(client, images)
 
 
 page()

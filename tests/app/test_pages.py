@@ -163,10 +163,14 @@ def test_unreachable_api_gives_typed_errors_not_tracebacks(monkeypatch: pytest.M
     batch = _run_until_batch_done(at, timeout=60)
     assert [t.error_code for t in batch.tasks] == ["transport_error"]
     assert any("transport_error" in e.value for e in at.error)
-    for page in ("pages/history.py", "pages/system.py"):
+    for page in ("pages/compare.py", "pages/history.py", "pages/system.py"):
         at.switch_page(page).run()
         _no_exception(at)
         assert any("transport_error" in e.value for e in at.error), page
+    # the Compare page asks for the image list once per run (picker and batch report share it)
+    at.switch_page("pages/compare.py").run()
+    shown = [e.value for e in at.error if "transport_error" in e.value]
+    assert len(shown) == 1, shown
 
 
 def test_watermark_image_and_invalid_recipe_in_the_panel() -> None:
