@@ -274,7 +274,15 @@ def create_sweep(backend: Backend, raw_body: str | bytes | None) -> dict[str, An
     store = _store(backend)
     store.create(sweep)
     for i in range(len(parts)):
-        backend.enqueue(sweep_part_message(sweep_id, image["image_id"], i))
+        try:
+            backend.enqueue(sweep_part_message(sweep_id, image["image_id"], i))
+        except Exception as exc:  # unsent parts would never run: record them failed so the sweep closes
+            err = exc if isinstance(exc, ImagePipeError) else InternalError(f"could not queue: {exc}")
+            for unsent in range(i, len(parts)):
+                store.finish_part(sweep_id, unsent, "failed",
+                                  {"error": {"code": err.code, "message": err.message[:1000]},
+                                   "format": parts[unsent][0].format})
+            raise
     return {"sweep_id": sweep_id, "image_id": image["image_id"], "status": "queued",
             "parts": len(parts), "cells": sweep["cells_total"]}
 
