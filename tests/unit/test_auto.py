@@ -136,3 +136,11 @@ def test_reference_ssim_agrees_with_engine_metric(photo_set: list[tuple[bytes, I
     for q in (30, 70, 90):
         r = process(src, {"format": "jpeg", "quality": q})
         assert reference_ssim(ref, decoded(r.data)) == pytest.approx(r.facts["metrics"]["ssim"], abs=1e-4)
+
+
+def test_best_skips_formats_that_cannot_hold_the_output_side() -> None:
+    # 17000 px is beyond WebP's 16383-px side limit: best must choose among JPEG and AVIF
+    # instead of failing with an invalid_recipe about a format the recipe never named
+    r = process(g.photo_bytes(17000, 8, "png"), {"format": "best"}, compute_metrics=False)
+    assert r.facts["search"]["candidates"] == ["jpeg", "avif"]
+    assert r.facts["output"]["format"] in ("jpeg", "avif") and r.facts["output"]["width"] == 17000

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from imagepipe.core.encode import MAX_SIDE
 from imagepipe.core.transform import has_alpha
 from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
 
@@ -28,12 +29,16 @@ LOSSY = ("jpeg", "webp", "avif")
 
 
 def candidates(prepared: Prepared) -> list[str]:
-    """Formats ``best`` chooses from for this image."""
+    """Formats ``best`` chooses from for this image: those whose side limit holds it (when none
+    does, the first one, whose encode then explains the limit as an ``InvalidRecipe``)."""
     if prepared.frames is not None:
-        return ["gif", "webp"]
-    if has_alpha(prepared.image):
-        return ["png", "webp", "avif"]
-    return ["jpeg", "webp", "avif"]
+        fmts = ["gif", "webp"]
+    elif has_alpha(prepared.image):
+        fmts = ["png", "webp", "avif"]
+    else:
+        fmts = ["jpeg", "webp", "avif"]
+    side = max(prepared.image.size)
+    return [f for f in fmts if side <= MAX_SIDE[f]] or fmts[:1]
 
 
 def _is_lossless(prepared: Prepared, fmt: str) -> bool:
