@@ -13,7 +13,15 @@ import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.
 from imagepipe.errors import ImagePipeError
 from pages.ui import imaging
 from pages.ui.compare_chart import diff_heatmap, rd_chart
-from pages.ui.widgets import backend_or_stop, human_bytes, md_escape, render_comparison, safe_code
+from pages.ui.widgets import (
+    backend_or_stop,
+    comparison_pair,
+    forget_comparisons,
+    human_bytes,
+    md_escape,
+    render_comparison,
+    safe_code,
+)
 from pipeline import lab
 from pipeline.dashboard_backend import get_client
 from pipeline.presets import get_preset, preset_names
@@ -172,8 +180,10 @@ def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]
     except (ImagePipeError, StopIteration) as exc:
         st.warning(f"Could not fetch the images: {md_escape(str(exc))}")
         return
+    pair_key = f"{K}{sweep['sweep_id']}-{a}-{b}"
+    forget_comparisons(K, keep=pair_key)  # only the pair on screen stays decoded in the session
     render_comparison(
-        f"{sweep['sweep_id']}-{a}-{b}",
+        pair_key,
         da,
         db,
         labels=(settings.get(a, "Original"), settings.get(b, "Original")),
@@ -181,7 +191,7 @@ def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]
     with st.expander("Difference heatmap", expanded=False):
         gain = st.slider("Amplify differences", 1, 16, 4, key=K + "gain")
         try:
-            pair = imaging.make_pair(da, db)
+            pair = comparison_pair(pair_key, da, db)  # decoded once, shared with the views above
             heat, stats = diff_heatmap(pair.before, pair.after, gain=float(gain))
         except (imaging.PreviewError, ValueError) as exc:
             st.warning(md_escape(str(exc)))

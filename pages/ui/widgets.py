@@ -64,12 +64,22 @@ def show_api_error(exc: ImagePipeError, what: str) -> None:
 # --- comparison ----------------------------------------------------------------------------
 
 
-def _pair(key: str, original: bytes, output: bytes) -> imaging.Pair:
+PAIRS = "_pairs"
+
+
+def comparison_pair(key: str, original: bytes, output: bytes) -> imaging.Pair:
     """Decode once per result and keep it in the session (the sliders recompose from it)."""
-    cache: dict[str, imaging.Pair] = st.session_state.setdefault("_pairs", {})
+    cache: dict[str, imaging.Pair] = st.session_state.setdefault(PAIRS, {})
     if key not in cache:
         cache[key] = imaging.make_pair(original, output)
     return cache[key]
+
+
+def forget_comparisons(prefix: str, keep: str) -> None:
+    """Drop the session's decoded pairs whose key starts with ``prefix``, except ``keep``."""
+    cache: dict[str, imaging.Pair] = st.session_state.get(PAIRS, {})
+    for key in [k for k in cache if k.startswith(prefix) and k != keep]:
+        del cache[key]
 
 
 def render_comparison(
@@ -77,7 +87,7 @@ def render_comparison(
 ) -> None:
     """Side by side, wipe slider and 1:1 zoom for one original/output pair."""
     try:
-        pair = _pair(key, original, output)
+        pair = comparison_pair(key, original, output)
     except imaging.PreviewError as exc:
         st.warning(f"No preview: {md_escape(str(exc))}")
         return

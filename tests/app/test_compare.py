@@ -95,6 +95,9 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     at.selectbox(key=K + "a").set_value(ORIGINAL).run()
     _no_exception(at)
     assert "SSIM vs original" in [m.label for m in at.metric]
+    # only the pair on screen stays decoded in the session (earlier A/B choices are dropped)
+    pairs = [k for k in at.session_state["_pairs"] if k.startswith(K)]
+    assert pairs == [f"{K}{sweep['sweep_id']}-{ORIGINAL}-{labels[-1]}"], pairs
 
     # the sweep is listed among the image's earlier sweeps and can be reopened
     prev = at.selectbox(key=K + "previous")
