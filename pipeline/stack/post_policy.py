@@ -213,17 +213,28 @@ def _secret(credentials: Mapping[str, str], access_key: str) -> str:
 
 
 def _form_target_bucket(environ: Mapping[str, Any]) -> str | None:
-    """The bucket of a path-style browser-form POST, or ``None`` if this is not one."""
+    """The bucket of a browser-form POST, or ``None`` if this is not one.
+
+    moto stores an object from any POST to a bucket whose body it parses as a form
+    (``multipart/form-data`` or ``application/x-www-form-urlencoded``), path-style
+    (``/bucket``) or virtual-hosted (``Host: bucket.s3...``, path ``/``). Signed API calls
+    are left alone, except multipart ones: no S3 API call sends ``multipart/form-data``, so
+    an ``Authorization`` header must not turn a form upload into an unchecked one.
+    """
     if environ.get("REQUEST_METHOD", "").upper() != "POST":
         return None
-    if not environ.get("CONTENT_TYPE", "").lower().startswith("multipart/form-data"):
+    ctype = environ.get("CONTENT_TYPE", "").lower()
+    multipart = ctype.startswith("multipart/form-data")
+    if not multipart and not ctype.startswith("application/x-www-form-urlencoded"):
         return None
-    if environ.get("HTTP_AUTHORIZATION"):
+    if environ.get("HTTP_AUTHORIZATION") and not multipart:
         return None
     path = environ.get("PATH_INFO", "").strip("/")
-    if not path or "/" in path or path.startswith("moto-api"):
-        return None
-    return path
+    if path:
+        return None if "/" in path or path.startswith("moto-api") else path
+    from moto.s3.utils import bucket_name_from_url
+
+    return bucket_name_from_url(f"http://{environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')}/")
 
 
 class PostPolicyMiddleware:
@@ -261,14 +272,27 @@ class PostPolicyMiddleware:
             "REQUEST_METHOD": "POST",
         }
         _stream, form, files = parse_form_data(probe, silent=False)
+        # moto reads fields by their exact name and stores the last file part of any name:
+        # a field repeated (in any case) or a second file part would let it store something
+        # other than what the policy was checked against
         fields: dict[str, str] = {}
-        for name, value in form.items(multi=False):
-            fields.setdefault(name.lower(), value)
+        for name, values in form.lists():
+            if name.lower() in fields or len(values) > 1:
+                raise PolicyError(400, "InvalidArgument", f"Form field {name!r} given more than once.")
+            fields[name.lower()] = values[0]
+        parts = list(files.items(multi=True))
+        if len(parts) > 1:
+            raise PolicyError(
+                400,
+                "InvalidArgument",
+                "POST requires exactly one file upload per request.",
+                ArgumentName="file",
+                ArgumentValue=len(parts),
+            )
         size: int | None = None
-        for name, storage in files.items(multi=True):
-            if name.lower() == "file":
-                storage.stream.seek(0, io.SEEK_END)
-                size = storage.stream.tell()
-                break
+        if parts and parts[0][0].lower() == "file":
+            stream = parts[0][1].stream
+            stream.seek(0, io.SEEK_END)
+            size = stream.tell()
         environ["wsgi.input"] = io.BytesIO(body)
         check_post(bucket, fields, size, self.credentials, now=self.clock())

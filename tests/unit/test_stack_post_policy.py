@@ -237,3 +237,53 @@ def test_legacy_sigv2_policy_is_verified_too(emulator):
         p["url"], data={**p["fields"], "signature": "AAAA"}, files={"file": ("a.jpg", b"abc")}
     )
     assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
+
+
+# -- ways around the policy that moto alone would accept ----------------------------------------
+def test_second_file_part_cannot_carry_an_oversized_body(emulator):
+    # moto stores the last file part whatever its name; the policy must not be checked on another
+    p = _presign(emulator, key="uploads/two/parts.jpg", max_bytes=1000)
+    files = [("file", ("a.jpg", b"x" * 10, "image/jpeg")), ("other", ("b.jpg", b"y" * 5000, "image/jpeg"))]
+    r = httpx.post(p["url"], data=p["fields"], files=files, timeout=30)
+    assert r.status_code == 400 and b"InvalidArgument" in r.content, r.text
+    assert not _exists(emulator, "uploads/two/parts.jpg")
+
+
+def test_field_repeated_in_another_case_cannot_change_the_key(emulator):
+    # moto reads the field named exactly "key"; the policy was checked on "KEY"
+    p = _presign(emulator, key="uploads/case/ok.jpg")
+    fields = {"KEY": p["fields"]["key"], **{k: v for k, v in p["fields"].items() if k != "key"}}
+    fields["key"] = "outputs/case/evil.jpg"
+    r = httpx.post(p["url"], data=fields, files={"file": ("a.jpg", b"x" * 10, "image/jpeg")}, timeout=30)
+    assert r.status_code == 400 and b"InvalidArgument" in r.content, r.text
+    assert not _exists(emulator, "outputs/case/evil.jpg")
+    assert not _exists(emulator, "uploads/case/ok.jpg")
+
+
+def test_virtual_hosted_form_post_is_checked_too(emulator):
+    r = httpx.post(
+        f"{emulator.endpoint_url}/",
+        headers={"Host": f"{BUCKET}.s3.amazonaws.com"},
+        data={"key": "uploads/vhost/a.jpg"},
+        files={"file": ("a.jpg", b"abc", "image/jpeg")},
+    )
+    assert r.status_code == 403 and b"AccessDenied" in r.content, r.text
+    assert not _exists(emulator, "uploads/vhost/a.jpg")
+
+
+def test_urlencoded_form_post_is_checked_too(emulator):
+    # moto takes the body from a url-encoded "file" field as well
+    r = httpx.post(f"{emulator.endpoint_url}/{BUCKET}", data={"key": "uploads/urlenc/a.jpg", "file": "abc"})
+    assert r.status_code == 403 and b"AccessDenied" in r.content, r.text
+    assert not _exists(emulator, "uploads/urlenc/a.jpg")
+
+
+def test_authorization_header_does_not_exempt_a_form_upload(emulator):
+    r = httpx.post(
+        f"{emulator.endpoint_url}/{BUCKET}",
+        headers={"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request"},
+        data={"key": "uploads/authz/a.jpg"},
+        files={"file": ("a.jpg", b"abc", "image/jpeg")},
+    )
+    assert r.status_code == 403 and b"AccessDenied" in r.content, r.text
+    assert not _exists(emulator, "uploads/authz/a.jpg")
