@@ -109,8 +109,20 @@ def decode_cursor(cursor: str, gsi1pk: str) -> dict[str, str]:
     return key
 
 
-def _conditional_failed(exc: ClientError) -> bool:
+def conditional_failed(exc: ClientError) -> bool:
+    """Whether ``exc`` is DynamoDB refusing a conditional write."""
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a query, following ``LastEvaluatedKey`` (raw items, not ``public``)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        resp = table.query(**kwargs)
+        items.extend(resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 class Records:
@@ -157,7 +169,7 @@ class Records:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -173,7 +185,7 @@ class Records:
                 ExpressionAttributeValues={":f": to_dynamo(facts)},
             )
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
 
     @translate_aws_errors
@@ -198,7 +210,7 @@ class Records:
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
             existing = self.get_job(job_id)
             if existing is None:  # deleted between the two calls
@@ -240,7 +252,7 @@ class Records:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return None
             raise
         return public(resp["Attributes"])
@@ -264,7 +276,7 @@ class Records:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -287,7 +299,7 @@ class Records:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -295,17 +307,9 @@ class Records:
     @translate_aws_errors
     def jobs_for_image(self, image_id: str) -> list[dict[str, Any]]:
         """Every job of one image, newest first."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("JOB#"),
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self.table.query(**kwargs)
-            items.extend(public(i) or {} for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        cond = Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("JOB#")
+        raw = query_all(self.table, KeyConditionExpression=cond, ConsistentRead=True)
+        items = [public(i) or {} for i in raw]
         items.sort(key=lambda j: (j.get("created_at", ""), j.get("job_id", "")), reverse=True)
         return items
 
@@ -319,18 +323,9 @@ class Records:
     @translate_aws_errors
     def delete_image_records(self, image_id: str) -> int:
         """Delete the image item and every item under it (jobs, sweeps); returns the count."""
-        keys: list[dict[str, str]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}"),
-            "ProjectionExpression": "pk, sk",
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self.table.query(**kwargs)
-            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in query_all(
+            self.table, KeyConditionExpression=Key("pk").eq(f"IMAGE#{image_id}"),
+            ProjectionExpression="pk, sk", ConsistentRead=True)]
         with self.table.batch_writer() as batch:
             for key in keys:
                 batch.delete_item(Key=key)

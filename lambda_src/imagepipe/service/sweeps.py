@@ -43,17 +43,19 @@ from imagepipe.service.messages import SweepPartMessage, sweep_part_message
 from imagepipe.service.messages import parse_body as parse_queue_body
 from imagepipe.service.records import (
     IMAGE_ID_RE,
+    TERMINAL,
+    conditional_failed,
     decode_cursor,
     encode_cursor,
     now_iso,
     public,
+    query_all,
     to_dynamo,
 )
 
 logger = logging.getLogger(__name__)
 
 SWEEP_ID_RE = re.compile(r"^([0-9a-f]{32})-sw([0-9a-f]{14})$")
-TERMINAL = frozenset({"succeeded", "failed"})
 #: the sweep attributes a listing returns (no points: those live in the part items)
 LIST_FIELDS = ("sweep_id", "image_id", "status", "grid", "resize", "parts_total", "cells_total", "created_at",
                "started_at", "finished_at", "done_parts", "failed_parts", "filename")
@@ -87,10 +89,6 @@ def variant_key(backend: Backend, image_id: str, sweep_id: str, point: dict[str,
     return f"{backend.config.output_prefix}{image_id}/sweeps/{sweep_id}/{point['label']}.{point['extension']}"
 
 
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class SweepStore:
     """Sweep and part items in the metadata table."""
 
@@ -121,18 +119,9 @@ class SweepStore:
     def parts(self, sweep_id: str) -> list[dict[str, Any]]:
         """Every part item of a sweep, in part order."""
         k = self.key(sweep_id)
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(k["pk"]) & Key("sk").begins_with(f"{k['sk']}#PART#"),
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self.table.query(**kwargs)
-            out.extend(public(i) or {} for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        return sorted(out, key=lambda p: p.get("part", 0))
+        cond = Key("pk").eq(k["pk"]) & Key("sk").begins_with(f"{k['sk']}#PART#")
+        items = query_all(self.table, KeyConditionExpression=cond, ConsistentRead=True)
+        return sorted((public(i) or {} for i in items), key=lambda p: p.get("part", 0))
 
     @translate_aws_errors
     def part_done(self, sweep_id: str, part: int) -> bool:
@@ -150,7 +139,7 @@ class SweepStore:
                 ConditionExpression="#s = :queued", ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":running": "running", ":queued": "queued", ":t": now_iso()})
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
 
     @translate_aws_errors
@@ -173,7 +162,7 @@ class SweepStore:
         try:
             self.table.update_item(ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
             return str((self.get(sweep_id) or {}).get("status"))
         attr = "done_parts" if status == "succeeded" else "failed_parts"
@@ -192,26 +181,21 @@ class SweepStore:
                 ExpressionAttributeValues={":final": final, ":queued": "queued", ":running": "running",
                                            ":t": now_iso()})
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
         return final
 
     @translate_aws_errors
     def for_image(self, image_id: str) -> list[dict[str, Any]]:
         """Every sweep of one image, newest first (part items are filtered out)."""
-        out: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("SWEEP#"),
-            "FilterExpression": Attr("gsi1pk").eq("SWEEPS"),
-            "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(LIST_FIELDS))),
-            "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(LIST_FIELDS)},
-        }
-        while True:
-            resp = self.table.query(**kwargs)
-            out.extend(_sweep_public(i) or {} for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        items = query_all(
+            self.table,
+            KeyConditionExpression=Key("pk").eq(f"IMAGE#{image_id}") & Key("sk").begins_with("SWEEP#"),
+            FilterExpression=Attr("gsi1pk").eq("SWEEPS"),
+            ProjectionExpression=", ".join(f"#p{i}" for i in range(len(LIST_FIELDS))),
+            ExpressionAttributeNames={f"#p{i}": name for i, name in enumerate(LIST_FIELDS)},
+        )
+        out = [_sweep_public(i) or {} for i in items]
         return sorted(out, key=lambda s: (s.get("created_at", ""), s.get("sweep_id", "")), reverse=True)
 
     @translate_aws_errors
