@@ -151,13 +151,14 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for name in presets:
         rs = [r for r in rows if r["preset"] == name]
         ok = [r for r in rs if r["status"] == "succeeded" and r["output_bytes"] is not None]
-        before = sum(r["original_bytes"] or 0 for r in ok)
-        after = sum(r["output_bytes"] for r in ok)
+        sized = [r for r in ok if r["saved_pct"] is not None]  # original size known: a saving exists
+        before = sum(r["original_bytes"] for r in sized)
+        after = sum(r["output_bytes"] for r in sized)
         ssims = [r["ssim"] for r in ok if r["ssim"] is not None]
         out.append({"preset": name, "images": len(rs), "failed": len(rs) - len(ok),
                     "original_bytes": before, "output_bytes": after,
                     "saved_pct": round(100 * (1 - after / before), 2) if before else None,
-                    "median_saved_pct": statistics.median(r["saved_pct"] for r in ok) if ok else None,
+                    "median_saved_pct": statistics.median(r["saved_pct"] for r in sized) if sized else None,
                     "median_ssim": statistics.median(ssims) if ssims else None,
                     "min_ssim": min(ssims) if ssims else None})
     return pd.DataFrame(out, columns=["preset", "images", "failed", "original_bytes", "output_bytes",

@@ -88,6 +88,20 @@ def test_report_rows_aggregate_and_csv() -> None:
     assert list(parsed[0]) == lab.REPORT_COLUMNS
 
 
+def test_aggregate_with_a_succeeded_row_of_unknown_original_size() -> None:
+    """A job result without original_bytes for an image listed without bytes: no saving for that
+    row (saved_pct None), and the per-preset medians are taken over the rows that have one."""
+    job = {"status": "succeeded", "job_id": "j", "result": {"bytes": 4_000, "ssim": 0.9}}
+    rows = [lab.report_row({"image_id": "a" * 32}, "web", job),
+            lab.report_row({"image_id": "b" * 32, "bytes": 10_000}, "web", job)]
+    assert rows[0]["saved_pct"] is None
+    agg = lab.aggregate(rows).set_index("preset")
+    assert agg.loc["web", "median_saved_pct"] == 60.0 and agg.loc["web", "failed"] == 0
+    # the overall saving and its totals only count rows whose original size is known
+    assert agg.loc["web", "saved_pct"] == 60.0
+    assert (agg.loc["web", "original_bytes"], agg.loc["web", "output_bytes"]) == (10_000, 4_000)
+
+
 class _FakeClient:
     """Records calls; jobs finish immediately (batch_report's own logic is what is tested here;
     the real client path is covered by the Compare page test through the local stack)."""
