@@ -49,6 +49,12 @@ JOB_COLUMNS = [
     "image_id",
 ]
 
+#: the columns of JOB_COLUMNS that are not numbers (created_at becomes a datetime)
+TEXT_COLUMNS = frozenset(
+    {"created_at", "filename", "status", "preset", "input_format", "output_format",
+     "error_code", "error_message", "job_id", "image_id"}
+)
+
 
 def _get(d: dict[str, Any] | None, *path: str) -> Any:
     cur: Any = d
@@ -116,23 +122,7 @@ def jobs_frame(
         )
     df = pd.DataFrame(rows, columns=JOB_COLUMNS)
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True, errors="coerce")
-    numeric = [
-        "input_width",
-        "input_height",
-        "input_mp",
-        "width",
-        "height",
-        "bytes_before",
-        "bytes_after",
-        "bytes_saved",
-        "saved_pct",
-        "ratio",
-        "bpp",
-        "ssim",
-        "psnr",
-        "attempts",
-        *[f"ms_{s}" for s in STAGES],
-    ]
+    numeric = [c for c in JOB_COLUMNS if c not in TEXT_COLUMNS]
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
     # PSNR of identical images is infinite; the API may send a huge number or null for it
     df.loc[df["psnr"] > 1e6, "psnr"] = float("inf")
