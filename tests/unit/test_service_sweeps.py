@@ -72,3 +72,20 @@ def test_parts_that_could_not_be_enqueued_are_failed_so_the_sweep_closes(backend
     done = sweeps.get_sweep(backend, sid)
     assert done["status"] == "failed" and done["progress"]["parts_done"] == 1
     assert [p["format"] for p in done["points"]] == ["jpeg", "jpeg"]
+
+
+def test_a_part_finishing_after_its_image_was_deleted_is_missing_not_an_aws_error(backend: Any,
+                                                                                monkeypatch: Any) -> None:
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    sid = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))["sweep_id"]
+    msg = _messages(backend)[0]
+    real_get_source = backend.storage.__class__.get_source
+
+    def deleted_meanwhile(self: Any, bucket: str, key: str) -> bytes:
+        data = real_get_source(self, bucket, key)
+        backend.records.delete_image_records(image_id)  # DELETE /images/{id} while the part runs
+        return data
+
+    monkeypatch.setattr(backend.storage.__class__, "get_source", deleted_meanwhile)
+    assert JobRunner(backend, Limits()).handle(msg) == "missing"
+    assert sweeps.SweepStore(backend.records.table).get(sid) is None

@@ -145,7 +145,7 @@ class SweepStore:
     @translate_aws_errors
     def finish_part(self, sweep_id: str, part: int, status: str, payload: dict[str, Any]) -> str:
         """Write the part item, count it (idempotently) and close the sweep when it was the last.
-        Returns the sweep's status afterwards."""
+        Returns the sweep's status afterwards (``missing`` when the sweep is gone)."""
         k = self.key(sweep_id)
         name = _part_name(part)
         fields = {**payload, "part": part, "finished_at": now_iso()}
@@ -166,9 +166,14 @@ class SweepStore:
                 raise
             return str((self.get(sweep_id) or {}).get("status"))
         attr = "done_parts" if status == "succeeded" else "failed_parts"
-        resp = self.table.update_item(
-            Key=k, UpdateExpression=f"ADD {attr} :p", ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":p": {name}}, ReturnValues="ALL_NEW")
+        try:
+            resp = self.table.update_item(
+                Key=k, UpdateExpression=f"ADD {attr} :p", ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":p": {name}}, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if not conditional_failed(exc):
+                raise
+            return "missing"  # the sweep was deleted (with its image) while the part ran
         sweep = resp["Attributes"]
         done, failed = set(sweep.get("done_parts") or ()), set(sweep.get("failed_parts") or ())
         if len(done | failed) < int(sweep["parts_total"]):
@@ -399,13 +404,13 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
     except ImagePipeError as exc:
         if not exc.permanent:
             raise
-        store.finish_part(msg.sweep_id, msg.part, "failed",
-                          {"error": {"code": exc.code, "message": exc.message[:1000]},
-                           "format": cells[0].format})
-        return "failed"
-    store.finish_part(msg.sweep_id, msg.part, "succeeded", {
+        after = store.finish_part(msg.sweep_id, msg.part, "failed",
+                                  {"error": {"code": exc.code, "message": exc.message[:1000]},
+                                   "format": cells[0].format})
+        return "missing" if after == "missing" else "failed"
+    after = store.finish_part(msg.sweep_id, msg.part, "succeeded", {
         "points": points, "format": cells[0].format,
         "timings_ms": {"download": download_ms, "prepare": prepare_ms,
                        "total": round((perf_counter() - t0) * 1000.0, 3)},
     })
-    return "succeeded"
+    return "missing" if after == "missing" else "succeeded"
