@@ -335,6 +335,45 @@ def test_image_watermark_tiled_and_opacity() -> None:
     assert faint.sum() < one.sum()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_tiled_watermark_is_every_tile_pasted_in_rows_not_one_paste_per_tile(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe.core.recipe import Watermark
+    from imagepipe.core.watermark import apply_watermark, positions, render_mark
+
+    # a 2-px mark with no margin on 300x240: 6000 tiles; a paste per tile made large images take
+    # minutes (a valid recipe timing the processor out); rows + columns pastes are enough
+    base = g.photo_like(300, 240, mode="RGBA" if mode == "RGBA" else "RGB").convert(mode)
+    logo = base64.b64encode(g.encode(g.rgba_logo(64, 64), "png")).decode()
+    wm = Watermark(image_b64=logo, position="tiled", scale=0.01, margin=0.0, opacity=0.7)
+    mark = render_mark(wm, *base.size)
+    spots = positions(wm, *base.size, mark.width, mark.height)
+    assert len(spots) == 6000
+    expected = base.convert("RGBA") if mode == "RGBA" else base.convert("RGB")
+    for xy in spots:  # the definition: the mark composited at every spot
+        if mode == "RGBA":
+            expected.alpha_composite(mark, dest=xy)
+        else:
+            expected.paste(mark.convert("RGB"), xy, mask=mark.getchannel("A"))
+    calls = {"n": 0}
+    for name in ("paste", "alpha_composite"):
+        real = getattr(Image.Image, name)
+
+        def counting(self: Image.Image, *a: object, _real: object = real, **k: object) -> object:
+            calls["n"] += 1
+            return _real(self, *a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(Image.Image, name, counting)
+    out = apply_watermark(base, wm)
+    monkeypatch.undo()
+    assert calls["n"] <= 2 * (100 + 60)  # columns + rows (+ the pastes alpha_composite makes)
+    if mode == "L":
+        expected = expected.convert("L")
+        assert np.abs(np.asarray(out, dtype=int) - np.asarray(expected, dtype=int)).max() <= 1
+    else:
+        assert np.array_equal(np.asarray(out), np.asarray(expected))
+
+
 def test_watermark_on_grayscale_and_alpha_images() -> None:
     for mode in ("L", "RGBA", "LA"):
         src = g.photo_bytes(200, 100, "png", mode=mode)

@@ -91,12 +91,19 @@ def render_mark(wm: Watermark, out_w: int, out_h: int) -> Image.Image:
     return mark
 
 
+def _tile_grid(wm: Watermark, out_w: int, out_h: int, mw: int, mh: int) -> tuple[range, range]:
+    """Left edges (columns) and top edges (rows) of the tiles; the steps keep tiles apart."""
+    m = round(wm.margin * min(out_w, out_h))
+    step_x, step_y = mw + max(m, mw // 2), mh + max(m, mh)
+    return range(m, out_w, max(1, step_x)), range(m, out_h, max(1, step_y))
+
+
 def positions(wm: Watermark, out_w: int, out_h: int, mw: int, mh: int) -> list[tuple[int, int]]:
     """Top-left corners where the mark goes."""
-    m = round(wm.margin * min(out_w, out_h))
     if wm.position == "tiled":
-        step_x, step_y = mw + max(m, mw // 2), mh + max(m, mh)
-        return [(x, y) for y in range(m, out_h, max(1, step_y)) for x in range(m, out_w, max(1, step_x))]
+        xs, ys = _tile_grid(wm, out_w, out_h, mw, mh)
+        return [(x, y) for y in ys for x in xs]
+    m = round(wm.margin * min(out_w, out_h))
     vert, _, horiz = wm.position.rpartition("-") if "-" in wm.position else ("", "", wm.position)
     if wm.position in ("top", "bottom"):
         vert, horiz = wm.position, "center"
@@ -112,7 +119,16 @@ def apply_watermark(im: Image.Image, wm: Watermark | None) -> Image.Image:
     if wm is None:
         return im
     mark = render_mark(wm, im.width, im.height)
-    spots = positions(wm, im.width, im.height, mark.width, mark.height)
+    if wm.position == "tiled":
+        # one strip holding a whole row of tiles, composited once per row: rows + columns
+        # pastes instead of rows × columns (a tiny mark on a large image is millions of tiles)
+        xs, ys = _tile_grid(wm, im.width, im.height, mark.width, mark.height)
+        strip = Image.new("RGBA", (max(1, im.width - xs.start), mark.height), (0, 0, 0, 0))
+        for x in xs:
+            strip.paste(mark, (x - xs.start, 0))
+        mark, spots = strip, [(xs.start, y) for y in ys]
+    else:
+        spots = positions(wm, im.width, im.height, mark.width, mark.height)
     if im.mode == "RGBA":
         out = im.copy()
         for xy in spots:
