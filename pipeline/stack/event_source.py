@@ -89,7 +89,7 @@ class SqsEventSource:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
-        self._threads = []
+        self._threads = [t for t in self._threads if t.is_alive()]  # a later stop() reaps them
 
     # -- polling ---------------------------------------------------------------------------
     def _poll_loop(self) -> None:

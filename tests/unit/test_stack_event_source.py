@@ -174,3 +174,39 @@ def test_scheduled_trigger_fires_with_a_scheduled_event():
     event = trig.last.value["event"]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["resources"][0].endswith(":rule/my-rule")
+
+
+def test_a_second_stop_still_waits_for_a_poller_the_first_one_gave_up_on():
+    # LocalStack.stop() calls stop(grace), stops the runtime, then stop() again to reap the
+    # pollers that were still in an invocation: the second call must still know about them
+    import threading
+
+    from pipeline.stack.runtime import InvocationResult
+
+    started, release = threading.Event(), threading.Event()
+
+    class _Runtime:
+        size = 1
+
+        def invoke(self, event: Any) -> InvocationResult:
+            started.set()
+            release.wait(10)
+            return InvocationResult("req", True, value=None)
+
+    class _Sqs:
+        def receive_message(self, **_kw: Any) -> dict[str, Any]:
+            return {"Messages": [{"MessageId": "m1", "ReceiptHandle": "h1", "Body": "{}"}]}
+
+        def delete_message_batch(self, **_kw: Any) -> dict[str, Any]:
+            time.sleep(0.5)  # the poller is still settling its batch
+            return {"Successful": [{"Id": "0"}]}
+
+    src = SqsEventSource(_Runtime(), _Sqs, "url", "arn", pollers=1, heartbeat=False)  # type: ignore[arg-type]
+    src.start()
+    threads = list(src._threads)
+    assert started.wait(10)
+    src.stop(timeout=0.1)
+    assert threads[0].is_alive()
+    release.set()
+    src.stop(timeout=5)
+    assert not threads[0].is_alive()
