@@ -16,7 +16,7 @@ import mimetypes
 import random
 import time
 import xml.etree.ElementTree as ET  # noqa: S405  (parses S3's own error replies, not untrusted XML files)
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,18 +192,27 @@ class Client:
              raise_on_failure: bool = False) -> dict[str, Any]:
         """Poll until the job is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s.
         A failed job is returned (or raised as its typed error with ``raise_on_failure``)."""
+        job = self._poll(lambda: self.get_job(job_id), timeout, interval,
+                         lambda j: f"job {job_id} still {j.get('status')} after {timeout:g} s")
+        if raise_on_failure and job["status"] == "failed":
+            err = job.get("error") or {}
+            raise from_code(err.get("code", "internal_error"), err.get("message", "job failed"))
+        return job
+
+    @staticmethod
+    def _poll(fetch: Callable[[], dict[str, Any]], timeout: float, interval: float,
+              timeout_message: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+        """Call ``fetch`` with growing pauses (up to 1 s) until its ``status`` is terminal;
+        ``WaitTimeout`` with ``timeout_message(last)`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         delay = interval
         while True:
-            job = self.get_job(job_id)
-            if job.get("status") in TERMINAL:
-                if raise_on_failure and job["status"] == "failed":
-                    err = job.get("error") or {}
-                    raise from_code(err.get("code", "internal_error"), err.get("message", "job failed"))
-                return job
+            item = fetch()
+            if item.get("status") in TERMINAL:
+                return item
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout:g} s")
+                raise WaitTimeout(timeout_message(item))
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 1.0)
 
@@ -300,18 +309,9 @@ class Client:
 
     def wait_sweep(self, sweep_id: str, timeout: float = 120.0, interval: float = 0.3) -> dict[str, Any]:
         """Poll until the sweep is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        delay = interval
-        while True:
-            sweep = self.get_sweep(sweep_id)
-            if sweep.get("status") in TERMINAL:
-                return sweep
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(f"sweep {sweep_id} still {sweep.get('status')} after {timeout:g} s "
-                                  f"({(sweep.get('progress') or {}).get('fraction', 0):.0%} done)")
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 1.0)
+        return self._poll(lambda: self.get_sweep(sweep_id), timeout, interval,
+                          lambda s: f"sweep {sweep_id} still {s.get('status')} after {timeout:g} s "
+                                    f"({(s.get('progress') or {}).get('fraction', 0):.0%} done)")
 
     def health(self) -> dict[str, Any]:
         """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
