@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from imagepipe.core.recipe import Recipe
-from imagepipe.core.transform import i16_to_l
+from imagepipe.core.transform import gray_of, has_alpha, i16_to_l
 from imagepipe.errors import InvalidRecipe, OutputTooLarge
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif",
@@ -56,8 +56,7 @@ def resolve_format(fmt: str, input_format: str) -> str:
 def flatten(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Composite an image with alpha onto an opaque ``background`` (RGB or L result)."""
     if im.mode == "LA":
-        r, g, b = background
-        bg = Image.new("L", im.size, round(0.299 * r + 0.587 * g + 0.114 * b))
+        bg = Image.new("L", im.size, gray_of(background))
         bg.paste(im.getchannel("L"), mask=im.getchannel("A"))
         return bg
     if im.mode != "RGBA":
@@ -70,7 +69,7 @@ def flatten(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
 def _for_jpeg(im: Image.Image, bg: tuple[int, int, int]) -> Image.Image:
     if im.mode in ("RGB", "L", "CMYK"):
         return im
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+    if has_alpha(im):
         return flatten(im if im.mode in ("RGBA", "LA") else im.convert("RGBA"), bg)
     if im.mode == "I;16":
         return i16_to_l(im)
@@ -124,7 +123,7 @@ def _for_webp_avif(im: Image.Image, fmt: str) -> Image.Image:
         return im
     if fmt == "avif" and im.mode == "L":
         return im
-    if im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+    if has_alpha(im):  # LA, PA, P with a transparent index (RGBA returned above)
         return im.convert("RGBA")
     return im.convert("RGB")
 

@@ -276,7 +276,14 @@ def apply_ops(im: Image.Image, recipe: Recipe) -> Image.Image:
 
 
 def has_alpha(im: Image.Image) -> bool:
+    """True for modes with an alpha channel and palettes with a transparent index."""
     return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
+def gray_of(rgb: tuple[int, int, int]) -> int:
+    """The BT.601 luma (0–255) of an RGB colour, as Pillow's ``convert("L")`` computes it."""
+    r, g, b = rgb
+    return round(0.299 * r + 0.587 * g + 0.114 * b)
 
 
 def letterbox(im: Image.Image, canvas: tuple[int, int], background: tuple[int, int, int]) -> Image.Image:
@@ -286,11 +293,9 @@ def letterbox(im: Image.Image, canvas: tuple[int, int], background: tuple[int, i
     elif im.mode == "LA":
         fill = (0, 0)
     elif im.mode == "L":
-        r, g, b = background
-        fill = round(0.299 * r + 0.587 * g + 0.114 * b)
+        fill = gray_of(background)
     elif im.mode == "I;16":
-        r, g, b = background
-        fill = round(0.299 * r + 0.587 * g + 0.114 * b) * 257
+        fill = gray_of(background) * 257
     else:
         fill = background
     out = Image.new(im.mode, canvas, fill)  # type: ignore[arg-type]
