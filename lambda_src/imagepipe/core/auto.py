@@ -45,19 +45,15 @@ def _is_lossless(prepared: Prepared, fmt: str) -> bool:
     return fmt not in LOSSY or (fmt == "webp" and prepared.recipe.webp.lossless)
 
 
-def _try(prepared: Prepared, fmt: str, q: int, need_metrics: bool,
-         cache: dict[tuple[str, int], Any]) -> tuple[bytes, dict[str, Any], dict[str, float] | None] | None:
+def _try(prepared: Prepared, fmt: str, q: int) -> tuple[bytes, dict[str, Any], dict[str, float]] | None:
+    """Encode and measure (every trace entry carries its score); None above the output cap."""
     from imagepipe.core.engine import encode_variant, measure
 
-    key = (fmt, q)
-    if key not in cache:
-        try:
-            data, facts = encode_variant(prepared, fmt, q)
-        except OutputTooLarge:
-            cache[key] = None
-            return None
-        cache[key] = (data, facts, measure(prepared, data) if need_metrics else None)
-    return cache[key]  # type: ignore[no-any-return]
+    try:
+        data, facts = encode_variant(prepared, fmt, q)
+    except OutputTooLarge:
+        return None
+    return data, facts, measure(prepared, data)
 
 
 def _ok(res: Any, min_ssim: float | None, max_bytes: int | None) -> bool:
@@ -73,11 +69,9 @@ def _search(prepared: Prepared, fmt: str, tried: list[dict[str, Any]]) -> Any:
     r = prepared.recipe
     min_ssim = r.target.min if r.target is not None else None
     max_bytes = r.max_bytes
-    cache: dict[tuple[str, int], Any] = {}
-    need = True  # always measured: every trace entry carries its score
 
     def attempt(q: int) -> Any:
-        res = _try(prepared, fmt, q, need, cache)
+        res = _try(prepared, fmt, q)
         tried.append({"format": fmt, "quality": q, "bytes": len(res[0]) if res else None,
                       "ssim": (res[2] or {}).get("ssim") if res else None})
         return res

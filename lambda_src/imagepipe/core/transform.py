@@ -62,7 +62,7 @@ class Plan:
 
     ``content`` is the size of the resampled picture, ``crop`` the centred region of the source
     (oriented coordinates, floats) it comes from, ``canvas`` the letterbox size for ``contain``
-    (None = no padding). ``resample`` False means the source size is kept.
+    (None = no padding). ``content`` equal to the source size and no crop: no resampling.
     """
 
     content: tuple[int, int]
@@ -144,14 +144,6 @@ def orientation_from(exif: Image.Exif) -> int:
     """EXIF orientation 1–8 (1 when absent or invalid)."""
     value = exif.get(0x0112, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def orientation_of(im: Image.Image) -> int:
-    """EXIF orientation of ``im`` (1 when absent, invalid or unreadable)."""
-    try:
-        return orientation_from(im.getexif())
-    except Exception:  # noqa: BLE001 - a damaged EXIF block means "no orientation"
-        return 1
 
 
 def i16_to_l(im: Image.Image) -> Image.Image:
