@@ -24,7 +24,7 @@ from imagepipe.service.backend import Backend
 from imagepipe.service.config import ALLOWED_CONTENT_TYPES
 from imagepipe.service.jobs import new_job
 from imagepipe.service.messages import job_message
-from imagepipe.service.records import IMAGE_ID_RE, MAX_PAGE, now_iso
+from imagepipe.service.records import MAX_PAGE, now_iso
 from imagepipe.service.storage import safe_filename, upload_key
 
 DEFAULT_PAGE = 20
@@ -185,11 +185,16 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     }
 
 
-def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
-    """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
-    image = backend.records.get_image(image_id)
+def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
+    image = backend.records.get_image(image_id)  # None for a malformed id too
     if image is None:
         raise NotFound(f"no image {image_id!r}")
+    return image
+
+
+def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
+    """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
+    image = _image_or_404(backend, image_id)
     head = backend.storage.head(backend.config.source_bucket, image["key"])
     if head is None:
         raise Conflict(f"image {image_id} is not uploaded yet; POST the file to its upload URL first")
@@ -237,13 +242,6 @@ def list_images(backend: Backend, query: dict[str, str] | None) -> dict[str, Any
     limit, cursor = page_params(query)
     items, next_cursor = backend.records.list_images(limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
-
-
-def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
-    image = backend.records.get_image(image_id) if IMAGE_ID_RE.match(image_id or "") else None
-    if image is None:
-        raise NotFound(f"no image {image_id!r}")
-    return image
 
 
 def get_image(backend: Backend, image_id: str) -> dict[str, Any]:
