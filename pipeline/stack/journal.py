@@ -91,15 +91,18 @@ class Journal:
         self.path = self.dir / JOURNAL_NAME
         self._lock = threading.Lock()
         self._file: Any = None
-        self.recovered: list[Record] = []
         self.torn_bytes = 0
         self.appended = 0
 
     def open(self) -> list[Record]:
-        """Read existing records (dropping a torn tail), then open for appending."""
+        """Read existing records (dropping a torn tail), then open for appending.
+
+        The records are returned, not kept: they hold every object ever uploaded, and the
+        emulator needs them only for the replay.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         data = self.path.read_bytes() if self.path.exists() else b""
-        self.recovered, good = decode_stream(data)
+        records, good = decode_stream(data)
         self.torn_bytes = len(data) - good
         fresh = not self.path.exists()
         self._file = open(self.path, "r+b" if not fresh else "w+b")  # noqa: SIM115 - held open until close()
@@ -109,7 +112,7 @@ class Journal:
         self._file.seek(0, os.SEEK_END)
         if fresh:
             _fsync_dir(self.dir)
-        return self.recovered
+        return records
 
     def append(self, records: Iterable[Record]) -> None:
         """Append records as one write and make them durable before returning."""

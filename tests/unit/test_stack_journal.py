@@ -48,6 +48,24 @@ def test_torn_last_record_is_dropped_and_the_file_truncated(tmp_path):
     assert [r.header["n"] for r in decode_stream(path.read_bytes())[0]] == [1, 3]
 
 
+def test_the_journal_does_not_keep_the_records_it_read_back(tmp_path):
+    # they hold every object ever uploaded: after the replay the emulator must be able to drop them
+    import gc
+    import weakref
+
+    j = Journal(tmp_path)
+    j.open()
+    j.append([Record({"n": 1}, b"a" * 100)])
+    j.close()
+    again = Journal(tmp_path)
+    recs = again.open()
+    ref = weakref.ref(recs[0])
+    del recs
+    gc.collect()
+    assert ref() is None
+    again.close()
+
+
 def test_corrupt_record_stops_the_read(tmp_path):
     a, b = encode(Record({"n": 1})), encode(Record({"n": 2}))
     damaged = a + b[:-1] + bytes([b[-1] ^ 0xFF])
