@@ -97,6 +97,20 @@ def test_load_truncated_images_is_never_honoured(monkeypatch: pytest.MonkeyPatch
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # we never change the global either way
 
 
+def test_load_truncated_images_is_not_honoured_for_a_watermark_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from imagepipe.core.recipe import Watermark
+    from imagepipe.core.watermark import render_mark
+
+    # the mark travels in the recipe (untrusted too); it decodes through the same guarded load
+    mark = g.truncated(g.encode(g.photo_like(123, 91, mode="RGBA", seed=7), "png"), 0.6)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(InvalidRecipe, match="LOAD_TRUNCATED_IMAGES") as ei:
+        render_mark(Watermark(image_b64=base64.b64encode(mark).decode()), 400, 300)
+    assert ei.value.details[0]["field"] == "watermark.image_b64"
+
+
 def test_png_header_claiming_20000x10000_is_too_many_pixels_before_decoding() -> None:
     data = g.png_header_only(20000, 10000)
     assert len(data) < 200

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from imagepipe.core.decode import load_image
 from imagepipe.core.recipe import Watermark
 from imagepipe.errors import ImagePipeError, InvalidRecipe
 
@@ -37,10 +38,12 @@ def _decode_mark(image_b64: str) -> Image.Image:
         im = Image.open(io.BytesIO(raw), formats=_MARK_FORMATS)
         if im.width * im.height > MAX_MARK_PIXELS:
             raise _bad_image(f"image is {im.width}x{im.height}, above {MAX_MARK_PIXELS:,} pixels")
-        im.load()
+        load_image(im, "watermark image")  # the engine's guarded decode (never a truncated image)
         return im.convert("RGBA")
-    except ImagePipeError:
+    except InvalidRecipe:
         raise
+    except ImagePipeError as exc:  # the decode's CorruptImage / TooManyPixels: the recipe is at fault
+        raise _bad_image(exc.message) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad watermark image
         raise _bad_image(f"not a decodable PNG/WebP/GIF/JPEG image ({type(exc).__name__}: {exc})") from None
 
