@@ -179,9 +179,10 @@ def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
     """The grid cut into fan-out parts: one per format, chunked to ``PART_CELLS[format]`` cells
     (or ``max_cells`` for every format when given)."""
     parts: list[list[Cell]] = []
+    all_cells = grid.cells()
     for fmt in grid.formats:
         size = max_cells or PART_CELLS.get(fmt, MAX_PART_CELLS)
-        cells = [c for c in grid.cells() if c.format == fmt]
+        cells = [c for c in all_cells if c.format == fmt]
         for i in range(0, len(cells), size):
             parts.append(cells[i:i + size])
     return parts
@@ -190,7 +191,6 @@ def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
 def sweep_recipe(resize: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe a sweep prepares with: the resize, metadata stripped, sRGB (defaults)."""
     return {"resize": resize, "format": "webp"}
-
 
 
 def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
