@@ -122,7 +122,7 @@ class LocalStack:
         self.schedule: ScheduledTrigger | None = None
         self.gateway: ApiGatewayServer | None = None
         self._env: dict[str, str] = {}
-        self._sqs_local = threading.local()
+        self._aws: dict[str, Any] | None = None
         self.started_at: float | None = None
         self.startup_ms: dict[str, int] = {}
 
@@ -242,13 +242,15 @@ class LocalStack:
         )
         return env
 
+    def _clients(self) -> dict[str, Any]:
+        """boto3 clients for the emulator, built once per start (boto3 clients are thread-safe)."""
+        if self._aws is None:
+            self._aws = clients(self.endpoint_url)
+        return self._aws
+
     def sqs_client(self) -> Any:
-        """A boto3 SQS client for the emulator (one per calling thread)."""
-        client = getattr(self._sqs_local, "client", None)
-        if client is None:
-            client = clients(self.endpoint_url)["sqs"]
-            self._sqs_local.client = client
-        return client
+        """A boto3 SQS client for the emulator."""
+        return self._clients()["sqs"]
 
     def _spawn_runtimes(self) -> None:
         d = self.definition
@@ -352,6 +354,7 @@ class LocalStack:
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
+        self._aws = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -375,7 +378,7 @@ class LocalStack:
         }
         r = self.resources
         try:
-            c = clients(self.emulator.endpoint_url)
+            c = self._clients()
             c["s3"].head_bucket(Bucket=r.source_bucket)
             c["s3"].head_bucket(Bucket=r.dest_bucket)
             out["buckets"] = {"source": r.source_bucket, "destination": r.dest_bucket, "ok": True}
