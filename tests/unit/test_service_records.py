@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from imagepipe.errors import BadRequest
+from imagepipe.errors import BadRequest, NotFound
 from imagepipe.service.records import (
     decode_cursor,
     encode_cursor,
@@ -159,3 +159,12 @@ def test_delete_image_records(records):
     assert records.delete_image_records(image_id) == 3
     assert records.get_image(image_id) is None and records.jobs_for_image(image_id) == []
     assert records.get_image(other) is not None
+
+
+def test_create_job_racing_a_delete_is_a_typed_not_found(records, monkeypatch):
+    image_id = _image(records)
+    _job(records, image_id)
+    # the job exists (conditional put refused) but is deleted before it can be read back
+    monkeypatch.setattr(type(records), "get_job", lambda self, job_id: None)
+    with pytest.raises(NotFound):
+        _job(records, image_id)

@@ -21,7 +21,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagepipe.errors import BadRequest
+from imagepipe.errors import BadRequest, NotFound
 from imagepipe.service.awserrors import translate_aws_errors
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -213,8 +213,8 @@ class Records:
             if not conditional_failed(exc):
                 raise
             existing = self.get_job(job_id)
-            if existing is None:  # deleted between the two calls
-                raise
+            if existing is None:  # deleted (with its image) between the two calls
+                raise NotFound(f"job {job_id} was deleted with its image") from exc
             return existing, False
         return public(item) or {}, True
 
