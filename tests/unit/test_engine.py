@@ -411,6 +411,21 @@ def test_animation_kept(src_kind: str, fmt: str) -> None:
     assert not np.array_equal(frames[0], frames[-1])  # the frames really differ
 
 
+@pytest.mark.parametrize(("loop", "expected"), [(None, {"gif": None, "webp": 1, "png": 1}),
+                                              (0, {"gif": 0, "webp": 0, "png": 0}),
+                                              (3, {"gif": 3, "webp": 3, "png": 3})])
+def test_animation_keeps_the_source_loop_count(loop: int | None, expected: dict[str, int | None]) -> None:
+    # a GIF without a NETSCAPE loop block plays once: it must not come out looping forever
+    frames = [Image.new("RGB", (24, 16), c) for c in ("red", "green", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=60,
+                   **({} if loop is None else {"loop": loop}))
+    for fmt, want in expected.items():
+        out = open_out(process(buf.getvalue(), {"format": fmt, "animation": {"keep": True}}).data)
+        assert getattr(out, "n_frames", 1) == 3
+        assert out.info.get("loop") == want, fmt
+
+
 def test_animation_to_jpeg_is_an_invalid_recipe() -> None:
     with pytest.raises(InvalidRecipe) as ei:
         process(g.animated_gif(3, 20, 20), {"format": "jpeg", "animation": {"keep": True}})

@@ -39,11 +39,14 @@ class Metadata:
 
 @dataclass
 class Frames:
-    """An animation ready to encode: equally sized frames + per-frame durations (ms)."""
+    """An animation ready to encode: equally sized frames + per-frame durations (ms).
+
+    ``loop`` as the source says it (0 = forever); None = the source plays once (no GIF loop block).
+    """
 
     images: list[Image.Image]
     durations: list[int] = field(default_factory=list)
-    loop: int = 0
+    loop: int | None = 0
 
 
 def resolve_format(fmt: str, input_format: str) -> str:
@@ -211,7 +214,11 @@ def encode_frames(frames: Frames, fmt: str, quality: int, recipe: Recipe,
         mode = "RGBA" if any(i.mode == "RGBA" for i in ims) else ims[0].mode
         ims = [i if i.mode == mode else i.convert(mode) for i in ims]
     opts = save_options(fmt, quality, recipe, meta)
-    opts.update(save_all=True, append_images=ims[1:], loop=frames.loop)
+    opts.update(save_all=True, append_images=ims[1:])
+    if frames.loop is not None:
+        opts["loop"] = frames.loop
+    elif fmt != "gif":
+        opts["loop"] = 1  # play once (WebP/APNG/AVIF count plays; their 0 means forever)
     if frames.durations:
         opts["duration"] = frames.durations
     if fmt == "gif":

@@ -249,7 +249,8 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
             durations.append(int(fr.info.get("duration", 100) or 100))
             done, converted = _transform_frame(fr, recipe, plan, orientation, out_fmt, icc, icc_desc, src_raw)
             images.append(done.copy() if done is im else done)  # never keep the seekable file object
-        frames = Frames(images=images, durations=durations, loop=int(im.info.get("loop", 0) or 0))
+        loop = im.info.get("loop")  # absent: a GIF without a NETSCAPE loop block plays once
+        frames = Frames(images=images, durations=durations, loop=None if loop is None else int(loop))
         first = images[0]
     else:
         first, converted = _transform_frame(im, recipe, plan, orientation, out_fmt, icc, icc_desc, src_raw)
