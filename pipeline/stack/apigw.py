@@ -121,14 +121,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s " + format, self.address_string(), *args)
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or ``None`` if it is over the cap (the connection is then closed)."""
+    def _read_body(self) -> bytes | tuple[int, str, str]:
+        """The request body, or the ``(status, code, message)`` rejecting it (the connection is
+        then closed: the rest of the body is not read)."""
         limit = self.server.config.max_body_bytes
+        too_large = (413, "payload_too_large", f"request body over {limit} bytes")
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks: list[bytes] = []
             total = 0
             while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                try:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    self.close_connection = True
+                    return 400, "bad_request", "malformed chunked request body"
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -136,14 +142,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 total += size
                 if total > limit:
                     self.close_connection = True
-                    return None
+                    return too_large
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():  # "-1" would read until the client hangs up, "x" would kill the thread
+            self.close_connection = True
+            return 400, "bad_request", f"invalid Content-Length: {raw!r}"
+        length = int(raw)
         if length > limit:
             self.close_connection = True
-            return None
+            return too_large
         return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
@@ -155,11 +165,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         origin = self.headers.get("Origin")
         cookies: list[str] = []
-        if body is None:
+        if isinstance(body, tuple):
             cfg.stats["rejected"] += 1
-            status, headers, payload = _error(
-                413, "payload_too_large", f"request body over {cfg.max_body_bytes} bytes"
-            )
+            status, headers, payload = _error(*body)
         elif self.command == "OPTIONS" and origin and self.headers.get("Access-Control-Request-Method"):
             status, headers, payload = self._preflight(origin)
         else:

@@ -137,3 +137,19 @@ def test_concurrent_requests_on_keep_alive_connections(gateway):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("length", ["-1", "abc"])
+def test_invalid_content_length_is_400_not_a_hung_or_dropped_connection(gateway, length):
+    import socket
+
+    host, port = gateway.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)  # before the fix: a timeout (-1) or an empty read (abc)
+            assert chunk, "connection closed without a response"
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+    assert httpx.get(gateway.url + "/plain").status_code == 200
