@@ -115,3 +115,21 @@ def test_head_and_delete_prefix(backend):
     assert backend.storage.delete_prefix(cfg.dest_bucket, "outputs/img/") == 3
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=cfg.dest_bucket)["Contents"]]
     assert left == ["outputs/other/0.png"]
+
+
+def test_presigned_urls_name_the_buckets_region_on_real_aws(monkeypatch):
+    """Without an endpoint override, presigned URLs must use the regional virtual host: the
+    global ``bucket.s3.amazonaws.com`` answers 307 for a new bucket outside us-east-1 (and the
+    redirect breaks the POST upload and the GET signature)."""
+    from imagepipe.service.aws import Clients
+    from imagepipe.service.storage import Storage
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    config = make_config(region="eu-west-3")
+    storage = Storage(Clients.create(config).s3, config)  # presigning is local: no request is sent
+    host = f"{config.source_bucket}.s3.eu-west-3.amazonaws.com"
+    assert urlparse(storage.presign_upload("uploads/a/b.png", "image/png", 10)["url"]).netloc == host
+    assert urlparse(storage.presign_download(config.source_bucket, "uploads/a/b.png")).netloc == host

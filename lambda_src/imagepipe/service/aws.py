@@ -20,6 +20,9 @@ BOTO_CONFIG = BotoConfig(
     connect_timeout=3,
     read_timeout=10,
     signature_version="s3v4",
+    # presigned URLs on the regional host (bucket.s3.<region>.amazonaws.com): the default global
+    # host answers 307 for new buckets outside us-east-1. IP endpoints (the emulator) stay path-style.
+    s3={"addressing_style": "virtual"},
 )
 
 
