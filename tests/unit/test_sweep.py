@@ -133,3 +133,12 @@ def test_largest_legal_grid_is_accepted() -> None:
     assert [len(p) for p in parts] == [20] + [10] * 8 + [3] * 6 + [2] + [1]
     assert Counter(c for p in parts for c in p) == Counter(cells)
     assert len(big["formats"]) <= MAX_FORMATS
+
+
+def test_sweep_is_limited_by_the_side_limits_of_its_own_formats_only() -> None:
+    # 17000 px is beyond WebP's 16383-px limit but fine for JPEG: a JPEG sweep must run
+    wide = g.photo_bytes(17000, 8, "png")
+    r = sweep(wide, {"formats": ["jpeg"], "qualities": [80]})
+    assert [(p["format"], p["width"], p["height"]) for p in r["points"]] == [("jpeg", 17000, 8)]
+    with pytest.raises(InvalidRecipe, match="webp supports at most 16383 px"):
+        sweep(wide, {"formats": ["webp"], "qualities": [80]})

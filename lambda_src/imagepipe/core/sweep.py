@@ -189,8 +189,12 @@ def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
 
 
 def sweep_recipe(resize: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The recipe a sweep prepares with: the resize, metadata stripped, sRGB (defaults)."""
-    return {"resize": resize, "format": "webp"}
+    """The recipe a sweep prepares with: the resize, metadata stripped, sRGB (defaults).
+
+    ``best`` names no single output format: ``prepare`` reduces 16-bit input to 8-bit as for any
+    non-PNG output and leaves the format's side limit to each cell's own encode.
+    """
+    return {"resize": resize, "format": "best"}
 
 
 def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
