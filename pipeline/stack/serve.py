@@ -192,7 +192,7 @@ class LocalStack:
                 raise api_box[0]
             self._start_triggers()
             self.startup_ms["workers"] = int((time.perf_counter() - t0) * 1000)
-            self._start_gateway(api_box[0])
+            self._start_gateway(api_box[0], template)
         except BaseException:
             self.stop()
             raise
@@ -320,11 +320,11 @@ class LocalStack:
                 # not leak AWS_ENDPOINT_URL & co. into the embedding process (tests, dashboard).
                 _restore_env(saved)
 
-    def _start_gateway(self, handler: Any) -> None:
+    def _start_gateway(self, handler: Any, template: dict[str, Any]) -> None:
         d = self.definition
         assert d is not None
         api_def = d.functions["ApiFunction"]
-        routes, cors = _api_routes_and_cors(self.template_path)
+        routes, cors = _api_routes_and_cors(template)
         config = ApiConfig(
             routes=routes,
             function_name="imagepipe-api",
@@ -413,11 +413,10 @@ class LocalStack:
         return out
 
 
-def _api_routes_and_cors(template_path: Any) -> tuple[list[Route], list[str]]:
+def _api_routes_and_cors(template: dict[str, Any]) -> tuple[list[Route], list[str]]:
     """Routes of ``ApiFunction``'s HttpApi events and the HttpApi's CORS origins."""
     from pipeline.stack.resources import Resolver
 
-    template = load_template(template_path) if template_path else load_template()
     res = template["Resources"]
     resolve = Resolver(template)
     routes: list[Route] = []
