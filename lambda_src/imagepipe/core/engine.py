@@ -225,18 +225,23 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     src_raw = (opened.width, opened.height)
     if not keep_anim and vips.enabled() and vips.eligible(opened.format, opened.mode, 1, recipe.resize, plan,
                                                           (ow, oh)):
-        return _prepare_vips(source_bytes, recipe, limits, opened, plan, orientation, exif, out_fmt, t0)
-    if not keep_anim and tf.apply_draft(im, plan, orientation, (ow, oh)):
-        fast.append(f"jpeg_draft:{src_raw[0]}x{src_raw[1]}->{im.size[0]}x{im.size[1]}")
-    load_image(im, opened.format)
-    icc = im.info.get("icc_profile") or None
-    if not header_exif:
-        exif = _read_exif(im)
-        if tf.orientation_from(exif) != orientation:  # no draft happened (not a JPEG): re-plan
-            orientation = tf.orientation_from(exif)
-            ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else src_raw
-            plan = tf.plan_resize(ow, oh, recipe.resize)
-            _check_plan(plan, out_fmt, opened.frames if keep_anim else 1, limits)
+        # the libvips front end (core/vips.py) decodes + resizes; the rest runs in Pillow as usual.
+        # PNG EXIF then comes from the header only (an eXIf chunk after the image data is not seen)
+        im = vips.thumbnail(bytes(source_bytes), plan, orientation)
+        fast.append(f"vips_thumbnail:{src_raw[0]}x{src_raw[1]}->{im.width}x{im.height}")
+        src_raw = im.size
+    else:
+        if not keep_anim and tf.apply_draft(im, plan, orientation, (ow, oh)):
+            fast.append(f"jpeg_draft:{src_raw[0]}x{src_raw[1]}->{im.size[0]}x{im.size[1]}")
+        load_image(im, opened.format)
+        if not header_exif:
+            exif = _read_exif(im)
+            if tf.orientation_from(exif) != orientation:  # no draft happened (not a JPEG): re-plan
+                orientation = tf.orientation_from(exif)
+                ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else src_raw
+                plan = tf.plan_resize(ow, oh, recipe.resize)
+                _check_plan(plan, out_fmt, opened.frames if keep_anim else 1, limits)
+    icc = opened.image.info.get("icc_profile") or None
     icc_desc = tf.profile_description(icc)
     t_decode = _ms(t0)
 
@@ -273,28 +278,6 @@ def _png_header_exif(im: Image.Image) -> Image.Exif:
         except Exception:  # noqa: BLE001 - unreadable EXIF is treated as absent
             return Image.Exif()
     return exif
-
-
-def _prepare_vips(data: bytes, recipe: Recipe, limits: Limits, opened: Opened, plan: tf.Plan,
-                  orientation: int, exif: Image.Exif, out_fmt: str, t0: float) -> Prepared:
-    """The libvips front end (core/vips.py): decode + resize there, the rest as usual in Pillow.
-
-    PNG EXIF comes from the header only (an eXIf chunk placed after the image data, against the
-    PNG spec, is not seen on this path)."""
-    im = opened.image
-    icc = im.info.get("icc_profile") or None
-    icc_desc = tf.profile_description(icc)
-    small = vips.thumbnail(bytes(data), plan, orientation)
-    t_decode = _ms(t0)
-    t1 = time.perf_counter()
-    first, converted = _transform_frame(small, recipe, plan, orientation, out_fmt, icc, icc_desc, small.size)
-    meta = _metadata(recipe, exif, icc, converted, was_cmyk=False)
-    return Prepared(
-        recipe=recipe, limits=limits, format=out_fmt, image=first, frames=None, meta=meta,
-        input_facts=_input_facts(opened, icc_desc, exif),
-        timings_ms={"decode": t_decode, "transform": _ms(t1)},
-        fast_paths=[f"vips_thumbnail:{opened.width}x{opened.height}->{small.width}x{small.height}"],
-    )
 
 
 # --- encode ------------------------------------------------------------------------------------
