@@ -454,8 +454,13 @@ class LambdaRuntime:
             return
         fresh = _Worker(self._ctx, self.spec, worker.slot)
         with self._lock:
-            if worker.slot < len(self._workers):
+            # stop() may have swapped the pool out while the process was spawning
+            kept = not self._stop.is_set() and worker.slot < len(self._workers)
+            if kept:
                 self._workers[worker.slot] = fresh
+        if not kept:
+            fresh.close()
+            return
         self.stats["replaced"] += 1
 
     # -- memory watchdog ---------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pipeline.stack.runtime import (
@@ -108,3 +110,28 @@ def test_stopped_runtime_refuses_invocations():
     rt.stop()
     with pytest.raises(RuntimeError):
         rt.invoke({})
+
+
+def test_a_replacement_spawned_while_the_runtime_stops_is_not_left_running(monkeypatch):
+    # a worker crashed and its replacement is starting when stop() swaps the pool out:
+    # the replacement must not survive as a process nobody will ever close
+    import time
+
+    import pipeline.stack.runtime as runtime_mod
+
+    rt = _rt("echo").start()
+    spawned: list[Any] = []
+
+    class _StopDuringSpawn(runtime_mod._Worker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            spawned.append(self)
+            rt.stop()
+
+    monkeypatch.setattr(runtime_mod, "_Worker", _StopDuringSpawn)
+    rt._replace(rt._workers[0])
+    assert len(spawned) == 1
+    deadline = time.monotonic() + 10
+    while spawned[0].proc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not spawned[0].proc.is_alive()
