@@ -7,7 +7,9 @@
 
 Every API error is raised as the typed exception for its code (``imagepipe.errors``);
 connection failures as ``TransportError``; a wait that runs out as ``WaitTimeout``.
-Connection errors, 429 and 5xx are retried with exponential backoff; 4xx never are.
+Connection errors, 429 and 5xx are retried with exponential backoff; 4xx never are. A POST
+that is not idempotent (``/uploads``, ``/sweeps``: each call creates a new record) is retried
+only when the API cannot have acted on it: a failed connect, or 429.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def _s3_error(resp: httpx.Response) -> ImagePipeError:
     return BadRequest(text)
 
 
+#: POST routes that are safe to repeat: ``/jobs`` returns the same job for the same image + recipe.
+IDEMPOTENT_POSTS = frozenset({"/jobs"})
+
 class Client:
     """A small synchronous client for the ImagePipe API."""
 
@@ -104,19 +109,26 @@ class Client:
             delay = max(delay, float(resp.headers["retry-after"]))
         time.sleep(min(delay, 10.0))
 
-    def _send(self, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
-        """Send with retries on connection errors, 429 and 5xx; returns the last response."""
+    def _send(self, method: str, url: str, *, retry: bool = True, idempotent: bool = True,
+              **kwargs: Any) -> httpx.Response:
+        """Send with retries on connection errors, 429 and 5xx; returns the last response.
+
+        ``idempotent=False`` narrows the retries to failures the server cannot have acted on
+        (the connection never opened, or 429), so a retry never creates a second record.
+        """
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
                 resp = self._http.request(method, url, **kwargs)
             except httpx.TransportError as exc:
-                if last:
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if last or not (idempotent or unsent):
                     raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
                 self._sleep(attempt, None)
                 continue
-            if (resp.status_code == 429 or resp.status_code >= 500) and not last:
+            retryable = resp.status_code == 429 or (idempotent and resp.status_code >= 500)
+            if retryable and not last:
                 self._sleep(attempt, resp)
                 continue
             return resp
@@ -139,8 +151,9 @@ class Client:
         headers = {"x-api-key": self.api_key}
         if params:
             params = {k: v for k, v in params.items() if v is not None}
-        resp = self._send(method, f"{self.api_url}{path}", retry=retry, json=json, params=params,
-                          headers=headers)
+        idempotent = method != "POST" or path in IDEMPOTENT_POSTS
+        resp = self._send(method, f"{self.api_url}{path}", retry=retry, idempotent=idempotent, json=json,
+                          params=params, headers=headers)
         if resp.status_code not in ok:
             raise self._api_error(resp)
         if resp.status_code == 204 or not resp.content:

@@ -214,3 +214,44 @@ def test_upload_from_path_uses_its_name_and_sniffs_the_type(tmp_path):
     assert seen["presign"]["filename"] == "été photo.webp"
     assert seen["presign"]["content_type"] == "image/webp"
     assert seen["presign"]["size"] == path.stat().st_size
+
+
+def test_a_post_that_creates_a_record_is_not_retried_after_a_5xx():
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return err(500, "internal_error", "half done?")
+
+    with pytest.raises(Exception) as info:
+        client(handler, retries=3).request("POST", "/uploads", json={"filename": "a.jpg"}, ok=(201,))
+    assert info.value.code == "internal_error"
+    assert calls == ["/uploads"], "a second POST /uploads would create a second image record"
+
+
+def test_a_post_that_creates_a_record_is_retried_after_429_and_failed_connects():
+    replies: list[Any] = [httpx.ConnectError("refused"), httpx.Response(429, text="slow down"),
+                          httpx.Response(201, json={"image_id": "i"})]
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        reply = replies[len(calls) - 1]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    assert client(handler, retries=3).request("POST", "/uploads", json={}, ok=(201,)) == {"image_id": "i"}
+    assert len(calls) == 3
+
+
+def test_post_jobs_is_idempotent_and_retried_after_a_5xx():
+    replies = [err(503, "transient_error"), httpx.Response(202, json={"job_id": "j", "status": "queued"})]
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return replies[len(calls) - 1]
+
+    assert client(handler).process("i", {"format": "webp"})["job_id"] == "j"
+    assert len(calls) == 2
