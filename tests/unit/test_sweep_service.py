@@ -1,5 +1,6 @@
 """service/sweeps.py against moto (in-process): fan-out messages, a redelivered part is not
-counted twice, the last part closes the sweep, permanent and final-attempt failures recorded."""
+counted twice, the last part closes the sweep, permanent and final-attempt failures recorded, a
+fan-out that could not be sent completely still closes, a part outliving its image is "missing"."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 
 from imagepipe.core.limits import Limits
-from imagepipe.errors import InvalidRecipe, TransientError
+from imagepipe.errors import InvalidRecipe, Throttled, TransientError
 from imagepipe.service import sweeps
+from imagepipe.service.backend import Backend
 from imagepipe.service.jobs import JobRunner
 from imagepipe.service.messages import SweepPartMessage, parse_body
 from imagepipe.service.records import now_iso
@@ -149,3 +151,51 @@ def test_list_by_image_reads_its_partition_without_parts(backend: Any) -> None:
                for s in listed["items"])
     assert len(sweeps.list_sweeps(backend, {"image_id": a, "limit": "1"})["items"]) == 1
     assert len(sweeps.list_sweeps(backend, {})["items"]) == 3
+
+
+def test_parts_that_could_not_be_enqueued_are_failed_so_the_sweep_closes(backend: Any,
+                                                                          monkeypatch: Any) -> None:
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    real_enqueue = Backend.enqueue
+    sent: list[str] = []
+
+    def enqueue_once(self: Backend, body: str) -> str:
+        if sent:
+            raise Throttled("AWS throttled the request (Throttling)")
+        sent.append(body)
+        return real_enqueue(self, body)
+
+    monkeypatch.setattr(Backend, "enqueue", enqueue_once)
+    with pytest.raises(Throttled):
+        sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))
+    monkeypatch.setattr(Backend, "enqueue", real_enqueue)
+
+    [listed] = sweeps.list_sweeps(backend, {"image_id": image_id})["items"]
+    sid = listed["sweep_id"]
+    mid = sweeps.get_sweep(backend, sid)
+    assert mid["failed_parts"] == ["p001"] and mid["errors"][0]["code"] == "throttled"
+    assert mid["status"] not in sweeps.TERMINAL  # part 0 is still on its way
+
+    [msg] = _messages(backend)
+    assert msg.part == 0
+    assert JobRunner(backend, Limits()).handle(msg) == "succeeded"
+    done = sweeps.get_sweep(backend, sid)
+    assert done["status"] == "failed" and done["progress"]["parts_done"] == 1
+    assert [p["format"] for p in done["points"]] == ["jpeg", "jpeg"]
+
+
+def test_a_part_finishing_after_its_image_was_deleted_is_missing_not_an_aws_error(backend: Any,
+                                                                                monkeypatch: Any) -> None:
+    image_id = _image(backend, photo_bytes(64, 48, "jpeg"))
+    sid = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": GRID}))["sweep_id"]
+    msg = _messages(backend)[0]
+    real_get_source = backend.storage.__class__.get_source
+
+    def deleted_meanwhile(self: Any, bucket: str, key: str) -> bytes:
+        data = real_get_source(self, bucket, key)
+        backend.records.delete_image_records(image_id)  # DELETE /images/{id} while the part runs
+        return data
+
+    monkeypatch.setattr(backend.storage.__class__, "get_source", deleted_meanwhile)
+    assert JobRunner(backend, Limits()).handle(msg) == "missing"
+    assert sweeps.SweepStore(backend.records.table).get(sid) is None
