@@ -122,6 +122,18 @@ class JournalMiddleware:
         sqs_ledger.set_sink(self.ledger_sink)
 
     # -- WSGI --------------------------------------------------------------------------------
+    def _call_buffered(self, environ: dict[str, Any]) -> tuple[_Buffered, bytes]:
+        """Run moto on one request and collect its whole response (status, headers, body)."""
+        resp = _Buffered()
+        chunks = self.app(environ, resp.start_response)
+        try:
+            data = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return resp, data
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith(_BLOCKED_MOTO_API):
@@ -138,27 +150,13 @@ class JournalMiddleware:
             # moto applies an UpdateItem's actions one by one to the live item: an unlocked read
             # could see half of it (status set, result not yet). DynamoDB reads are item-atomic.
             with self.lock:
-                resp = _Buffered()
-                chunks = self.app(environ, resp.start_response)
-                try:
-                    data = b"".join(chunks)
-                finally:
-                    close = getattr(chunks, "close", None)
-                    if close is not None:
-                        close()
+                resp, data = self._call_buffered(environ)
             start_response(resp.status, resp.headers, resp.exc_info)
             return [data]
         with self.lock:
             self._tls.buffer = []
             try:
-                resp = _Buffered()
-                chunks = self.app(environ, resp.start_response)
-                try:
-                    data = b"".join(chunks)
-                finally:
-                    close = getattr(chunks, "close", None)
-                    if close is not None:
-                        close()
+                resp, data = self._call_buffered(environ)
             finally:
                 entries: list[Record] = self._tls.buffer
                 self._tls.buffer = None
