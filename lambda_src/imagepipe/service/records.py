@@ -157,36 +157,36 @@ class Records:
     @translate_aws_errors
     def mark_uploaded(self, image_id: str, size: int, etag: str | None, at: str | None = None) -> bool:
         """Record that the original landed (size, ETag); ``False`` if the image is unknown."""
-        try:
-            self.table.update_item(
-                Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
-                UpdateExpression="SET #s = :up, #b = :b, etag = :e, "
-                "uploaded_at = if_not_exists(uploaded_at, :t)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#s": "status", "#b": "bytes"},
-                ExpressionAttributeValues={
-                    ":up": "uploaded", ":b": int(size), ":e": etag, ":t": at or now_iso(),
-                },
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
+            UpdateExpression="SET #s = :up, #b = :b, etag = :e, "
+            "uploaded_at = if_not_exists(uploaded_at, :t)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#s": "status", "#b": "bytes"},
+            ExpressionAttributeValues={
+                ":up": "uploaded", ":b": int(size), ":e": etag, ":t": at or now_iso(),
+            },
+        ) is not None
 
     @translate_aws_errors
     def set_image_facts(self, image_id: str, facts: dict[str, Any]) -> None:
         """Store the original's facts (from the engine's ``facts["input"]``), first writer wins."""
+        self._update_if(
+            Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
+            UpdateExpression="SET facts = if_not_exists(facts, :f)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":f": to_dynamo(facts)},
+        )
+
+    def _update_if(self, **kwargs: Any) -> dict[str, Any] | None:
+        """``UpdateItem`` guarded by its ``ConditionExpression``: the response, or ``None`` when
+        the condition did not hold (the item is gone or in another state)."""
         try:
-            self.table.update_item(
-                Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
-                UpdateExpression="SET facts = if_not_exists(facts, :f)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":f": to_dynamo(facts)},
-            )
+            return self.table.update_item(**kwargs)
         except ClientError as exc:
-            if not conditional_failed(exc):
-                raise
+            if conditional_failed(exc):
+                return None
+            raise
 
     @translate_aws_errors
     def list_images(self, limit: int = 20, cursor: str | None = None) -> Page:
@@ -237,72 +237,57 @@ class Records:
     @translate_aws_errors
     def claim_job(self, job_id: str) -> dict[str, Any] | None:
         """``queued|running -> running`` (attempts + 1); ``None`` when the job is terminal or gone."""
-        try:
-            resp = self.table.update_item(
-                Key=self._job_key(job_id),
-                UpdateExpression="SET #s = :running, started_at = :t, updated_at = :t ADD attempts :one",
-                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":running": "running",
-                    ":queued": "queued",
-                    ":t": now_iso(),
-                    ":one": 1,
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return None
-            raise
+        resp = self._update_if(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET #s = :running, started_at = :t, updated_at = :t ADD attempts :one",
+            ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":running": "running",
+                ":queued": "queued",
+                ":t": now_iso(),
+                ":one": 1,
+            },
+            ReturnValues="ALL_NEW",
+        )
+        if resp is None:
+            return None
         return public(resp["Attributes"])
 
     @translate_aws_errors
     def succeed_job(self, job_id: str, result: dict[str, Any], facts: dict[str, Any]) -> bool:
         """``running -> succeeded`` with the result; ``False`` when the job was not running."""
-        try:
-            self.table.update_item(
-                Key=self._job_key(job_id),
-                UpdateExpression="SET #s = :ok, #r = :r, facts = :f, finished_at = :t, updated_at = :t "
-                "REMOVE #e",
-                ConditionExpression="attribute_exists(pk) AND #s = :running",
-                ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
-                ExpressionAttributeValues={
-                    ":ok": "succeeded",
-                    ":running": "running",
-                    ":r": to_dynamo(result),
-                    ":f": to_dynamo(facts),
-                    ":t": now_iso(),
-                },
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET #s = :ok, #r = :r, facts = :f, finished_at = :t, updated_at = :t "
+            "REMOVE #e",
+            ConditionExpression="attribute_exists(pk) AND #s = :running",
+            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
+            ExpressionAttributeValues={
+                ":ok": "succeeded",
+                ":running": "running",
+                ":r": to_dynamo(result),
+                ":f": to_dynamo(facts),
+                ":t": now_iso(),
+            },
+        ) is not None
 
     @translate_aws_errors
     def fail_job(self, job_id: str, code: str, message: str) -> bool:
         """``queued|running -> failed`` with ``{code, message}``; ``False`` if already terminal/gone."""
-        try:
-            self.table.update_item(
-                Key=self._job_key(job_id),
-                UpdateExpression="SET #s = :failed, #e = :e, finished_at = :t, updated_at = :t",
-                ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
-                ExpressionAttributeNames={"#s": "status", "#e": "error"},
-                ExpressionAttributeValues={
-                    ":failed": "failed",
-                    ":queued": "queued",
-                    ":running": "running",
-                    ":e": {"code": code, "message": message[:1000]},
-                    ":t": now_iso(),
-                },
-            )
-        except ClientError as exc:
-            if conditional_failed(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET #s = :failed, #e = :e, finished_at = :t, updated_at = :t",
+            ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
+            ExpressionAttributeNames={"#s": "status", "#e": "error"},
+            ExpressionAttributeValues={
+                ":failed": "failed",
+                ":queued": "queued",
+                ":running": "running",
+                ":e": {"code": code, "message": message[:1000]},
+                ":t": now_iso(),
+            },
+        ) is not None
 
     @translate_aws_errors
     def jobs_for_image(self, image_id: str) -> list[dict[str, Any]]:
