@@ -66,15 +66,15 @@ def _restore_env(saved: dict[str, str | None]) -> None:
 def _import_handler(dotted: str, env: dict[str, str]) -> Any:
     """Import the API handler with ``env`` applied to ``os.environ`` (its init phase).
 
-    If it was imported before (a previous stack in this process), the ``imagepipe.service``
-    and ``imagepipe.handlers`` modules are dropped first, so the new stack gets a cold start
-    with clients bound to its own emulator (the engine and the errors module are kept).
+    Any ``imagepipe.service`` and ``imagepipe.handlers`` modules already loaded in this process
+    (a previous stack, or other code that imported them and cached its configuration) are
+    dropped first, so the new stack gets a cold start with configuration and clients bound to
+    its own emulator (the engine and the errors module are kept).
     """
     os.environ.update(env)
     module_name, _, func = dotted.rpartition(".")
-    if module_name in sys.modules:
-        for name in [m for m in sys.modules if m.startswith(("imagepipe.service", "imagepipe.handlers"))]:
-            del sys.modules[name]
+    for name in [m for m in sys.modules if m.startswith(("imagepipe.service", "imagepipe.handlers"))]:
+        del sys.modules[name]
     return getattr(importlib.import_module(module_name), func)
 
 
