@@ -1,4 +1,4 @@
-"""Three memoizations for moto's server, applied in the emulator process only.
+"""Memoizations for moto's server, applied in the emulator process only.
 
 moto spends most of a small request on work that does not depend on the request:
 
@@ -6,6 +6,8 @@ moto spends most of a small request on work that does not depend on the request:
   request (≈ 57 ``stat`` calls) to route it; the result never changes in a running process.
 - ``method_names_from_class()`` runs ``inspect.getmembers`` over the response class on every
   request; a class's methods do not change either.
+- ``camelcase_to_underscores()`` is a pure function of its argument that every SQS request
+  calls about 30 times (``Queue.attributes`` converts each attribute name, every time).
 - DynamoDB responses go through moto's generic, shape-driven serializer, which costs about
   0.1 ms per attribute *inside* every item: a job record with its recipe, result and engine
   facts (≈ 100 nested attributes) took 14 ms to return from a ``GetItem``. moto's items are
@@ -14,7 +16,7 @@ moto spends most of a small request on work that does not depend on the request:
   type) still goes through moto's serializer. ``tests/unit/test_moto_speedups.py`` checks
   that the bytes on the wire are identical to moto's own for every attribute type.
 
-All three are pure speed-ups: same responses, no state. ``install()`` is idempotent and
+All of them are pure speed-ups: same responses, no state. ``install()`` is idempotent and
 raises :class:`SpeedupUnavailable` (the emulator then refuses to start) when moto's
 internals moved, so an upgrade that breaks them is noticed instead of silently slow.
 """
@@ -22,9 +24,12 @@ internals moved, so an upgrade that breaks them is noticed instead of silently s
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 from typing import Any
 
 _INSTALLED = False
+_SERVICES = ("s3", "dynamodb", "sqs")  # what the local stack emulates
 _SCALAR = {"S": str, "N": str, "BOOL": bool, "NULL": bool}
 
 
@@ -52,7 +57,7 @@ def plain_attribute_value(value: Any, depth: int = 0) -> bool:
 
 
 def install() -> None:
-    """Apply the three speed-ups to the imported moto (once per process)."""
+    """Apply the speed-ups to the imported moto (once per process)."""
     global _INSTALLED
     if _INSTALLED:
         return
@@ -67,13 +72,16 @@ def install() -> None:
         for owner, name in (
             (backends, "list_of_moto_modules"),
             (responses, "method_names_from_class"),
+            (core_utils, "camelcase_to_underscores"),
             (serialize.BaseJSONSerializer, "_serialize_type_structure"),
             (serialize.BaseJSONSerializer, "_default_serialize"),
         )
         if not hasattr(owner, name)
     ]
     if missing:
-        raise SpeedupUnavailable(f"this moto has no {', '.join(missing)}; update pipeline/stack/moto_speedups.py")
+        raise SpeedupUnavailable(
+            f"this moto has no {', '.join(missing)}; update pipeline/stack/moto_speedups.py"
+        )
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
@@ -81,6 +89,15 @@ def install() -> None:
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(  # type: ignore[assignment]
         core_utils.method_names_from_class
     )
+
+    original = core_utils.camelcase_to_underscores
+    cached = functools.lru_cache(maxsize=4096)(original)
+    for service in _SERVICES:  # moto imports its services lazily: import ours before patching
+        importlib.import_module(f"moto.{service}.models")
+        importlib.import_module(f"moto.{service}.responses")
+    for name, module in list(sys.modules.items()):  # every moto module that imported it by name
+        if name.startswith("moto") and getattr(module, "camelcase_to_underscores", None) is original:
+            module.camelcase_to_underscores = cached  # type: ignore[attr-defined]
 
     generic = serialize.BaseJSONSerializer._serialize_type_structure
 

@@ -191,7 +191,9 @@ def test_jobs_flow_and_errors(backend):
     msgs = backend.clients.sqs.receive_message(QueueUrl=backend.config.queue_url, MaxNumberOfMessages=10)
     bodies = [json.loads(m["Body"]) for m in msgs.get("Messages", [])]
     mine = [b for b in bodies if b.get("image_id") == image_id]
-    assert mine and all(b == {"type": "job", "job_id": job["job_id"], "image_id": image_id} for b in mine)
+    key = up["upload"]["fields"]["key"]
+    assert mine and all(b == {"type": "job", "job_id": job["job_id"], "image_id": image_id, "source_key": key}
+                        for b in mine)
     status, listed = call(event("GET", "/jobs", query={"limit": "5"}))
     assert status == 200 and listed["items"][0]["job_id"] == job["job_id"]
     status, image = call(event("GET", f"/images/{image_id}"))

@@ -195,11 +195,11 @@ def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
 def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
     """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
     image = _image_or_404(backend, image_id)
-    head = backend.storage.head(backend.config.source_bucket, image["key"])
-    if head is None:
+    if image.get("status") == "uploaded":
+        return image
+    # The S3 event (the one writer of "uploaded") may not have been handled yet: ask S3.
+    if backend.storage.head(backend.config.source_bucket, image["key"]) is None:
         raise Conflict(f"image {image_id} is not uploaded yet; POST the file to its upload URL first")
-    if image.get("status") != "uploaded":
-        backend.records.mark_uploaded(image["image_id"], int(head.get("ContentLength", 0)), head.get("ETag"))
     return image
 
 
@@ -212,7 +212,7 @@ def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]
     stored, created = backend.records.create_job(job)
     if created or stored.get("status") == "queued":
         # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
-        backend.enqueue(job_message(stored["job_id"], stored["image_id"]))
+        backend.enqueue(job_message(stored["job_id"], stored["image_id"], stored.get("source_key")))
     return {
         "job_id": stored["job_id"],
         "image_id": stored["image_id"],

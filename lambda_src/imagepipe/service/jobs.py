@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
@@ -95,7 +96,7 @@ class JobRunner:
     def handle(self, work: Work, *, final_attempt: bool = False) -> str:
         """Do one unit of queue work; returns what happened (for logs and tests)."""
         if isinstance(work, JobMessage):
-            return self.run_guarded(work.job_id, final_attempt=final_attempt)
+            return self.run_guarded(work.job_id, final_attempt=final_attempt, source_key=work.source_key)
         if isinstance(work, ObjectCreated):
             return self.object_created(work, final_attempt=final_attempt)
         if isinstance(work, SweepPartMessage):  # the compression lab's fan-out (service/sweeps.py)
@@ -112,23 +113,28 @@ class JobRunner:
                          ev.bucket, ev.key)
             return "refused"
         image_id = ev.key[len(cfg.upload_prefix):].split("/", 1)[0]
-        image = records.get_image(image_id)
-        if image is None or image.get("key") != ev.key:
+        image = records.record_upload(image_id, ev.key, ev.size, ev.etag)  # conditional on the key
+        if image is None:
             logger.warning("ignoring s3://%s/%s: no image record for it (not uploaded through the API)",
                            ev.bucket, ev.key)
             return "ignored"
-        records.mark_uploaded(image_id, ev.size, ev.etag)
         if image.get("recipe") is None:
             return "uploaded"
+        job_id = image.get("job_id") or make_job_id(image_id, image["recipe_hash"])
+        outcome = self.run_guarded(job_id, final_attempt=final_attempt, source_key=ev.key)
+        if outcome != "missing":
+            return outcome
+        # POST /uploads writes the job with the image; without it (a record written by an older
+        # version, or restored from a backup) the upload recipe still runs: create it, then run.
         job = new_job(image, image["recipe"], image["recipe_hash"], trigger="s3", preset=image.get("preset"))
-        records.create_job(job)  # normally created by POST /uploads already; a no-op then
-        return self.run_guarded(job["job_id"], final_attempt=final_attempt)
+        records.create_job(job)
+        return self.run_guarded(job["job_id"], final_attempt=final_attempt, source_key=ev.key)
 
-    def run_guarded(self, job_id: str, *, final_attempt: bool) -> str:
+    def run_guarded(self, job_id: str, *, final_attempt: bool, source_key: str | None = None) -> str:
         """``run`` and, when this was the last delivery, mark a still-open job ``failed``
         with ``retries_exhausted`` before re-raising (the message then goes to the DLQ)."""
         try:
-            return self.run(job_id)
+            return self.run(job_id, source_key=source_key)
         except Exception as exc:
             if final_attempt:  # conditional write: a no-op when the job is already terminal
                 err = RetriesExhausted(f"gave up after the final attempt: {exc}")
@@ -140,19 +146,26 @@ class JobRunner:
 
     # --- the job itself ----------------------------------------------------------------
 
-    def run(self, job_id: str) -> str:
+    def run(self, job_id: str, *, source_key: str | None = None) -> str:
         """Run one job. ``skipped`` when already terminal (a duplicate), ``failed`` on a
-        permanent error (recorded), ``succeeded``; raises on transient errors."""
+        permanent error (recorded), ``succeeded``; raises on transient errors.
+
+        ``source_key`` (from the queue message) lets the download of the original run while
+        the job is claimed; the claimed record decides which key is really read."""
         t_all = perf_counter()
         backend = self.backend
         records, storage, cfg = backend.records, backend.storage, backend.config
         if split_job_id(job_id) is None:
             logger.error("dropping malformed job id %r", job_id)
             return "missing"
+        early = None
+        if source_key and source_key.startswith(cfg.upload_prefix):
+            early = _POOL.submit(_timed, storage.get_source, cfg.source_bucket, source_key)
         t = perf_counter()
         claimed = records.claim_job(job_id)  # conditional: refuses terminal and missing jobs
         claim_ms = _ms(t)
         if claimed is None:
+            _discard(early)
             job = records.get_job(job_id)
             if job is None:
                 logger.warning("job %s no longer exists (image deleted?)", job_id)
@@ -161,15 +174,18 @@ class JobRunner:
             return "skipped"
         queue_wait_ms = _since_ms(claimed.get("created_at"))
         image_id = claimed["image_id"]
-        source_key = claimed.get("source_key") or (records.get_image(image_id) or {}).get("key")
-        if not source_key:
+        key = claimed.get("source_key") or (records.get_image(image_id) or {}).get("key")
+        if not key:
+            _discard(early)
             records.fail_job(job_id, NotFound.code, "the image record is gone")
             return "failed"
 
         try:
-            t = perf_counter()
-            data = storage.get_source(cfg.source_bucket, source_key)
-            download_ms = _ms(t)
+            if early is not None and key == source_key:
+                data, download_ms = early.result()
+            else:
+                _discard(early)
+                data, download_ms = _timed(storage.get_source, cfg.source_bucket, key)
             recipe = parse_recipe(claimed.get("recipe") or {})
             try:
                 result = self.engine(data, recipe, self.limits)
@@ -188,10 +204,14 @@ class JobRunner:
         facts = dict(result.facts)
         out = facts.get("output") or {}
         ext = out.get("extension") or out.get("format") or "bin"
-        key = output_key(cfg, image_id, claimed["recipe_hash"], str(ext))
+        out_key = output_key(cfg, image_id, claimed["recipe_hash"], str(ext))
         t = perf_counter()
-        storage.put_output(key, result.data, out.get("content_type") or "application/octet-stream")
+        storage.put_output(out_key, result.data, out.get("content_type") or "application/octet-stream")
         upload_ms = _ms(t)
+        # the original's facts and the job's result are two items: write them side by side
+        image_facts = None
+        if facts.get("input"):
+            image_facts = _POOL.submit(records.set_image_facts, image_id, facts["input"])
         timings = {
             "download": download_ms,
             "upload": upload_ms,
@@ -200,7 +220,23 @@ class JobRunner:
         }
         if queue_wait_ms is not None:
             timings["queue_wait"] = queue_wait_ms
-        ok = records.succeed_job(job_id, summarize(facts, key, timings), facts)
-        if facts.get("input"):
-            records.set_image_facts(image_id, facts["input"])
+        ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts)
+        if image_facts is not None:
+            image_facts.result()  # a failure raises: the message is retried (the job stays succeeded)
         return "succeeded" if ok else "skipped"
+
+
+#: I/O that overlaps: the original's download with the claim, the image facts with the result.
+#: boto3 clients are thread-safe; a few threads are enough for one Lambda invocation.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-io")
+
+
+def _timed(fn: Callable[..., bytes], *args: Any) -> tuple[bytes, float]:
+    t = perf_counter()
+    return fn(*args), _ms(t)
+
+
+def _discard(future: Future[Any] | None) -> None:
+    """Drop a speculative download: wait for it (no thread outlives the invocation), ignore errors."""
+    if future is not None:
+        future.cancel() or future.exception()

@@ -24,10 +24,14 @@ class ObjectCreated:
 
 @dataclass(frozen=True)
 class JobMessage:
-    """``{"type": "job", "job_id", "image_id"}`` from ``POST /jobs``."""
+    """``{"type": "job", "job_id", "image_id", "source_key"?}`` from ``POST /jobs``.
+
+    ``source_key`` is a hint that lets the processor fetch the original while it claims the
+    job; the claimed record stays the authority (a hint that disagrees with it is ignored)."""
 
     job_id: str
     image_id: str
+    source_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,12 @@ class SweepPartMessage:
 Work = ObjectCreated | JobMessage | SweepPartMessage
 
 
-def job_message(job_id: str, image_id: str) -> str:
+def job_message(job_id: str, image_id: str, source_key: str | None = None) -> str:
     """The queue body for a job."""
-    return json.dumps({"type": "job", "job_id": job_id, "image_id": image_id})
+    body = {"type": "job", "job_id": job_id, "image_id": image_id}
+    if source_key is not None:
+        body["source_key"] = source_key
+    return json.dumps(body)
 
 
 def sweep_part_message(sweep_id: str, image_id: str, part: int) -> str:
@@ -87,10 +94,12 @@ def parse_body(body: str) -> list[Work]:
     if msg.get("Event") == "s3:TestEvent":
         return []
     if msg.get("type") == "job":
-        job_id, image_id = msg.get("job_id"), msg.get("image_id")
+        job_id, image_id, source_key = msg.get("job_id"), msg.get("image_id"), msg.get("source_key")
         if not isinstance(job_id, str) or not isinstance(image_id, str):
             raise BadRequest("job message needs string job_id and image_id")
-        return [JobMessage(job_id=job_id, image_id=image_id)]
+        if source_key is not None and not isinstance(source_key, str):
+            raise BadRequest("job message source_key must be a string")
+        return [JobMessage(job_id=job_id, image_id=image_id, source_key=source_key)]
     if msg.get("type") == "sweep_part":
         sweep_id, image_id, part = msg.get("sweep_id"), msg.get("image_id"), msg.get("part")
         if not isinstance(sweep_id, str) or not isinstance(image_id, str) or type(part) is not int:

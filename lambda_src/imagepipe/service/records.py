@@ -169,6 +169,26 @@ class Records:
         ) is not None
 
     @translate_aws_errors
+    def record_upload(self, image_id: str, key: str, size: int, etag: str | None,
+                      at: str | None = None) -> dict[str, Any] | None:
+        """``mark_uploaded`` for the S3 event, in one conditional write that also reads: the
+        updated image record, or ``None`` when no image has this id *and* this key."""
+        if not IMAGE_ID_RE.match(image_id or ""):
+            return None
+        resp = self._update_if(
+            Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
+            UpdateExpression="SET #s = :up, #b = :b, etag = :e, "
+            "uploaded_at = if_not_exists(uploaded_at, :t)",
+            ConditionExpression="attribute_exists(pk) AND #k = :k",
+            ExpressionAttributeNames={"#s": "status", "#b": "bytes", "#k": "key"},
+            ExpressionAttributeValues={
+                ":up": "uploaded", ":b": int(size), ":e": etag, ":t": at or now_iso(), ":k": key,
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return None if resp is None else public(resp["Attributes"])
+
+    @translate_aws_errors
     def set_image_facts(self, image_id: str, facts: dict[str, Any]) -> None:
         """Store the original's facts (from the engine's ``facts["input"]``), first writer wins."""
         self._update_if(
