@@ -6,6 +6,9 @@ moto spends most of a small request on work that does not depend on the request:
   request (≈ 57 ``stat`` calls) to route it; the result never changes in a running process.
 - ``method_names_from_class()`` runs ``inspect.getmembers`` over the response class on every
   request; a class's methods do not change either.
+- ``UpdateExpressionParser.make()`` tokenizes and parses the same few update expressions
+  twice per ``UpdateItem``; the parsed tree is only read (``find_clauses``) or deep-copied
+  by moto's validator before anything changes it, so it is parsed once per distinct string.
 - ``camelcase_to_underscores()`` is a pure function of its argument that every SQS request
   calls about 30 times (``Queue.attributes`` converts each attribute name, every time).
 - DynamoDB responses go through moto's generic, shape-driven serializer, which costs about
@@ -65,6 +68,7 @@ def install() -> None:
         from moto import backends
         from moto.core import responses, serialize
         from moto.core import utils as core_utils
+        from moto.dynamodb.parsing import expressions
     except ImportError as exc:  # pragma: no cover - moto is a hard dependency of the stack
         raise SpeedupUnavailable(f"moto is not importable: {exc}") from exc
     missing = [
@@ -73,6 +77,7 @@ def install() -> None:
             (backends, "list_of_moto_modules"),
             (responses, "method_names_from_class"),
             (core_utils, "camelcase_to_underscores"),
+            (expressions.UpdateExpressionParser, "make"),
             (serialize.BaseJSONSerializer, "_serialize_type_structure"),
             (serialize.BaseJSONSerializer, "_default_serialize"),
         )
@@ -89,6 +94,9 @@ def install() -> None:
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(  # type: ignore[assignment]
         core_utils.method_names_from_class
     )
+
+    parser = expressions.UpdateExpressionParser
+    parser.make = staticmethod(functools.lru_cache(maxsize=1024)(parser.make))  # type: ignore[method-assign]
 
     original = core_utils.camelcase_to_underscores
     cached = functools.lru_cache(maxsize=4096)(original)

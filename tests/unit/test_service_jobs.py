@@ -148,3 +148,97 @@ def test_object_created_refuses_outputs_and_foreign_buckets(backend):
     stranger = f"uploads/{uuid.uuid4().hex}/y.png"
     assert runner.object_created(ObjectCreated(src, stranger, 1, None, put)) == "ignored"
     assert engine.calls == []
+
+
+def test_object_created_runs_the_job_written_at_upload(backend):
+    """POST /uploads writes the image with its job: the S3 event records the upload and runs
+    that very job (no second job, the upload's facts stored)."""
+    image = _uploaded_image(backend, recipe={"format": "webp"})
+    job = new_job(image, {"format": "webp"}, HASH, trigger="s3", preset=None)
+    backend.records.create_job(job)
+    backend.clients.table.update_item(Key={"pk": f"IMAGE#{image['image_id']}", "sk": "IMAGE"},
+                                      UpdateExpression="SET job_id = :j",
+                                      ExpressionAttributeValues={":j": job["job_id"]})
+    ev = ObjectCreated(backend.config.source_bucket, image["key"], 14, '"etag"', "ObjectCreated:Post")
+    assert JobRunner(backend, engine=FakeEngine()).object_created(ev) == "succeeded"
+    stored = backend.records.get_image(image["image_id"])
+    assert (stored["status"], stored["bytes"], stored["etag"]) == ("uploaded", 14, '"etag"')
+    jobs = backend.records.jobs_for_image(image["image_id"])
+    assert [j["job_id"] for j in jobs] == [job["job_id"]] and jobs[0]["status"] == "succeeded"
+
+
+def test_object_created_for_another_key_of_a_known_image_changes_nothing(backend):
+    image = _uploaded_image(backend, recipe={"format": "webp"})
+    other = image["key"].rsplit("/", 1)[0] + "/other.png"
+    engine = FakeEngine()
+    ev = ObjectCreated(backend.config.source_bucket, other, 3, None, "ObjectCreated:Put")
+    assert JobRunner(backend, engine=engine).object_created(ev) == "ignored"
+    assert backend.records.get_image(image["image_id"])["status"] == "pending_upload"
+    assert engine.calls == [] and backend.records.jobs_for_image(image["image_id"]) == []
+
+
+def test_record_upload_is_conditional_on_the_key(backend):
+    image = _uploaded_image(backend)
+    records = backend.records
+    assert records.record_upload(image["image_id"], image["key"] + "x", 1, None) is None
+    assert records.record_upload("not-an-id", image["key"], 1, None) is None
+    got = records.record_upload(image["image_id"], image["key"], 14, "e", at="2026-01-01T00:00:00.000Z")
+    assert (got["status"], got["bytes"], got["uploaded_at"]) == ("uploaded", 14, "2026-01-01T00:00:00.000Z")
+    again = records.record_upload(image["image_id"], image["key"], 14, "e")
+    assert again["uploaded_at"] == "2026-01-01T00:00:00.000Z"  # the first landing time stays
+
+
+class _CountingStorage:
+    """Wraps the real storage and counts downloads per key."""
+
+    def __init__(self, storage):
+        self._storage, self.downloads = storage, []
+
+    def __getattr__(self, name):
+        return getattr(self._storage, name)
+
+    def get_source(self, bucket, key):
+        self.downloads.append(key)
+        return self._storage.get_source(bucket, key)
+
+
+def _with_counting_storage(backend):
+    import dataclasses
+
+    counting = _CountingStorage(backend.storage)
+    return dataclasses.replace(backend, storage=counting), counting
+
+
+def test_source_key_hint_is_downloaded_while_claiming_and_used_once(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    hinted, storage = _with_counting_storage(backend)
+    engine = FakeEngine()
+    assert JobRunner(hinted, engine=engine).run(job_id, source_key=image["key"]) == "succeeded"
+    assert storage.downloads == [image["key"]]
+    assert engine.calls == [len(b"ORIGINAL-BYTES")]
+
+
+def test_a_wrong_source_key_hint_is_ignored_for_the_claimed_key(backend):
+    image = _uploaded_image(backend)
+    decoy = f"{backend.config.upload_prefix}{image['image_id']}/decoy.png"
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=decoy, Body=b"DECOY")
+    job_id = _queued_job(backend, image)
+    hinted, storage = _with_counting_storage(backend)
+    engine = FakeEngine()
+    assert JobRunner(hinted, engine=engine).run(job_id, source_key=decoy) == "succeeded"
+    assert engine.calls == [len(b"ORIGINAL-BYTES")]  # the record decides, not the message (DECOY: 5)
+    assert storage.downloads[-1] == image["key"]
+    assert backend.records.get_job(job_id)["result"]["original_bytes"] == 14
+
+
+def test_a_hint_for_a_finished_or_missing_job_does_no_work(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    runner = JobRunner(backend, engine=FakeEngine())
+    assert runner.run(job_id) == "succeeded"
+    engine = FakeEngine()
+    assert JobRunner(backend, engine=engine).run(job_id, source_key=image["key"]) == "skipped"
+    missing = f"{uuid.uuid4().hex}-{HASH}"
+    assert JobRunner(backend, engine=engine).run(missing, source_key="uploads/nope/x.png") == "missing"
+    assert engine.calls == []
