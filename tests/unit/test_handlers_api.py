@@ -173,6 +173,13 @@ def test_upload_with_recipe_creates_queued_job(backend):
     assert job["recipe"]["format"] == "webp"
 
 
+def job_recipe(job_id: str) -> dict:
+    """The stored (canonical) recipe of a job, as ``GET /jobs/{id}`` returns it."""
+    status, job = call(event("GET", f"/jobs/{job_id}"))
+    assert status == 200
+    return job["recipe"]
+
+
 def test_jobs_flow_and_errors(backend):
     _, up = upload()
     image_id = up["image_id"]
@@ -192,7 +199,8 @@ def test_jobs_flow_and_errors(backend):
     bodies = [json.loads(m["Body"]) for m in msgs.get("Messages", [])]
     mine = [b for b in bodies if b.get("image_id") == image_id]
     key = up["upload"]["fields"]["key"]
-    assert mine and all(b == {"type": "job", "job_id": job["job_id"], "image_id": image_id, "source_key": key}
+    hints = {"source_key": key, "recipe": job_recipe(job["job_id"])}
+    assert mine and all(b == {"type": "job", "job_id": job["job_id"], "image_id": image_id, **hints}
                         for b in mine)
     status, listed = call(event("GET", "/jobs", query={"limit": "5"}))
     assert status == 200 and listed["items"][0]["job_id"] == job["job_id"]

@@ -242,3 +242,87 @@ def test_a_hint_for_a_finished_or_missing_job_does_no_work(backend):
     missing = f"{uuid.uuid4().hex}-{HASH}"
     assert JobRunner(backend, engine=engine).run(missing, source_key="uploads/nope/x.png") == "missing"
     assert engine.calls == []
+
+
+def test_recipe_hint_processes_while_claiming_and_the_record_decides(backend):
+    """With the recipe in the message the engine runs beside the claim; a hint whose recipe
+    differs from the claimed record's is thrown away and the job redone from the record."""
+    from imagepipe.core.recipe import parse_recipe
+
+    image = _uploaded_image(backend)
+    webp = parse_recipe({"format": "webp"})
+    job = new_job(image, webp.model_dump(mode="json"), webp.recipe_hash(), trigger="api", preset=None)
+    backend.records.create_job(job)
+    job_id = job["job_id"]
+    engine = FakeEngine()
+    runner = JobRunner(backend, engine=engine)
+    assert runner.run(job_id, source_key=image["key"], recipe_hint={"format": "webp"}) == "succeeded"
+    assert engine.calls == [14]
+
+    image2 = _uploaded_image(backend)
+    job2 = _queued_job(backend, image2)
+    seen: list[str] = []
+
+    def recording_engine(data, recipe, limits):
+        seen.append(recipe.format)
+        return FakeEngine()(data, recipe, limits)
+
+    runner2 = JobRunner(backend, engine=recording_engine)
+    assert runner2.run(job2, source_key=image2["key"], recipe_hint={"format": "png"}) == "succeeded"
+    assert seen[-1] == "webp"  # the record's recipe made the stored output
+    assert backend.records.get_job(job2)["status"] == "succeeded"
+
+
+def test_a_failing_hint_does_not_fail_the_job_it_disagrees_with(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+
+    def engine(data, recipe, limits):
+        if recipe.format == "png":
+            raise CorruptImage("only the hinted recipe fails")
+        return FakeEngine()(data, recipe, limits)
+
+    runner = JobRunner(backend, engine=engine)
+    assert runner.run(job_id, source_key=image["key"], recipe_hint={"format": "png"}) == "succeeded"
+
+
+def test_a_hinted_engine_error_fails_the_job_like_the_normal_path(backend):
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    engine = FakeEngine(error=CorruptImage("bad bytes"))
+    runner = JobRunner(backend, engine=engine)
+    assert runner.run(job_id, source_key=image["key"], recipe_hint={"format": "webp"}) == "failed"
+    job = backend.records.get_job(job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "corrupt_image"
+
+
+def test_the_engine_really_runs_beside_the_claim(backend):
+    """The claim waits (bounded) until the engine has started: only a runner that processes
+    the hinted recipe while claiming lets it see that."""
+    import dataclasses
+    import threading
+
+    from imagepipe.core.recipe import parse_recipe
+
+    image = _uploaded_image(backend)
+    webp = parse_recipe({"format": "webp"})
+    job = new_job(image, webp.model_dump(mode="json"), webp.recipe_hash(), trigger="api", preset=None)
+    backend.records.create_job(job)
+    started = threading.Event()
+    seen_during_claim: list[bool] = []
+
+    class Records:
+        def __getattr__(self, name):
+            return getattr(backend.records, name)
+
+        def claim_job(self, job_id):
+            seen_during_claim.append(started.wait(5))
+            return backend.records.claim_job(job_id)
+
+    def engine(data, recipe, limits):
+        started.set()
+        return FakeEngine()(data, recipe, limits)
+
+    runner = JobRunner(dataclasses.replace(backend, records=Records()), engine=engine)
+    assert runner.run(job["job_id"], source_key=image["key"], recipe_hint={"format": "webp"}) == "succeeded"
+    assert seen_during_claim == [True]

@@ -68,3 +68,20 @@ def test_sample_events_parse():
 def test_malformed_messages_are_bad_requests(body):
     with pytest.raises(BadRequest):
         parse_body(body)
+
+
+def test_job_message_hints_round_trip_and_a_big_recipe_is_left_out():
+    from imagepipe.service.messages import MAX_RECIPE_HINT
+
+    small = {"format": "webp", "quality": 80}
+    [msg] = parse_body(job_message("j", "i", "uploads/i/a.png", small))
+    assert msg == JobMessage(job_id="j", image_id="i", source_key="uploads/i/a.png", recipe=small)
+    big = {"watermark": {"image_b64": "A" * (MAX_RECIPE_HINT + 1)}}
+    [msg] = parse_body(job_message("j", "i", None, big))
+    assert msg.recipe is None and msg.source_key is None  # SQS bodies stay far below 256 KiB
+
+
+def test_job_message_hints_must_have_the_right_types():
+    for bad in ({"source_key": 3}, {"recipe": "webp"}):
+        with pytest.raises(BadRequest):
+            parse_body(json.dumps({"type": "job", "job_id": "j", "image_id": "i", **bad}))

@@ -212,7 +212,8 @@ def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]
     stored, created = backend.records.create_job(job)
     if created or stored.get("status") == "queued":
         # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
-        backend.enqueue(job_message(stored["job_id"], stored["image_id"], stored.get("source_key")))
+        backend.enqueue(job_message(stored["job_id"], stored["image_id"], stored.get("source_key"),
+                                    stored.get("recipe")))
     return {
         "job_id": stored["job_id"],
         "image_id": stored["image_id"],

@@ -96,7 +96,8 @@ class JobRunner:
     def handle(self, work: Work, *, final_attempt: bool = False) -> str:
         """Do one unit of queue work; returns what happened (for logs and tests)."""
         if isinstance(work, JobMessage):
-            return self.run_guarded(work.job_id, final_attempt=final_attempt, source_key=work.source_key)
+            return self.run_guarded(work.job_id, final_attempt=final_attempt, source_key=work.source_key,
+                                    recipe_hint=work.recipe)
         if isinstance(work, ObjectCreated):
             return self.object_created(work, final_attempt=final_attempt)
         if isinstance(work, SweepPartMessage):  # the compression lab's fan-out (service/sweeps.py)
@@ -121,20 +122,23 @@ class JobRunner:
         if image.get("recipe") is None:
             return "uploaded"
         job_id = image.get("job_id") or make_job_id(image_id, image["recipe_hash"])
-        outcome = self.run_guarded(job_id, final_attempt=final_attempt, source_key=ev.key)
+        outcome = self.run_guarded(job_id, final_attempt=final_attempt, source_key=ev.key,
+                                   recipe_hint=image["recipe"])
         if outcome != "missing":
             return outcome
         # POST /uploads writes the job with the image; without it (a record written by an older
         # version, or restored from a backup) the upload recipe still runs: create it, then run.
         job = new_job(image, image["recipe"], image["recipe_hash"], trigger="s3", preset=image.get("preset"))
         records.create_job(job)
-        return self.run_guarded(job["job_id"], final_attempt=final_attempt, source_key=ev.key)
+        return self.run_guarded(job["job_id"], final_attempt=final_attempt, source_key=ev.key,
+                                recipe_hint=image["recipe"])
 
-    def run_guarded(self, job_id: str, *, final_attempt: bool, source_key: str | None = None) -> str:
+    def run_guarded(self, job_id: str, *, final_attempt: bool, source_key: str | None = None,
+                    recipe_hint: dict[str, Any] | None = None) -> str:
         """``run`` and, when this was the last delivery, mark a still-open job ``failed``
         with ``retries_exhausted`` before re-raising (the message then goes to the DLQ)."""
         try:
-            return self.run(job_id, source_key=source_key)
+            return self.run(job_id, source_key=source_key, recipe_hint=recipe_hint)
         except Exception as exc:
             if final_attempt:  # conditional write: a no-op when the job is already terminal
                 err = RetriesExhausted(f"gave up after the final attempt: {exc}")
@@ -146,12 +150,16 @@ class JobRunner:
 
     # --- the job itself ----------------------------------------------------------------
 
-    def run(self, job_id: str, *, source_key: str | None = None) -> str:
+    def run(self, job_id: str, *, source_key: str | None = None,
+            recipe_hint: dict[str, Any] | None = None) -> str:
         """Run one job. ``skipped`` when already terminal (a duplicate), ``failed`` on a
         permanent error (recorded), ``succeeded``; raises on transient errors.
 
-        ``source_key`` (from the queue message) lets the download of the original run while
-        the job is claimed; the claimed record decides which key is really read."""
+        ``source_key`` and ``recipe_hint`` (from the queue message or the image record) let the
+        download, and the engine too when the recipe is known, run while the job is claimed.
+        The claimed record decides: a hint that disagrees with it is thrown away and the work
+        is redone from the record. A duplicate delivery wastes that speculative work (it is
+        waited for, never left running), which is rare next to the claim it saves on every job."""
         t_all = perf_counter()
         backend = self.backend
         records, storage, cfg = backend.records, backend.storage, backend.config
@@ -159,8 +167,10 @@ class JobRunner:
             logger.error("dropping malformed job id %r", job_id)
             return "missing"
         early = None
+        hint_hash = _recipe_hash_or_none(recipe_hint)
         if source_key and source_key.startswith(cfg.upload_prefix):
-            early = _POOL.submit(_timed, storage.get_source, cfg.source_bucket, source_key)
+            early = _POOL.submit(self._fetch_and_process, job_id, source_key,
+                                 recipe_hint if hint_hash else None)
         t = perf_counter()
         claimed = records.claim_job(job_id)  # conditional: refuses terminal and missing jobs
         claim_ms = _ms(t)
@@ -181,19 +191,14 @@ class JobRunner:
             return "failed"
 
         try:
-            if early is not None and key == source_key:
-                data, download_ms = early.result()
+            hint_agrees = key == source_key and hint_hash in (None, claimed.get("recipe_hash"))
+            if early is not None and hint_agrees:
+                data, download_ms, result = early.result()  # result is None without a recipe hint
             else:
                 _discard(early)
-                data, download_ms = _timed(storage.get_source, cfg.source_bucket, key)
-            recipe = parse_recipe(claimed.get("recipe") or {})
-            try:
-                result = self.engine(data, recipe, self.limits)
-            except ImagePipeError:
-                raise
-            except Exception as exc:  # an engine bug must not loop through retries
-                logger.exception("engine crashed on job %s", job_id)
-                raise InternalError(f"the engine failed unexpectedly: {type(exc).__name__}") from exc
+                data, download_ms, result = self._fetch_and_process(job_id, key, None)
+            if result is None:
+                result = self._process(job_id, data, claimed.get("recipe") or {})
         except ImagePipeError as exc:
             if not exc.permanent:
                 raise
@@ -225,8 +230,27 @@ class JobRunner:
             image_facts.result()  # a failure raises: the message is retried (the job stays succeeded)
         return "succeeded" if ok else "skipped"
 
+    def _process(self, job_id: str, data: bytes, recipe_dict: dict[str, Any]) -> Any:
+        """The engine on one original; an engine bug becomes ``InternalError`` (no retry loop)."""
+        recipe = parse_recipe(recipe_dict)
+        try:
+            return self.engine(data, recipe, self.limits)
+        except ImagePipeError:
+            raise
+        except Exception as exc:
+            logger.exception("engine crashed on job %s", job_id)
+            raise InternalError(f"the engine failed unexpectedly: {type(exc).__name__}") from exc
 
-#: I/O that overlaps: the original's download with the claim, the image facts with the result.
+    def _fetch_and_process(self, job_id: str, key: str,
+                           recipe_dict: dict[str, Any] | None) -> tuple[bytes, float, Any]:
+        """Download the original, and process it when a recipe is given: ``(data, ms, result)``."""
+        data, download_ms = _timed(self.backend.storage.get_source, self.backend.config.source_bucket, key)
+        result = None if recipe_dict is None else self._process(job_id, data, recipe_dict)
+        return data, download_ms, result
+
+
+#: Work that overlaps: the original's download (and the engine, when the recipe is known) with
+#: the claim, the image facts with the result.
 #: boto3 clients are thread-safe; a few threads are enough for one Lambda invocation.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-io")
 
@@ -234,6 +258,17 @@ _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-io")
 def _timed(fn: Callable[..., bytes], *args: Any) -> tuple[bytes, float]:
     t = perf_counter()
     return fn(*args), _ms(t)
+
+
+def _recipe_hash_or_none(recipe: dict[str, Any] | None) -> str | None:
+    """The hash of a hinted recipe, or ``None`` when there is none or it does not parse (the
+    claimed record's recipe is then parsed on the normal path, with its normal errors)."""
+    if recipe is None:
+        return None
+    try:
+        return parse_recipe(recipe).recipe_hash()
+    except ImagePipeError:
+        return None
 
 
 def _discard(future: Future[Any] | None) -> None:

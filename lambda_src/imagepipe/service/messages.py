@@ -24,14 +24,17 @@ class ObjectCreated:
 
 @dataclass(frozen=True)
 class JobMessage:
-    """``{"type": "job", "job_id", "image_id", "source_key"?}`` from ``POST /jobs``.
+    """``{"type": "job", "job_id", "image_id", "source_key"?, "recipe"?}`` from ``POST /jobs``.
 
-    ``source_key`` is a hint that lets the processor fetch the original while it claims the
-    job; the claimed record stays the authority (a hint that disagrees with it is ignored)."""
+    ``source_key`` and ``recipe`` are hints that let the processor fetch and process the
+    original while it claims the job; the claimed record stays the authority (a hint that
+    disagrees with it is ignored). A recipe larger than ``MAX_RECIPE_HINT`` bytes (a big
+    watermark image) is not sent: SQS messages are limited to 256 KiB."""
 
     job_id: str
     image_id: str
     source_key: str | None = None
+    recipe: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,17 @@ class SweepPartMessage:
 Work = ObjectCreated | JobMessage | SweepPartMessage
 
 
-def job_message(job_id: str, image_id: str, source_key: str | None = None) -> str:
-    """The queue body for a job."""
-    body = {"type": "job", "job_id": job_id, "image_id": image_id}
+MAX_RECIPE_HINT = 16 * 1024
+
+
+def job_message(job_id: str, image_id: str, source_key: str | None = None,
+                recipe: dict[str, Any] | None = None) -> str:
+    """The queue body for a job (the hints are optional, see :class:`JobMessage`)."""
+    body: dict[str, Any] = {"type": "job", "job_id": job_id, "image_id": image_id}
     if source_key is not None:
         body["source_key"] = source_key
+    if recipe is not None and len(json.dumps(recipe)) <= MAX_RECIPE_HINT:
+        body["recipe"] = recipe
     return json.dumps(body)
 
 
@@ -95,11 +104,14 @@ def parse_body(body: str) -> list[Work]:
         return []
     if msg.get("type") == "job":
         job_id, image_id, source_key = msg.get("job_id"), msg.get("image_id"), msg.get("source_key")
+        recipe = msg.get("recipe")
         if not isinstance(job_id, str) or not isinstance(image_id, str):
             raise BadRequest("job message needs string job_id and image_id")
         if source_key is not None and not isinstance(source_key, str):
             raise BadRequest("job message source_key must be a string")
-        return [JobMessage(job_id=job_id, image_id=image_id, source_key=source_key)]
+        if recipe is not None and not isinstance(recipe, dict):
+            raise BadRequest("job message recipe must be an object")
+        return [JobMessage(job_id=job_id, image_id=image_id, source_key=source_key, recipe=recipe)]
     if msg.get("type") == "sweep_part":
         sweep_id, image_id, part = msg.get("sweep_id"), msg.get("image_id"), msg.get("part")
         if not isinstance(sweep_id, str) or not isinstance(image_id, str) or type(part) is not int:
