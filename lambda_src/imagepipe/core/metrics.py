@@ -1,4 +1,4 @@
-"""Full-reference quality metrics: SSIM and PSNR, numpy-vectorised.
+"""Full-reference quality metrics: SSIM, PSNR and SSIMULACRA2, numpy-vectorised.
 
 Definitions (see docs/engine.md):
 
@@ -15,20 +15,33 @@ Definitions (see docs/engine.md):
   integer factor that brings them under it (as the reference ``ssim.m`` does for large images);
 - **PSNR** over all colour channels (RGB, or L for grayscale outputs) at full output resolution:
   10·log10(255² / MSE), capped at ``PSNR_CAP`` = 100 dB; identical images report 100.0 (a
-  JSON-safe stand-in for infinity).
+  JSON-safe stand-in for infinity);
+- **SSIMULACRA2** (``core/ssimulacra2.py``, libjxl's published metric) on RGB at the output size
+  (above 2048² px both images are first box-reduced in linear light), rounded to 4 decimals;
+  identical images report 100.0. Only computed when asked for (``names``): it costs ~10–20× SSIM.
+
+:class:`Reference` keeps the reference side of every metric (flattened image, luma window
+statistics, SSIMULACRA2 pyramid) so that a sweep or an auto-quality search measures many outputs
+of one image without recomputing it; :func:`compare` is :func:`compare_to` with a fresh one.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops
 
+from imagepipe.core import ssimulacra2
 from imagepipe.core.encode import flatten
 from imagepipe.core.transform import i16_to_l
 
 PSNR_CAP = 100.0
+#: every metric the engine computes; sweeps and ``target.metric`` pick from these
+METRIC_NAMES: tuple[str, ...] = ("ssim", "psnr", "ssimulacra2")
+DEFAULT_METRICS: tuple[str, ...] = ("ssim", "psnr")
 #: ``process()`` skips metrics (facts say why) for outputs above this many pixels (memory)
 MAX_METRIC_OUTPUT_PIXELS = 24_000_000
 MAX_METRIC_PIXELS = 4_000_000
@@ -82,30 +95,56 @@ def _ssim_formula(mu_a: np.ndarray, mu_b: np.ndarray, aa: np.ndarray, bb: np.nda
     return float(np.mean(num / den))
 
 
-def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two equally sized 2-D luma arrays (0–255): 8×8 windows, stride 4."""
-    h, w = a.shape
-    if h < _WINDOW or w < _WINDOW:
-        return _ssim_sliding(a, b)
-    h4, w4 = h // 4 * 4, w // 4 * 4
-    # 4×4 block sums of x, y, x², y², xy, computed in horizontal stripes that stay in cache
-    blocks: list[list[np.ndarray]] = [[], [], [], [], []]
+def _block_sums(arrays: list[np.ndarray], h4: int) -> list[np.ndarray]:
+    """Exact int32 4×4 block sums of each of ``arrays`` (int32, ``h4`` × ``w4``), computed in
+    horizontal stripes that stay in cache."""
+    blocks: list[list[np.ndarray]] = [[] for _ in arrays]
     for y0 in range(0, h4, _STRIPE):
-        x = a[y0:min(h4, y0 + _STRIPE), :w4].astype(np.int32)
-        y = b[y0:min(h4, y0 + _STRIPE), :w4].astype(np.int32)
-        for i, v in enumerate((x, y, x * x, y * y, x * y)):
+        for i, v in enumerate(arrays):
+            v = v[y0:min(h4, y0 + _STRIPE)]
             r = v[0::4] + v[1::4] + v[2::4] + v[3::4]  # rows first: contiguous reads
             blocks[i].append(r[:, 0::4] + r[:, 1::4] + r[:, 2::4] + r[:, 3::4])
+    return [np.concatenate(p) if len(p) > 1 else p[0] for p in blocks]
 
-    def windows(parts: list[np.ndarray]) -> np.ndarray:
-        s = np.concatenate(parts) if len(parts) > 1 else parts[0]  # exact int32 block sums
-        return (s[:-1, :-1] + s[1:, :-1] + s[:-1, 1:] + s[1:, 1:]).astype(np.float64) / 64.0
 
-    mu_a, mu_b = windows(blocks[0]), windows(blocks[1])
-    aa = windows(blocks[2]) - mu_a * mu_a
-    bb = windows(blocks[3]) - mu_b * mu_b
-    ab = windows(blocks[4]) - mu_a * mu_b
-    return _ssim_formula(mu_a, mu_b, aa, bb, ab)
+def _windows(s: np.ndarray) -> np.ndarray:
+    """Mean of every 8×8 window (2×2 neighbouring 4×4 blocks) from exact block sums."""
+    return (s[:-1, :-1] + s[1:, :-1] + s[:-1, 1:] + s[1:, 1:]).astype(np.float64) / 64.0
+
+
+class LumaReference:
+    """The reference side of :func:`ssim_luma` (its luma, window means and variances), computed
+    once and reused against any number of outputs — bit-identical to computing it each time."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+        h, w = a.shape
+        self.small = h < _WINDOW or w < _WINDOW
+        if self.small:
+            return
+        self.h4, self.w4 = h // 4 * 4, w // 4 * 4
+        self.x = a[:self.h4, :self.w4].astype(np.int32)
+        bx, bxx = _block_sums([self.x, self.x * self.x], self.h4)
+        self.mu_a = _windows(bx)
+        self.aa = _windows(bxx) - self.mu_a * self.mu_a
+
+    def ssim(self, b: np.ndarray) -> float:
+        """SSIM of luma ``b`` (same size) against this reference."""
+        if b.shape != self.a.shape:
+            raise ValueError(f"metric images differ in size: {self.a.shape} vs {b.shape}")
+        if self.small:
+            return _ssim_sliding(self.a, b)
+        y = b[:self.h4, :self.w4].astype(np.int32)
+        by, byy, bxy = _block_sums([y, y * y, self.x * y], self.h4)
+        mu_b = _windows(by)
+        bb = _windows(byy) - mu_b * mu_b
+        ab = _windows(bxy) - self.mu_a * mu_b
+        return _ssim_formula(self.mu_a, mu_b, self.aa, bb, ab)
+
+
+def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two equally sized 2-D luma arrays (0–255): 8×8 windows, stride 4."""
+    return LumaReference(a).ssim(b)
 
 
 def _ssim_sliding(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,12 +192,73 @@ def psnr(a: Image.Image, b: Image.Image, background: tuple[int, int, int] = (255
     return round(_psnr_from(*_sse(a, b)), 4)
 
 
-def compare(reference: Image.Image, output: Image.Image,
-            background: tuple[int, int, int] = (255, 255, 255)) -> dict[str, float]:
-    """``{"ssim", "psnr"}`` of ``output`` against ``reference`` (one flatten/convert for both)."""
-    a, b = _pair(reference, output, background)
+class Reference:
+    """A metrics reference (the prepared image), computed once per image and reused for every
+    output measured against it: the flattened image, its luma window statistics (SSIM) and its
+    SSIMULACRA2 pyramid, each built on first use (per colour mode: a grayscale reference meets
+    RGB outputs as RGB, like :func:`compare`)."""
+
+    def __init__(self, image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> None:
+        self.background = background
+        self.base = comparable(image, background)
+        self._sides: dict[str, dict[str, Any]] = {}
+
+    def side(self, mode: str) -> dict[str, Any]:
+        """The cached reference data for outputs compared in ``mode`` (``RGB`` or ``L``)."""
+        got = self._sides.get(mode)
+        if got is None:
+            got = {"image": self.base if self.base.mode == mode else self.base.convert(mode)}
+            self._sides[mode] = got
+        return got
+
+
+def _check_names(names: Sequence[str]) -> None:
+    bad = [n for n in names if n not in METRIC_NAMES]
+    if bad:
+        raise ValueError(f"unknown metrics {bad}; known: {list(METRIC_NAMES)}")
+
+
+def compare_to(ref: Reference, output: Image.Image,
+               names: Sequence[str] = DEFAULT_METRICS) -> dict[str, float | None]:
+    """The metrics ``names`` (``ssim``, ``psnr``, ``ssimulacra2``) of ``output`` against a
+    cached :class:`Reference`. SSIMULACRA2 is ``None`` below 8×8 pixels (undefined there)."""
+    _check_names(names)
+    b = comparable(output, ref.background)
+    mode = b.mode if b.mode == ref.base.mode else "RGB"
+    if b.mode != mode:
+        b = b.convert(mode)
+    side = ref.side(mode)
+    a = side["image"]
+    if a.size != b.size:
+        raise ValueError(f"metric images differ in size: {a.size} vs {b.size}")
     sse, n = _sse(a, b)
-    if sse == 0.0:
-        return {"ssim": 1.0, "psnr": PSNR_CAP}
-    s = ssim_luma(np.asarray(_luma(a)), np.asarray(_luma(b)))
-    return {"ssim": round(s, 6), "psnr": round(_psnr_from(sse, n), 4)}
+    out: dict[str, float | None] = {}
+    for name in names:
+        if name == "psnr":
+            out["psnr"] = PSNR_CAP if sse == 0.0 else round(_psnr_from(sse, n), 4)
+        elif name == "ssim":
+            if sse == 0.0:
+                out["ssim"] = 1.0
+                continue
+            if "luma" not in side:
+                side["luma"] = LumaReference(np.asarray(_luma(a)))
+            out["ssim"] = round(side["luma"].ssim(np.asarray(_luma(b))), 6)
+        else:
+            if min(a.size) < 8:
+                out["ssimulacra2"] = None
+                continue
+            if sse == 0.0:
+                out["ssimulacra2"] = 100.0
+                continue
+            if "ssimulacra2" not in side:
+                side["ssimulacra2"] = ssimulacra2.Reference(np.asarray(a))
+            out["ssimulacra2"] = round(side["ssimulacra2"].score(np.asarray(b)), 4)
+    return out
+
+
+def compare(reference: Image.Image, output: Image.Image,
+            background: tuple[int, int, int] = (255, 255, 255),
+            names: Sequence[str] = DEFAULT_METRICS) -> dict[str, float | None]:
+    """``{"ssim", "psnr"}`` (or the metrics ``names``) of ``output`` against ``reference``,
+    without a cache (a fresh :class:`Reference`)."""
+    return compare_to(Reference(reference, background), output, names)
