@@ -595,9 +595,10 @@ def test_auto_unreachable() -> None:
     assert ei.value.code == "target_unreachable" and ei.value.details["tried"]
 
 
-def test_ssimulacra2_target_is_reported_unavailable() -> None:
+def test_ssimulacra2_target_needs_8x8_pixels() -> None:
+    # SSIMULACRA2 is implemented (tests/unit/test_ssimulacra2.py); below 8x8 px it is undefined
     with pytest.raises(InvalidRecipe) as ei:
-        process(g.photo_bytes(64, 48, "png"),
+        process(g.photo_bytes(7, 40, "png"),
                 {"quality": "auto", "target": {"metric": "ssimulacra2", "min": 70}})
     assert ei.value.details[0]["field"] == "target.metric"
 

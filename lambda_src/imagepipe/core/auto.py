@@ -1,14 +1,19 @@
 """``quality: "auto"`` and ``format: "best"``: searches over ``encode_variant`` + ``measure``.
 
-- quality "auto" with ``target`` (SSIM ≥ min): the lowest quality meeting the target (binary
-  search over 1–100, assuming SSIM grows with quality), then ``max_bytes`` is checked;
+- quality "auto" with ``target`` (``metric`` ≥ min, metric ``ssim`` or ``ssimulacra2``; higher
+  is better for both): the lowest quality meeting the target (binary search over 1–100, assuming
+  the score grows with quality), then ``max_bytes`` is checked;
 - quality "auto" with only ``max_bytes``: the highest quality whose output fits;
 - format "best": every candidate format (JPEG/WebP/AVIF, or PNG/WebP/AVIF when the image has
   alpha, GIF/WebP for kept animations) goes through the above (or is encoded at the fixed
   quality); with an SSIM target (or a fixed quality) the smallest output that meets the
   constraints wins, with only ``max_bytes`` the highest-SSIM output under the size wins.
 
-The search facts record the whole trace (every format/quality tried with its bytes and SSIM)
+Every probe is measured against one :class:`imagepipe.core.metrics.Reference` of the prepared
+image (its reference side is computed once per search, not once per probe).
+
+The search facts record the whole trace (every format/quality tried with its bytes, SSIM and,
+for an SSIMULACRA2 target, its SSIMULACRA2)
 and each candidate format's outcome, so a caller can see why a format won.
 Lossless encodes (PNG, GIF, lossless WebP) are encoded once. Nothing meets the goal →
 ``TargetUnreachable`` listing what was tried.
@@ -19,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from imagepipe.core.encode import MAX_SIDE
+from imagepipe.core.metrics import DEFAULT_METRICS, Reference, compare_to
 from imagepipe.core.transform import has_alpha
 from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
 
@@ -45,58 +51,76 @@ def _is_lossless(prepared: Prepared, fmt: str) -> bool:
     return fmt not in LOSSY or (fmt == "webp" and prepared.recipe.webp.lossless)
 
 
-def _try(prepared: Prepared, fmt: str, q: int) -> tuple[bytes, dict[str, Any], dict[str, float]] | None:
-    """Encode and measure (every trace entry carries its score); None above the output cap."""
-    from imagepipe.core.engine import encode_variant, measure
+class _Search:
+    """What one ``choose`` call shares between its probes: the goal and the metrics reference."""
 
-    try:
-        data, facts = encode_variant(prepared, fmt, q)
-    except OutputTooLarge:
-        return None
-    return data, facts, measure(prepared, data)
+    def __init__(self, prepared: Prepared) -> None:
+        r = prepared.recipe
+        self.prepared = prepared
+        self.metric = r.target.metric if r.target is not None else "ssim"
+        self.min_score = r.target.min if r.target is not None else None
+        self.max_bytes = r.max_bytes
+        self.names = DEFAULT_METRICS + (() if self.metric in DEFAULT_METRICS else (self.metric,))
+        self.ref = Reference(prepared.image, r.background_rgb())
+        self.tried: list[dict[str, Any]] = []
 
+    def measure(self, data: bytes) -> dict[str, Any]:
+        from imagepipe.core.engine import decode_output
 
-def _ok(res: Any, min_ssim: float | None, max_bytes: int | None) -> bool:
-    if res is None:
-        return False
-    data, _facts, m = res
-    if max_bytes is not None and len(data) > max_bytes:
-        return False
-    return not (min_ssim is not None and (m is None or m["ssim"] < min_ssim))
+        return compare_to(self.ref, decode_output(data), self.names)
 
+    def attempt(self, fmt: str, q: int) -> Any:
+        """Encode and measure (every trace entry carries its score); None above the output cap."""
+        from imagepipe.core.engine import encode_variant
 
-def _search(prepared: Prepared, fmt: str, tried: list[dict[str, Any]]) -> Any:
-    r = prepared.recipe
-    min_ssim = r.target.min if r.target is not None else None
-    max_bytes = r.max_bytes
-
-    def attempt(q: int) -> Any:
-        res = _try(prepared, fmt, q)
-        tried.append({"format": fmt, "quality": q, "bytes": len(res[0]) if res else None,
-                      "ssim": (res[2] or {}).get("ssim") if res else None})
+        try:
+            data, facts = encode_variant(self.prepared, fmt, q)
+            res: Any = (data, facts, self.measure(data))
+        except OutputTooLarge:
+            res = None
+        entry: dict[str, Any] = {"format": fmt, "quality": q, "bytes": len(res[0]) if res else None,
+                                 "ssim": res[2].get("ssim") if res else None}
+        if self.metric != "ssim":
+            entry[self.metric] = res[2].get(self.metric) if res else None
+        self.tried.append(entry)
         return res
 
+    def meets(self, res: Any, with_target: bool = True) -> bool:
+        if res is None:
+            return False
+        data, _facts, m = res
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            return False
+        if not with_target or self.min_score is None:
+            return True
+        score = (m or {}).get(self.metric)
+        return score is not None and score >= self.min_score
+
+
+def _search(s: _Search, fmt: str) -> Any:
+    prepared, r = s.prepared, s.prepared.recipe
     if r.quality != "auto":
-        res = attempt(int(r.quality))
-        return res if _ok(res, min_ssim, max_bytes) else None
+        res = s.attempt(fmt, int(r.quality))
+        return res if s.meets(res) else None
     if _is_lossless(prepared, fmt):
-        res = attempt(100)
-        return res if _ok(res, min_ssim, max_bytes) else None
+        res = s.attempt(fmt, 100)
+        return res if s.meets(res) else None
     lo, hi = 1, 100
     best = None
-    if min_ssim is not None:  # lowest quality whose SSIM reaches the target
+    if s.min_score is not None:  # lowest quality whose score reaches the target
         while lo <= hi:
             mid = (lo + hi) // 2
-            res = attempt(mid)
-            if res is not None and res[2]["ssim"] >= min_ssim:
+            res = s.attempt(fmt, mid)
+            score = res[2].get(s.metric) if res is not None else None
+            if score is not None and score >= s.min_score:
                 best, hi = res, mid - 1
             else:
                 lo = mid + 1
-        return best if _ok(best, min_ssim, max_bytes) else None
+        return best if s.meets(best) else None
     while lo <= hi:  # only max_bytes: highest quality that fits
         mid = (lo + hi) // 2
-        res = attempt(mid)
-        if _ok(res, None, max_bytes):
+        res = s.attempt(fmt, mid)
+        if s.meets(res, with_target=False):
             best, lo = res, mid + 1
         else:
             hi = mid - 1
@@ -106,27 +130,38 @@ def _search(prepared: Prepared, fmt: str, tried: list[dict[str, Any]]) -> Any:
 def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """Pick format and/or quality. Returns (bytes, output facts, search facts)."""
     r = prepared.recipe
-    if r.target is not None and r.target.metric != "ssim":
-        raise InvalidRecipe(f"target metric {r.target.metric} is not available in this engine (use ssim)",
-                            details=[{"field": "target.metric", "message": "only ssim is implemented"}])
+    if r.target is not None and r.target.metric == "ssimulacra2" and min(prepared.image.size) < 8:
+        raise InvalidRecipe(
+            f"target metric ssimulacra2 needs an output of at least 8x8 pixels, not "
+            f"{prepared.image.width}x{prepared.image.height}",
+            details=[{"field": "target.metric", "message": "ssimulacra2 is undefined below 8x8 pixels"}])
+    s = _Search(prepared)
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
-    tried: list[dict[str, Any]] = []
-    winners = [list(res) for fmt in fmts if (res := _search(prepared, fmt, tried)) is not None]
+    winners = [list(res) for fmt in fmts if (res := _search(s, fmt)) is not None]
     if not winners:
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
         raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}",
-                                details={"goal": goal, "tried": tried})
+                                details={"goal": goal, "tried": s.tried})
     if r.quality == "auto" and r.target is None and len(winners) > 1:
         # only a size cap: the best-looking output under it wins (ties: the smaller)
         data, facts, metrics = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
     else:
         data, facts, metrics = min(winners, key=lambda w: len(w[0]))
-    per_format = {w[1]["format"]: {"quality": w[1]["quality"], "bytes": len(w[0]),
-                                   "ssim": (w[2] or {}).get("ssim")} for w in winners}
+    per_format: dict[str, dict[str, Any]] = {}
+    for w in winners:
+        row = {"quality": w[1]["quality"], "bytes": len(w[0]), "ssim": (w[2] or {}).get("ssim")}
+        if s.metric != "ssim":
+            row[s.metric] = (w[2] or {}).get(s.metric)
+        per_format[w[1]["format"]] = row
     for fmt in fmts:
-        per_format.setdefault(fmt, {"quality": None, "bytes": None, "ssim": None, "unreachable": True})
-    search: dict[str, Any] = {"candidates": fmts, "encodes": len(tried), "chosen": {
-        "format": facts["format"], "quality": facts["quality"]}, "per_format": per_format, "trace": tried}
+        empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
+        if s.metric != "ssim":
+            empty[s.metric] = None
+        per_format.setdefault(fmt, empty)
+    search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": {
+        "format": facts["format"], "quality": facts["quality"]}, "per_format": per_format, "trace": s.tried}
+    if s.min_score is not None:
+        search["metric"] = s.metric
     if metrics is not None:
         search["metrics"] = metrics
     return data, facts, search

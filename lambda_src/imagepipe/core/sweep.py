@@ -8,6 +8,12 @@ grid cell is then one ``encode_variant`` + one ``measure`` on that prepared imag
 
 The option varies one codec setting; it only applies to its own format (``webp.method`` to
 WebP), every other format gets one point per quality. Lossless PNG ignores quality: one point.
+``"metrics": ["ssimulacra2"]`` (optional) adds SSIMULACRA2 to every point; SSIM and PSNR are
+always measured (cheap), SSIMULACRA2 only on request (≈ 10–20× the cost of SSIM per point).
+
+Every cell of one prepared image is measured against one ``metrics.Reference`` (the reference
+side of SSIM and SSIMULACRA2 is computed once per part, not once per cell), and a cell whose
+encoded bytes equal an earlier cell's reuses that cell's scores (same bytes, same scores).
 
 ``plan_parts(grid)`` splits a grid into independent parts (one per format, long formats cut
 into chunks of at most ``MAX_PART_CELLS`` cells) so that a service can fan them out;
@@ -17,13 +23,15 @@ grid in-process.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagepipe.core.engine import Prepared, encode_variant, measure, prepare
+from imagepipe.core.engine import Prepared, decode_output, encode_variant, prepare
 from imagepipe.core.limits import Limits
+from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference, compare_to
 from imagepipe.errors import InvalidRecipe
 
 #: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
@@ -61,12 +69,15 @@ class Grid:
     qualities: tuple[int, ...]
     option_name: str | None = None
     option_values: tuple[Any, ...] = ()
+    metrics: tuple[str, ...] = DEFAULT_METRICS
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (what the API stores and returns)."""
+        """The JSON form (what the API stores and returns); ``metrics`` only when it adds one."""
         out: dict[str, Any] = {"formats": list(self.formats), "qualities": list(self.qualities)}
         if self.option_name:
             out["option"] = {"name": self.option_name, "values": list(self.option_values)}
+        if self.metrics != DEFAULT_METRICS:
+            out["metrics"] = list(self.metrics)
         return out
 
     def cells(self) -> list[Cell]:
@@ -122,7 +133,7 @@ def parse_grid(raw: Any) -> Grid:
     """Validate a grid dict; ``InvalidRecipe`` naming the field when it is wrong or too large."""
     if not isinstance(raw, dict):
         raise _bad("grid", "must be an object with formats and qualities")
-    unknown = set(raw) - {"formats", "qualities", "option"}
+    unknown = set(raw) - {"formats", "qualities", "option", "metrics"}
     if unknown:
         raise _bad("grid", f"unknown keys {sorted(unknown)}")
     formats = raw.get("formats")
@@ -168,11 +179,25 @@ def parse_grid(raw: Any) -> Grid:
         if len(vals) > MAX_OPTION_VALUES:
             raise _bad("grid.option.values", f"at most {MAX_OPTION_VALUES} values")
         values = tuple(vals)
-    grid = Grid(tuple(formats), tuple(sorted(qualities)), name, values)
+    grid = Grid(tuple(formats), tuple(sorted(qualities)), name, values, _parse_metrics(raw.get("metrics")))
     n = len(grid.cells())
     if n > MAX_CELLS:
         raise _bad("grid", f"{n} cells; at most {MAX_CELLS}")
     return grid
+
+
+def _parse_metrics(raw: Any) -> tuple[str, ...]:
+    """``grid.metrics``: names from ``METRIC_NAMES``; SSIM and PSNR are always included."""
+    if raw is None:
+        return DEFAULT_METRICS
+    if not isinstance(raw, list) or not all(isinstance(m, str) for m in raw):
+        raise _bad("grid.metrics", f"a list of metric names from {list(METRIC_NAMES)}")
+    for m in raw:
+        if m not in METRIC_NAMES:
+            raise _bad("grid.metrics", f"{m!r} is not one of {list(METRIC_NAMES)}")
+    if len(set(raw)) != len(raw):
+        raise _bad("grid.metrics", "duplicate metric")
+    return tuple(m for m in METRIC_NAMES if m in DEFAULT_METRICS or m in raw)
 
 
 def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
@@ -197,12 +222,23 @@ def sweep_recipe(resize: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"resize": resize, "format": "best"}
 
 
-def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
-    """Encode + measure one cell: ``(point, encoded bytes)``."""
+def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
+             metrics: Sequence[str] = DEFAULT_METRICS,
+             seen: dict[bytes, dict[str, Any]] | None = None) -> tuple[dict[str, Any], bytes]:
+    """Encode + measure one cell: ``(point, encoded bytes)``. ``ref`` is the metrics reference of
+    ``prepared`` (made when not given); ``seen`` maps the digests of already measured encodings
+    to their scores."""
     q = 100 if cell.quality is None else cell.quality
     data, facts = encode_variant(prepared, cell.format, q, cell.options())
     t = time.perf_counter()
-    m = measure(prepared, data)
+    digest = hashlib.blake2b(data, digest_size=20).digest()
+    m = seen.get(digest) if seen is not None else None
+    if m is None:
+        if ref is None:
+            ref = Reference(prepared.image, prepared.recipe.background_rgb())
+        m = compare_to(ref, decode_output(data), metrics)
+        if seen is not None:
+            seen[digest] = m
     measure_ms = round((time.perf_counter() - t) * 1000.0, 3)
     w, h = facts["width"], facts["height"]
     point = {
@@ -210,8 +246,7 @@ def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
         "label": cell.label(),
         "bytes": len(data),
         "bpp": round(len(data) * 8 / max(1, w * h), 5),
-        "ssim": m["ssim"],
-        "psnr": m["psnr"],
+        **{name: m[name] for name in metrics},
         "encode_ms": facts["encode_ms"],
         "measure_ms": measure_ms,
         "width": w,
@@ -223,12 +258,16 @@ def run_cell(prepared: Prepared, cell: Cell) -> tuple[dict[str, Any], bytes]:
 
 
 def run_cells(prepared: Prepared, cells: Sequence[Cell],
-              on_variant: Callable[[dict[str, Any], bytes], None] | None = None) -> list[dict[str, Any]]:
-    """Measure ``cells`` on one prepared image; ``on_variant(point, data)`` sees each encoding
-    (e.g. to store it). Returns the points in cell order."""
+              on_variant: Callable[[dict[str, Any], bytes], None] | None = None,
+              metrics: Sequence[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
+    """Measure ``cells`` on one prepared image (one metrics reference for all of them);
+    ``on_variant(point, data)`` sees each encoding (e.g. to store it). Returns the points in
+    cell order."""
+    ref = Reference(prepared.image, prepared.recipe.background_rgb())
+    seen: dict[bytes, dict[str, Any]] = {}
     points = []
     for cell in cells:
-        point, data = run_cell(prepared, cell)
+        point, data = run_cell(prepared, cell, ref, metrics, seen)
         if on_variant is not None:
             on_variant(point, data)
         points.append(point)
@@ -246,7 +285,7 @@ def sweep(source_bytes: bytes, grid: Grid | dict[str, Any], resize: dict[str, An
     prepared = prepare(source_bytes, sweep_recipe(resize), limits)
     t_prep = round((time.perf_counter() - t0) * 1000.0, 3)
     t1 = time.perf_counter()
-    points = run_cells(prepared, g.cells() if cells is None else cells)
+    points = run_cells(prepared, g.cells() if cells is None else cells, metrics=g.metrics)
     return {
         "grid": g.to_dict(),
         "points": points,

@@ -374,7 +374,8 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
         return "missing"
     if sweep.get("status") in TERMINAL or store.part_done(msg.sweep_id, msg.part):
         return "skipped"
-    parts = plan_parts(parse_grid(sweep["grid"]))
+    grid = parse_grid(sweep["grid"])
+    parts = plan_parts(grid)
     if not 0 <= msg.part < len(parts):
         logger.error("sweep %s has no part %s", msg.sweep_id, msg.part)
         return "missing"
@@ -395,7 +396,7 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
         try:
             prepared = prepare(source, sweep_recipe(sweep.get("resize")), limits)
             prepare_ms = round((perf_counter() - t) * 1000.0, 3)
-            points = run_cells(prepared, cells, on_variant=keep)
+            points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics)
         except ImagePipeError:
             raise
         except Exception as exc:  # an engine bug must not loop through retries
