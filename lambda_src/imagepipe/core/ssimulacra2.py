@@ -290,7 +290,7 @@ def final_score(ssim_avg: np.ndarray, edge_avg: np.ndarray) -> float:
              + 6.248496625763138e-05 * total * total * total)
     if total <= 0.0:
         return 100.0
-    return 100.0 - 10.0 * total ** 0.6276336467831387
+    return float(100.0 - 10.0 * total ** 0.6276336467831387)
 
 
 def ssimulacra2(reference: np.ndarray, distorted: np.ndarray) -> float:
