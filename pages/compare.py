@@ -106,6 +106,9 @@ def _grid() -> tuple[dict[str, Any], dict[str, Any] | None]:
         if values:
             grid["option"] = {"name": opt, "values": values}
     width = c4.number_input("Resize to width (0 = keep)", 0, 8000, 1200, step=100, key=K + "width")
+    if c4.checkbox("Also measure SSIMULACRA2 (slower)", key=K + "ssimulacra2",
+                   help="SSIM and PSNR are always measured; SSIMULACRA2 costs ~10–20× more per point"):
+        grid["metrics"] = ["ssim", "psnr", "ssimulacra2"]
     st.caption(f"Qualities: {', '.join(map(str, qualities))}")
     return grid, ({"width": int(width)} if width else None)
 
@@ -218,7 +221,10 @@ def _results(client: Any, sweep: dict[str, Any]) -> None:
         return
     c1, c2 = st.columns(2)
     size = c1.radio("Size axis", ["bytes", "bpp"], horizontal=True, key=K + "size")
-    metric = c2.radio("Quality axis", ["ssim", "psnr"], horizontal=True, key=K + "metric")
+    axes = [m for m in lab.METRICS if any(p.get(m) is not None for p in points)]
+    if st.session_state.get(K + "metric") not in axes:
+        st.session_state[K + "metric"] = "ssim"  # e.g. ssimulacra2 picked for an earlier sweep
+    metric = c2.radio("Quality axis", axes, horizontal=True, key=K + "metric")
     df = lab.points_frame(points, metric)
     event = st.altair_chart(rd_chart(df, size, metric), width="stretch", on_select="rerun",
                             selection_mode="pick", key=K + "chart")
@@ -229,16 +235,17 @@ def _results(client: Any, sweep: dict[str, Any]) -> None:
     st.caption(
         f"{len(points)} points at {points[0]['width']}×{points[0]['height']} · dashed black line = "
         "Pareto frontier (no other setting is both smaller and better). SSIM: luma, 8×8 windows, "
-        "stride 4, against the resized original; PSNR over RGB."
+        "stride 4, against the resized original; PSNR over RGB; SSIMULACRA2 (when measured): "
+        "libjxl's perceptual metric, 100 = identical, ~90 visually lossless, ~70 high quality."
     )
 
     st.subheader("Recommend")
     r1, r2 = st.columns([1, 3])
-    default = 0.95 if metric == "ssim" else 38.0
+    default = {"ssim": 0.95, "psnr": 38.0, "ssimulacra2": 70.0}[metric]
     target = r1.number_input(
         f"Minimum {metric.upper()}",
         value=default,
-        step=0.005 if metric == "ssim" else 0.5,
+        step={"ssim": 0.005, "psnr": 0.5, "ssimulacra2": 1.0}[metric],
         format="%.4f" if metric == "ssim" else "%.1f",
         key=K + f"target_{metric}",
     )

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-METRICS = ("ssim", "psnr")
+#: the scores a sweep point can carry (``ssimulacra2`` only when the grid asked for it)
+METRICS = ("ssim", "psnr", "ssimulacra2")
 SIZE_AXES = ("bytes", "bpp")
 
 
@@ -52,7 +53,7 @@ def pareto_frontier(points: Sequence[dict[str, Any]], metric: str = "ssim",
 def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.DataFrame:
     """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``)."""
     cols = ["label", "setting", "format", "quality", "option_name", "option_value", "bytes", "kib", "bpp",
-            "ssim", "psnr", "encode_ms", "width", "height", "pareto"]
+            "ssim", "psnr", "ssimulacra2", "encode_ms", "width", "height", "pareto"]
     if not points:
         return pd.DataFrame(columns=cols)
     on = {p["label"] for p in pareto_frontier(points, metric)}
@@ -100,7 +101,8 @@ def point_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     bytes_pct = None
     if a.get("bytes") and b.get("bytes") is not None:
         bytes_pct = round(100 * (b["bytes"] / a["bytes"] - 1), 2)
-    return {"bytes": diff("bytes"), "bytes_pct": bytes_pct, "ssim": diff("ssim"), "psnr": diff("psnr")}
+    return {"bytes": diff("bytes"), "bytes_pct": bytes_pct, "ssim": diff("ssim"), "psnr": diff("psnr"),
+            "ssimulacra2": diff("ssimulacra2")}
 
 
 # --- batch report ------------------------------------------------------------------------------

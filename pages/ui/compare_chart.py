@@ -15,6 +15,7 @@ AXIS_TITLES = {
     "bpp": "Bits per pixel",
     "ssim": "SSIM (luma, 8×8 windows)",
     "psnr": "PSNR (dB, RGB)",
+    "ssimulacra2": "SSIMULACRA2 (100 = identical)",
 }
 
 
@@ -38,6 +39,8 @@ def rd_chart(df: pd.DataFrame, size: str = "bytes", metric: str = "ssim") -> alt
         alt.Tooltip("bpp:Q", title="bpp", format=".3f"),
         alt.Tooltip("ssim:Q", title="SSIM", format=".5f"),
         alt.Tooltip("psnr:Q", title="PSNR dB", format=".2f"),
+        *([alt.Tooltip("ssimulacra2:Q", title="SSIMULACRA2", format=".2f")]
+          if "ssimulacra2" in data and data["ssimulacra2"].notna().any() else []),
         alt.Tooltip("encode_ms:Q", title="Encode ms", format=".0f"),
         alt.Tooltip("pareto:N", title="On the Pareto frontier"),
     ]
