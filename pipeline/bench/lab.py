@@ -128,6 +128,15 @@ def bench_speed(src: bytes, resize: dict[str, Any] | None, repeat: int) -> dict[
             )
             for f in GRID["formats"]
         }
+        # the encodes no sweep can avoid: one per distinct setting (PNG ignores quality: one),
+        # timed in the independent jobs of this same run
+        mandatory, seen_png = 0.0, False
+        for r, (f, _q) in zip(results, jobs, strict=True):
+            if f == "png":
+                if seen_png:
+                    continue
+                seen_png = True
+            mandatory += r.facts["timings_ms"]["encode"]
         sw_fmt = {
             f: round(sum(p["encode_ms"] for p in swept["points"] if p["format"] == f))
             for f in GRID["formats"]
@@ -139,6 +148,8 @@ def bench_speed(src: bytes, resize: dict[str, Any] | None, repeat: int) -> dict[
                 "sweep_wall_s": w_sw,
                 "sweep_cpu_s": c_sw,
                 "independent_stage_ms": {k: round(v) for k, v in stage.items()},
+                "mandatory_encode_ms": round(mandatory),
+                "ceiling": w_ind * 1000.0 / mandatory,
                 "independent_encode_ms_by_format": per_fmt,
                 "sweep_encode_ms_by_format": sw_fmt,
                 "sweep_prepare_ms": swept["timings_ms"]["prepare"],
@@ -150,7 +161,8 @@ def bench_speed(src: bytes, resize: dict[str, Any] | None, repeat: int) -> dict[
         )
     med = {
         k: statistics.median(r[k] for r in runs)
-        for k in ("independent_wall_s", "independent_cpu_s", "sweep_wall_s", "sweep_cpu_s")
+        for k in ("independent_wall_s", "independent_cpu_s", "sweep_wall_s", "sweep_cpu_s",
+                  "mandatory_encode_ms", "ceiling")
     }
     return {
         "resize": resize,
@@ -158,7 +170,42 @@ def bench_speed(src: bytes, resize: dict[str, Any] | None, repeat: int) -> dict[
         **med,
         "speedup_wall": med["independent_wall_s"] / med["sweep_wall_s"],
         "speedup_cpu": med["independent_cpu_s"] / med["sweep_cpu_s"],
+        "speedup_wall_runs": [r["independent_wall_s"] / r["sweep_wall_s"] for r in runs],
     }
+
+
+# --- SSIMULACRA2 cost ------------------------------------------------------------------------------
+
+
+def bench_metric_cost(sizes: tuple[tuple[int, int], ...] = ((1024, 640), (2560, 1600)),
+                      repeat: int = 3) -> list[dict[str, Any]]:
+    """Seconds for SSIMULACRA2's reference side and for one output scored against it (JPEG q70 of
+    a generated photo), next to SSIM+PSNR of the same pair; medians of ``repeat``."""
+    from imagepipe.core import ssimulacra2
+    from imagepipe.core.metrics import compare
+
+    rows = []
+    for w, h in sizes:
+        ref = corpus._photo_like(w, h, seed=1)
+        buf = io.BytesIO()
+        ref.save(buf, "JPEG", quality=70)
+        dist = decode(buf.getvalue()).convert("RGB")
+        a, b = np.asarray(ref), np.asarray(dist)
+        t_ref, t_score, t_ssim = [], [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            r = ssimulacra2.Reference(a)
+            t_ref.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            r.score(b)
+            t_score.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            compare(ref, dist)
+            t_ssim.append(time.perf_counter() - t)
+        rows.append({"size": f"{w}x{h}", "reference_s": statistics.median(t_ref),
+                     "score_s": statistics.median(t_score), "ssim_psnr_s": statistics.median(t_ssim),
+                     "load": os.getloadavg()[0]})
+    return rows
 
 
 # --- 2. the auto/best goal ---------------------------------------------------------------------------
@@ -234,6 +281,16 @@ def bench_goal(paths: list[Path], side: int) -> dict[str, Any]:
 # --- report ----------------------------------------------------------------------------------------
 
 
+def _share(s: dict[str, Any], avif: bool) -> float:
+    """Per cent of the independent wall time (all runs) spent encoding AVIF, or decoding + resizing."""
+    wall = sum(r["independent_wall_s"] for r in s["runs"]) * 1000.0
+    if avif:
+        part = sum(r["independent_encode_ms_by_format"]["avif"] for r in s["runs"])
+    else:
+        part = sum(r["independent_stage_ms"][k] for r in s["runs"] for k in ("decode", "transform"))
+    return 100.0 * part / wall
+
+
 def render(speed: list[dict[str, Any]], goal: dict[str, Any] | None, meta: dict[str, Any]) -> str:
     out = [
         "# Compression lab benchmark",
@@ -255,17 +312,25 @@ def render(speed: list[dict[str, Any]], goal: dict[str, Any] | None, meta: dict[
             "decode + resize, then encode + measure per cell; PNG is lossless so quality does not "
             "change it and the sweep encodes it once). Both in one process, sequentially.",
             "",
-            "| resize | output | independent wall s | sweep wall s | speed-up (wall) | independent CPU s "
-            "| sweep CPU s | speed-up (CPU) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            f"Medians of {len(speed[0]['runs'])} run(s); each run times the 24 jobs, then the sweep, "
+            "back to back. *Mandatory encodes* = one encode per distinct setting (19: PNG once), timed "
+            "inside the independent jobs of the same run; independent wall ÷ that sum is the **ceiling**: "
+            "the largest speed-up any sweep on one machine could reach while encoding with the same "
+            "settings.",
+            "",
+            "| resize | output | independent wall s | sweep wall s | speed-up (wall) | per run "
+            "| independent CPU s | sweep CPU s | speed-up (CPU) | mandatory encodes s | ceiling |",
+            "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for s in speed:
             r0 = s["runs"][0]
             out.append(
                 f"| {json.dumps(s['resize']) if s['resize'] else 'none'} | "
                 f"{r0['output_size'][0]}×{r0['output_size'][1]} | {s['independent_wall_s']:.1f} | "
-                f"{s['sweep_wall_s']:.1f} | **{s['speedup_wall']:.2f}×** | {s['independent_cpu_s']:.1f} | "
-                f"{s['sweep_cpu_s']:.1f} | {s['speedup_cpu']:.2f}× |"
+                f"{s['sweep_wall_s']:.1f} | **{s['speedup_wall']:.2f}×** | "
+                f"{', '.join(f'{x:.2f}' for x in s['speedup_wall_runs'])} | {s['independent_cpu_s']:.1f} | "
+                f"{s['sweep_cpu_s']:.1f} | {s['speedup_cpu']:.2f}× | {s['mandatory_encode_ms'] / 1000:.1f} | "
+                f"{s['ceiling']:.2f}× |"
             )
         out += [
             "",
@@ -287,7 +352,44 @@ def render(speed: list[dict[str, Any]], goal: dict[str, Any] | None, meta: dict[
                 f"{st_['encode']:,} | {st_['metrics']:,} | {r0['sweep_prepare_ms']:,.0f} | "
                 f"{sum(r0['sweep_encode_ms_by_format'].values()):,} | {r0['sweep_measure_ms']:,} | {fm} |"
             )
-        out.append("")
+        out += ["", "### The ceiling", ""]
+        for s in speed:
+            r0 = s["runs"][0]
+            mand = s["mandatory_encode_ms"] / 1000.0
+            ind = s["independent_wall_s"]
+            measure_s = r0["sweep_measure_ms"] / 1000.0
+            with_measure = ind / (mand + measure_s)
+            out.append(
+                f"- **{'no resize' if not s['resize'] else '1600 px'}**: the 19 mandatory encodes took "
+                f"{mand:.1f} s of the independent jobs' {ind:.1f} s (**{100 * mand / ind:.0f}%**), "
+                f"so no sweep on one machine can be more than **{s['ceiling']:.2f}×** faster with the "
+                f"same encoder settings; measuring the 19 distinct outputs (decode + SSIM + PSNR, "
+                f"{measure_s:.1f} s in the sweep) is needed too, which leaves ≈ {with_measure:.2f}×. "
+                "The sweep reached "
+                f"{s['speedup_wall']:.2f}× (median of walls; per-run ratios "
+                f"{', '.join(f'{x:.2f}' for x in s['speedup_wall_runs'])})."
+            )
+        out += [
+            "",
+            "The 3× goal needs mandatory encodes below a third of a job, i.e. decode + resize + "
+            "measure ≥ two thirds of it: a large or slow-to-decode original reduced to a small "
+            "output, without AVIF (speed 6) in the grid. Here AVIF encodes alone are "
+            f"{', '.join(f'{_share(x, avif=True):.0f}%' for x in speed)} of the independent totals and "
+            f"decode + resize {', '.join(f'{_share(x, avif=False):.0f}%' for x in speed)} (same order "
+            "as the table); a sweep cannot share encodes between different settings.",
+            "",
+            "**On AWS** the sweep's parts (here 5: JPEG 6 cells, WebP 6, AVIF 3 + 3, PNG 1) run on "
+            "parallel processor invocations, so a sweep's *wall* time is its slowest part (an AVIF "
+            "chunk of 3 encodes + one download and prepare), not the sum above. 24 independent jobs "
+            "could fan out just as well (wall ≈ the slowest single AVIF job), so the fan-out is not "
+            "a speed-up *over independent jobs*; what the sweep keeps on AWS is the work: 5 "
+            "invocations instead of 24, 5 downloads + decodes + resizes instead of 24, PNG encoded "
+            "once — the GB-seconds billed shrink by about the CPU ratio above (≈ "
+            f"{speed[0]['speedup_cpu']:.2f}× at full size). Lambda at 1024 MB has ≈ 0.6 vCPU, so "
+            "each encode is slower there than on this machine, and the AVIF part size (3 cells) is "
+            "what bounds one invocation under the 60 s timeout.",
+            "",
+        ]
     if goal:
         out += [
             "## Auto quality + best format vs fixed JPEG q85 (real photos)",
@@ -338,8 +440,16 @@ def main(argv: list[str] | None = None) -> int:
         "--goal-side", type=int, default=1200, help="resize photos to fit this box (0 = full size)"
     )
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--metric-cost", action="store_true",
+                   help="only print SSIMULACRA2's cost at 1024x640 and 2560x1600, then exit")
+    p.add_argument("--full-size-only", action="store_true", help="speed: only the no-resize case")
     p.add_argument("--no-goal", action="store_true")
     args = p.parse_args(argv)
+    if args.metric_cost:
+        for row in bench_metric_cost():
+            print(f"{row['size']}: SSIMULACRA2 reference {row['reference_s']:.3f} s, score "
+                  f"{row['score_s']:.3f} s; SSIM+PSNR {row['ssim_psnr_s']:.3f} s (load {row['load']:.1f})")
+        return 0
     folder = args.corpus or corpus.default_corpus(PROJECT_ROOT)
     if folder is None:
         print("no corpus found (../shared/corpus); pass --corpus DIR")
@@ -353,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     speed: list[dict[str, Any]] = []
     if not args.no_speed:
         src = (folder / SPEED_IMAGE).read_bytes()
-        for resize in (None, {"width": 1600, "height": 1600, "fit": "inside"}):
+        resizes = [None] if args.full_size_only else [None, {"width": 1600, "height": 1600, "fit": "inside"}]
+        for resize in resizes:
             speed.append(bench_speed(src, resize, args.repeat))
             last = speed[-1]
             print(f"speed resize={resize}: {last['speedup_wall']:.2f}x wall, {last['speedup_cpu']:.2f}x cpu",
@@ -373,7 +484,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     meta["load"] = os.getloadavg()[0]
     meta["finished"] = time.strftime("%H:%M UTC", time.gmtime())
-    args.out.write_text(render(speed, goal, meta))
+    text = render(speed, goal, meta)
+    if goal is None and args.out.exists():  # --no-goal: keep the previous goal section
+        old = args.out.read_text()
+        marker = "## Auto quality + best format"
+        if marker in old:
+            kept = old[old.index(marker):]
+            note = ("_This section is kept from the previous full run (`--no-goal` re-measured only "
+                    "the speed part above); its date is in docs/lab.md._\n\n")
+            if note not in kept:
+                kept = kept.replace("\n\n", "\n\n" + note, 1)
+            text = text.rstrip("\n") + "\n\n" + kept
+    args.out.write_text(text)
     if args.json:
         args.json.write_text(json.dumps({"speed": speed, "goal": goal, "meta": meta}, indent=1, default=str))
     print(f"wrote {args.out}")
