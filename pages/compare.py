@@ -107,7 +107,7 @@ def _grid() -> tuple[dict[str, Any], dict[str, Any] | None]:
             grid["option"] = {"name": opt, "values": values}
     width = c4.number_input("Resize to width (0 = keep)", 0, 8000, 1200, step=100, key=K + "width")
     if c4.checkbox("Also measure SSIMULACRA2 (slower)", key=K + "ssimulacra2",
-                   help="SSIM and PSNR are always measured; SSIMULACRA2 costs ~10–20× more per point"):
+                   help="SSIM and PSNR are always measured; SSIMULACRA2 costs ~20–40× more per point"):
         grid["metrics"] = ["ssim", "psnr", "ssimulacra2"]
     st.caption(f"Qualities: {', '.join(map(str, qualities))}")
     return grid, ({"width": int(width)} if width else None)

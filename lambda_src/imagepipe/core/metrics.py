@@ -18,7 +18,7 @@ Definitions (see docs/engine.md):
   JSON-safe stand-in for infinity);
 - **SSIMULACRA2** (``core/ssimulacra2.py``, libjxl's published metric) on RGB at the output size
   (above 2048² px both images are first box-reduced in linear light), rounded to 4 decimals;
-  identical images report 100.0. Only computed when asked for (``names``): it costs ~10–20× SSIM.
+  identical images report 100.0. Only computed when asked for (``names``): it costs ~20–40× SSIM.
 
 :class:`Reference` keeps the reference side of every metric (flattened image, luma window
 statistics, SSIMULACRA2 pyramid) so that a sweep or an auto-quality search measures many outputs

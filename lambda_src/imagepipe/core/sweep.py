@@ -9,7 +9,7 @@ grid cell is then one ``encode_variant`` + one ``measure`` on that prepared imag
 The option varies one codec setting; it only applies to its own format (``webp.method`` to
 WebP), every other format gets one point per quality. Lossless PNG ignores quality: one point.
 ``"metrics": ["ssimulacra2"]`` (optional) adds SSIMULACRA2 to every point; SSIM and PSNR are
-always measured (cheap), SSIMULACRA2 only on request (≈ 10–20× the cost of SSIM per point).
+always measured (cheap), SSIMULACRA2 only on request (≈ 20–40× the cost of SSIM per point).
 
 Every cell of one prepared image is measured against one ``metrics.Reference`` (the reference
 side of SSIM and SSIMULACRA2 is computed once per part, not once per cell), and a cell whose
