@@ -311,6 +311,7 @@ def _advanced() -> None:
             format="%.3f",
             key=P + "target.min",
             disabled=not auto or goal != "target",
+            help="SSIM: 0–1 (e.g. 0.95). SSIMULACRA2: up to 100 (≈ 90 visually lossless, ≈ 70 high quality)",
         )
         g3.number_input(
             "Maximum bytes",
