@@ -10,6 +10,7 @@ exits on its own when its parent's pipe closes (even if the parent was SIGKILLed
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -108,6 +109,8 @@ def serve(
         raise SystemExit(3)
     app, middleware, counts = build_app(data_dir, credentials)
     server = make_server(host, port, app, threaded=True, request_handler=_quiet_handler())
+    gc.collect()
+    gc.freeze()  # moto's modules and the replayed state are long-lived: keep them out of GC scans
     real_port = server.server_address[1]
     stop = threading.Event()
 

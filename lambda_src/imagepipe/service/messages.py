@@ -4,7 +4,7 @@ exactly once), ``s3:TestEvent`` (ignored) and job messages sent by the API."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -34,7 +34,7 @@ class JobMessage:
     job_id: str
     image_id: str
     source_key: str | None = None
-    recipe: dict[str, Any] | None = None
+    recipe: dict[str, Any] | None = field(default=None, repr=False)  # logs name the job, not its recipe
 
 
 @dataclass(frozen=True)
