@@ -27,7 +27,7 @@ from PIL import Image
 from imagepipe.core import metrics as M
 from imagepipe.core import prepare, process
 from imagepipe.core import ssimulacra2 as S
-from imagepipe.core.sweep import parse_grid, run_cells, sweep
+from imagepipe.core.sweep import PART_CELLS_SSIMULACRA2, parse_grid, plan_parts, run_cells, sweep
 from imagepipe.errors import InvalidRecipe
 from tests.unit import imagegen as g
 
@@ -261,3 +261,12 @@ def test_sweep_points_carry_ssimulacra2_only_when_asked(source: bytes) -> None:
     for p in pts:
         fresh = M.compare(prepared.image, Image.open(io.BytesIO(stored[p["label"]])), names=M.METRIC_NAMES)
         assert {k: p[k] for k in fresh} == fresh
+
+
+def test_ssimulacra2_grids_are_cut_into_smaller_parts() -> None:
+    raw = {"formats": ["jpeg", "webp", "avif", "png"], "qualities": list(range(10, 100, 10))}
+    plain, asked = parse_grid(raw), parse_grid({**raw, "metrics": ["ssimulacra2"]})
+    assert len(plan_parts(asked)) > len(plan_parts(plain))
+    parts = plan_parts(asked)
+    assert all(len(p) <= PART_CELLS_SSIMULACRA2[p[0].format] for p in parts)
+    assert [c for p in parts for c in p] == asked.cells()  # every cell exactly once, in order
