@@ -238,7 +238,14 @@ def throughput(batch_size: int, log: Callable[[str], None], repeats: int = 2) ->
 
 def run(log: Callable[[str], None], n: int = 20, batch_size: int = 50) -> dict[str, Any]:
     """The whole end-to-end benchmark."""
-    return {"latency": latency(n, log), "throughput": throughput(batch_size, log)}
+    import os
+    from datetime import UTC, datetime
+
+    load = f"{os.getloadavg()[0]:.1f}"
+    out = {"latency": latency(n, log), "throughput": throughput(batch_size, log)}
+    out["measured_at"] = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC (load average {load} before, "
+                          f"{os.getloadavg()[0]:.1f} after)")
+    return out
 
 
 def render(e2e: dict[str, Any]) -> str:
@@ -248,6 +255,8 @@ def render(e2e: dict[str, Any]) -> str:
                 f"Not measured in this run: the local stack failed ({e2e['error']}).")
     lat = e2e["latency"]
     lines = ["## End-to-end through the local stack (issue 4 §7)", "",
+             *([f"Measured {e2e['measured_at']} by `python -m pipeline.bench.e2e`.", ""]
+               if e2e.get("measured_at") else []),
              f"A {lat['image_bytes'] / 1024:.0f} KiB 2560×1600 JPEG, recipe `{RECIPE}`; "
              f"{lat['n']} sequential runs per trigger after 2 warm-up runs, on one stack with "
              f"{lat['workers']} processor workers. Latency = from the start of the upload "

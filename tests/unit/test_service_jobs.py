@@ -326,3 +326,20 @@ def test_the_engine_really_runs_beside_the_claim(backend):
     runner = JobRunner(dataclasses.replace(backend, records=Records()), engine=engine)
     assert runner.run(job["job_id"], source_key=image["key"], recipe_hint={"format": "webp"}) == "succeeded"
     assert seen_during_claim == [True]
+
+
+def test_a_redelivered_message_claims_before_any_work(backend):
+    """Only a first delivery works ahead of the claim: a redelivery of a finished job runs
+    nothing, not even speculatively."""
+    from imagepipe.core.recipe import parse_recipe
+    from imagepipe.service.messages import JobMessage
+
+    image = _uploaded_image(backend)
+    webp = parse_recipe({"format": "webp"})
+    job = new_job(image, webp.model_dump(mode="json"), webp.recipe_hash(), trigger="api", preset=None)
+    backend.records.create_job(job)
+    msg = JobMessage(job["job_id"], image["image_id"], image["key"], {"format": "webp"})
+    assert JobRunner(backend, engine=FakeEngine()).handle(msg) == "succeeded"
+    engine = FakeEngine()
+    assert JobRunner(backend, engine=engine).handle(msg, first_delivery=False) == "skipped"
+    assert engine.calls == []

@@ -59,7 +59,7 @@ def _handle_record(record: SQSRecord, runner: JobRunner) -> list[str]:
     first_error: Exception | None = None
     for item in work:
         try:
-            outcome = runner.handle(item, final_attempt=final)
+            outcome = runner.handle(item, final_attempt=final, first_delivery=receive_count == 1)
             outcomes.append(outcome)
             logger.info("work done", extra={"message_id": record.message_id, "work": repr(item),
                                             "outcome": outcome})

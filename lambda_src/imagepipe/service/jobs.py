@@ -93,9 +93,15 @@ class JobRunner:
 
     # --- queue work -------------------------------------------------------------------
 
-    def handle(self, work: Work, *, final_attempt: bool = False) -> str:
-        """Do one unit of queue work; returns what happened (for logs and tests)."""
+    def handle(self, work: Work, *, final_attempt: bool = False, first_delivery: bool = True) -> str:
+        """Do one unit of queue work; returns what happened (for logs and tests).
+
+        Work is done ahead of the claim (see :meth:`run`) only for a message's first delivery:
+        a redelivered message is likely a job that already ran, and its engine run would be
+        thrown away."""
         if isinstance(work, JobMessage):
+            if not first_delivery:
+                return self.run_guarded(work.job_id, final_attempt=final_attempt)
             return self.run_guarded(work.job_id, final_attempt=final_attempt, source_key=work.source_key,
                                     recipe_hint=work.recipe)
         if isinstance(work, ObjectCreated):
@@ -114,7 +120,8 @@ class JobRunner:
                          ev.bucket, ev.key)
             return "refused"
         image_id = ev.key[len(cfg.upload_prefix):].split("/", 1)[0]
-        image = records.record_upload(image_id, ev.key, ev.size, ev.etag)  # conditional on the key
+        landed = now_iso()
+        image = records.record_upload(image_id, ev.key, ev.size, ev.etag, at=landed)  # conditional on the key
         if image is None:
             logger.warning("ignoring s3://%s/%s: no image record for it (not uploaded through the API)",
                            ev.bucket, ev.key)
@@ -122,8 +129,11 @@ class JobRunner:
         if image.get("recipe") is None:
             return "uploaded"
         job_id = image.get("job_id") or make_job_id(image_id, image["recipe_hash"])
-        outcome = self.run_guarded(job_id, final_attempt=final_attempt, source_key=ev.key,
-                                   recipe_hint=image["recipe"])
+        # the first event for this upload works ahead of the claim; a duplicate event (the image
+        # was already recorded as landed) claims first and is skipped without running the engine
+        first = image.get("uploaded_at") == landed
+        outcome = self.run_guarded(job_id, final_attempt=final_attempt, source_key=ev.key if first else None,
+                                   recipe_hint=image["recipe"] if first else None)
         if outcome != "missing":
             return outcome
         # POST /uploads writes the job with the image; without it (a record written by an older
@@ -168,6 +178,8 @@ class JobRunner:
             return "missing"
         early = None
         hint_hash = _recipe_hash_or_none(recipe_hint)
+        if hint_hash != split_job_id(job_id)[1]:  # type: ignore[index]  # the id names its recipe's hash
+            hint_hash = None  # a hint for another recipe is no hint: only the download goes ahead
         if source_key and source_key.startswith(cfg.upload_prefix):
             early = _POOL.submit(self._fetch_and_process, job_id, source_key,
                                  recipe_hint if hint_hash else None)
