@@ -80,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--watermark-margin", type=float)
     r.add_argument("--keep-animation", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--max-frames", type=int, help="frames kept from an animation")
-    r.add_argument("--target-ssim", type=float, help='minimum SSIM; implies --quality auto')
+    target = r.add_mutually_exclusive_group()
+    target.add_argument("--target-ssim", type=float, help='minimum SSIM; implies --quality auto')
+    target.add_argument("--target-ssimulacra2", type=float,
+                        help="minimum SSIMULACRA2 score (about 70 = high, 90 = visually lossless); "
+                        "implies --quality auto")
     r.add_argument("--max-bytes", type=int, help="output byte budget")
 
     lim = p.add_argument_group("limits (default: the IMAGEPIPE_MAX_* environment, as the Lambda)")
@@ -147,10 +151,12 @@ def recipe_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         except OSError as exc:
             raise UsageError(f"cannot read watermark image {args.watermark_image}: {exc.strerror}") from None
         _set(recipe, ("watermark", "image_b64"), base64.b64encode(data).decode("ascii"))
-    if getattr(args, "target_ssim", None) is not None:
-        _set(recipe, ("target",), {"metric": "ssim", "min": args.target_ssim})
-        if args.quality is None:
-            recipe["quality"] = "auto"
+    for metric in ("ssim", "ssimulacra2"):
+        minimum = getattr(args, f"target_{metric}", None)
+        if minimum is not None:
+            _set(recipe, ("target",), {"metric": metric, "min": minimum})
+            if args.quality is None:
+                recipe["quality"] = "auto"
     return recipe
 
 

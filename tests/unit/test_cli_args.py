@@ -53,6 +53,8 @@ def test_no_flags_is_the_empty_recipe():
          {"watermark": {"text": "© me", "position": "tiled", "opacity": 0.3, "scale": 0.1, "margin": 0.05}}),
         (["--keep-animation", "--max-frames", "20"], {"animation": {"keep": True, "max_frames": 20}}),
         (["--target-ssim", "0.95"], {"quality": "auto", "target": {"metric": "ssim", "min": 0.95}}),
+        (["--target-ssimulacra2", "70"],
+         {"quality": "auto", "target": {"metric": "ssimulacra2", "min": 70.0}}),
     ],
 )
 def test_flag_maps_to_recipe_field(flags, expected):

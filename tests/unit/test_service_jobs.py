@@ -343,3 +343,12 @@ def test_a_redelivered_message_claims_before_any_work(backend):
     engine = FakeEngine()
     assert JobRunner(backend, engine=engine).handle(msg, first_delivery=False) == "skipped"
     assert engine.calls == []
+
+
+def test_result_carries_ssimulacra2_only_when_the_engine_measured_it():
+    from imagepipe.service.jobs import summarize
+
+    base = {"output": {"format": "webp"}, "metrics": {"ssim": 0.98, "psnr": 40.0}}
+    assert "ssimulacra2" not in summarize(base, "k", {})
+    scored = {**base, "metrics": {**base["metrics"], "ssimulacra2": 71.5}}
+    assert summarize(scored, "k", {})["ssimulacra2"] == 71.5

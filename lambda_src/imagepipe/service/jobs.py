@@ -78,6 +78,7 @@ def summarize(facts: dict[str, Any], key: str, timings: dict[str, float]) -> dic
         "bits_per_pixel": facts.get("bits_per_pixel"),
         "ssim": metrics.get("ssim"),
         "psnr": metrics.get("psnr"),
+        **({"ssimulacra2": metrics["ssimulacra2"]} if metrics.get("ssimulacra2") is not None else {}),
         "output_key": key,
         "timings_ms": {**(facts.get("timings_ms") or {}), **timings},
     }
