@@ -121,3 +121,39 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
 
     parsed = list(csv.DictReader(io.StringIO(lab.to_csv(rows))))
     assert parsed[1]["image_id"] == image_id and float(parsed[1]["saved_pct"]) > 0
+
+
+def test_compare_page_sweep_with_ssimulacra2(app_env: Any) -> None:
+    """The "Also measure SSIMULACRA2" box sends the metric with the grid; every point carries
+    the score, the quality axis offers it, and the chart and recommendation use it."""
+    with Client(app_env.api_url, app_env.api_key) as c:
+        image_id = c.upload(photo_jpeg(320, 240, seed=11), "s2-photo.jpg")["image_id"]
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key=K + "history").set_value(image_id).run()
+    at.multiselect(key=K + "formats").set_value(["jpeg"]).run()
+    at.slider(key=K + "qsteps").set_value(2).run()
+    at.number_input(key=K + "width").set_value(160).run()
+    at.checkbox(key=K + "ssimulacra2").check().run()
+    _no_exception(at)
+    at.button(key=K + "go").click().run()
+    deadline = time.monotonic() + 90
+    while at.session_state[K + "sweep"].get("status") not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, at.session_state[K + "sweep"]
+        time.sleep(0.3)
+        at.run()
+        _no_exception(at)
+    at.run()
+    sweep = at.session_state[K + "sweep"]
+    assert sweep["status"] == "succeeded" and len(sweep["points"]) == 2
+    scores = [p["ssimulacra2"] for p in sweep["points"]]
+    assert all(isinstance(s, float) and s < 100 for s in scores)
+    # the higher quality scores higher (30 vs 95 on a photo-like image)
+    by_q = sorted(sweep["points"], key=lambda p: p["quality"])
+    assert by_q[0]["ssimulacra2"] < by_q[-1]["ssimulacra2"]
+    axis = at.radio(key=K + "metric")
+    assert "ssimulacra2" in axis.options
+    axis.set_value("ssimulacra2").run()
+    _no_exception(at)
+    spec = _chart_specs(at)[0]
+    assert spec["layer"][0]["encoding"]["y"]["field"] == "ssimulacra2"
