@@ -28,6 +28,23 @@ def _chart_specs(at: AppTest) -> list[dict[str, Any]]:
     return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
 
 
+def _run_sweep(at: AppTest) -> dict[str, Any]:
+    """Click "Run sweep" and rerun the page (as its polling fragment does) until it has finished."""
+    go = at.button(key=K + "go")
+    assert not go.disabled
+    go.click().run()
+    _no_exception(at)
+    deadline = time.monotonic() + 90
+    while at.session_state[K + "sweep"].get("status") not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, at.session_state[K + "sweep"]
+        time.sleep(0.3)
+        at.run()
+        _no_exception(at)
+    at.run()
+    _no_exception(at)
+    return at.session_state[K + "sweep"]
+
+
 def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     with Client(app_env.api_url, app_env.api_key) as c:
         image_id = c.upload(photo_jpeg(480, 320, seed=7), "lab-photo.jpg")["image_id"]
@@ -42,20 +59,7 @@ def test_compare_page_sweep_chart_compare_and_report(app_env: Any) -> None:
     at.slider(key=K + "qsteps").set_value(3).run()
     at.number_input(key=K + "width").set_value(240).run()
     _no_exception(at)
-    go = at.button(key=K + "go")
-    assert not go.disabled
-    go.click().run()
-    _no_exception(at)
-
-    deadline = time.monotonic() + 90
-    while at.session_state[K + "sweep"].get("status") not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, at.session_state[K + "sweep"]
-        time.sleep(0.3)
-        at.run()
-        _no_exception(at)
-    at.run()
-    _no_exception(at)
-    sweep = at.session_state[K + "sweep"]
+    sweep = _run_sweep(at)
     assert sweep["status"] == "succeeded" and len(sweep["points"]) == 9
 
     charts = _chart_specs(at)
@@ -136,15 +140,7 @@ def test_compare_page_sweep_with_ssimulacra2(app_env: Any) -> None:
     at.number_input(key=K + "width").set_value(160).run()
     at.checkbox(key=K + "ssimulacra2").check().run()
     _no_exception(at)
-    at.button(key=K + "go").click().run()
-    deadline = time.monotonic() + 90
-    while at.session_state[K + "sweep"].get("status") not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, at.session_state[K + "sweep"]
-        time.sleep(0.3)
-        at.run()
-        _no_exception(at)
-    at.run()
-    sweep = at.session_state[K + "sweep"]
+    sweep = _run_sweep(at)
     assert sweep["status"] == "succeeded" and len(sweep["points"]) == 2
     scores = [p["ssimulacra2"] for p in sweep["points"]]
     assert all(isinstance(s, float) and s < 100 for s in scores)

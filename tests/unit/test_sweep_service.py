@@ -199,3 +199,30 @@ def test_a_part_finishing_after_its_image_was_deleted_is_missing_not_an_aws_erro
     monkeypatch.setattr(backend.storage.__class__, "get_source", deleted_meanwhile)
     assert JobRunner(backend, Limits()).handle(msg) == "missing"
     assert sweeps.SweepStore(backend.records.table).get(sid) is None
+
+
+# --- grid.metrics: SSIMULACRA2 on request, kept through DynamoDB; a bad name is a typed 422 ---
+
+
+def test_points_carry_ssimulacra2_through_the_service(backend: Any) -> None:
+    image_id = _image(backend, photo_bytes(96, 64, "png", seed=3))
+    grid = {"formats": ["jpeg", "png"], "qualities": [30, 90], "metrics": ["ssimulacra2"]}
+    started = sweeps.create_sweep(backend, json.dumps({"image_id": image_id, "grid": grid}))
+    runner = JobRunner(backend, Limits())
+    assert [runner.handle(m) for m in _messages(backend)] == ["succeeded", "succeeded"]
+    done = sweeps.get_sweep(backend, started["sweep_id"])
+    assert done["status"] == "succeeded"
+    assert done["grid"]["metrics"] == ["ssim", "psnr", "ssimulacra2"]
+    by = {p["label"]: p for p in done["points"]}
+    assert set(by) == {"jpeg-q30", "jpeg-q90", "png-lossless"}
+    assert float(by["jpeg-q30"]["ssimulacra2"]) < float(by["jpeg-q90"]["ssimulacra2"]) < 100.0
+    assert float(by["png-lossless"]["ssimulacra2"]) == 100.0
+
+
+def test_a_bad_metric_is_a_typed_error(backend: Any) -> None:
+    image_id = _image(backend, photo_bytes(32, 32, "png"))
+    body = {"image_id": image_id, "grid": {"formats": ["jpeg"], "qualities": [50], "metrics": ["vmaf"]}}
+    with pytest.raises(InvalidRecipe) as ei:
+        sweeps.create_sweep(backend, json.dumps(body))
+    assert ei.value.details[0]["field"] == "grid.metrics"
+    assert _messages(backend) == []
