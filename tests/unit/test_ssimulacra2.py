@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
+from ssimulacra2 import ssimulacra2 as oracle  # the test-only oracle (requirements-dev.txt), never skipped
 
 from imagepipe.core import metrics as M
 from imagepipe.core import prepare, process
@@ -30,8 +31,6 @@ from imagepipe.core import ssimulacra2 as S
 from imagepipe.core.sweep import PART_CELLS_SSIMULACRA2, parse_grid, plan_parts, run_cells, sweep
 from imagepipe.errors import InvalidRecipe
 from tests.unit import imagegen as g
-
-oracle = pytest.importorskip("ssimulacra2.ssimulacra2")
 
 
 def jpeg(im: Image.Image, q: int, **kw: object) -> Image.Image:
