@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from imagepipe.errors import CorruptImage, TransientError
 from imagepipe.service.jobs import JobRunner, new_job
-from imagepipe.service.messages import ObjectCreated
+from imagepipe.service.messages import JobMessage, ObjectCreated
 from imagepipe.service.records import now_iso
 from tests.unit.service_env import HASH, FakeEngine, mocked_backend
 
@@ -332,7 +332,6 @@ def test_a_redelivered_message_claims_before_any_work(backend):
     """Only a first delivery works ahead of the claim: a redelivery of a finished job runs
     nothing, not even speculatively."""
     from imagepipe.core.recipe import parse_recipe
-    from imagepipe.service.messages import JobMessage
 
     image = _uploaded_image(backend)
     webp = parse_recipe({"format": "webp"})
