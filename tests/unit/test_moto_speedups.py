@@ -7,6 +7,7 @@ with ``moto_speedups.install()`` and one without; every response body must be id
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,8 +89,11 @@ _SCRIPT = textwrap.dedent(
 
 
 def _responses(mode: str) -> list[list[str]]:
+    # one hash seed for both processes: moto keeps string/number sets in Python sets, whose
+    # order (and so the order of an SS/NS list on the wire) follows string hashing
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, mode], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=120, check=False, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
