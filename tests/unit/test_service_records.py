@@ -140,15 +140,16 @@ def test_bad_cursor_is_bad_request(bad):
         decode_cursor(bad, "IMAGES")
 
 
-def test_mark_uploaded_and_facts(records):
+def test_record_upload_and_facts(records):
     image_id = _image(records)
-    assert records.mark_uploaded(image_id, 1234, '"etag"')
+    assert records.record_upload(image_id, f"uploads/{image_id}/a.png", 1234, '"etag"')
     records.set_image_facts(image_id, {"width": 10, "height": 5})
     records.set_image_facts(image_id, {"width": 99})  # first writer wins
     image = records.get_image(image_id)
     assert image["status"] == "uploaded" and image["bytes"] == 1234
     assert image["facts"] == {"width": 10, "height": 5}
-    assert not records.mark_uploaded(uuid.uuid4().hex, 1, None)
+    unknown = uuid.uuid4().hex
+    assert not records.record_upload(unknown, f"uploads/{unknown}/a.png", 1, None)
 
 
 def test_delete_image_records(records):

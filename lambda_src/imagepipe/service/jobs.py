@@ -101,10 +101,9 @@ class JobRunner:
         a redelivered message is likely a job that already ran, and its engine run would be
         thrown away."""
         if isinstance(work, JobMessage):
-            if not first_delivery:
-                return self.run_guarded(work.job_id, final_attempt=final_attempt)
-            return self.run_guarded(work.job_id, final_attempt=final_attempt, source_key=work.source_key,
-                                    recipe_hint=work.recipe)
+            return self.run_guarded(work.job_id, final_attempt=final_attempt,
+                                    source_key=work.source_key if first_delivery else None,
+                                    recipe_hint=work.recipe if first_delivery else None)
         if isinstance(work, ObjectCreated):
             return self.object_created(work, final_attempt=final_attempt)
         if isinstance(work, SweepPartMessage):  # the compression lab's fan-out (service/sweeps.py)
@@ -174,12 +173,13 @@ class JobRunner:
         t_all = perf_counter()
         backend = self.backend
         records, storage, cfg = backend.records, backend.storage, backend.config
-        if split_job_id(job_id) is None:
+        id_parts = split_job_id(job_id)
+        if id_parts is None:
             logger.error("dropping malformed job id %r", job_id)
             return "missing"
         early = None
         hint_hash = _recipe_hash_or_none(recipe_hint)
-        if hint_hash != split_job_id(job_id)[1]:  # type: ignore[index]  # the id names its recipe's hash
+        if hint_hash != id_parts[1]:  # the id names its recipe's hash
             hint_hash = None  # a hint for another recipe is no hint: only the download goes ahead
         if source_key and source_key.startswith(cfg.upload_prefix):
             early = _POOL.submit(self._fetch_and_process, job_id, source_key,
@@ -285,6 +285,7 @@ def _recipe_hash_or_none(recipe: dict[str, Any] | None) -> str | None:
 
 
 def _discard(future: Future[Any] | None) -> None:
-    """Drop a speculative download: wait for it (no thread outlives the invocation), ignore errors."""
+    """Drop work done ahead of the claim: wait for it (no thread outlives the invocation), ignore
+    its errors."""
     if future is not None:
         future.cancel() or future.exception()

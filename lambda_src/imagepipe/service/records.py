@@ -155,24 +155,11 @@ class Records:
         return public(resp.get("Item"))
 
     @translate_aws_errors
-    def mark_uploaded(self, image_id: str, size: int, etag: str | None, at: str | None = None) -> bool:
-        """Record that the original landed (size, ETag); ``False`` if the image is unknown."""
-        return self._update_if(
-            Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"},
-            UpdateExpression="SET #s = :up, #b = :b, etag = :e, "
-            "uploaded_at = if_not_exists(uploaded_at, :t)",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#s": "status", "#b": "bytes"},
-            ExpressionAttributeValues={
-                ":up": "uploaded", ":b": int(size), ":e": etag, ":t": at or now_iso(),
-            },
-        ) is not None
-
-    @translate_aws_errors
     def record_upload(self, image_id: str, key: str, size: int, etag: str | None,
                       at: str | None = None) -> dict[str, Any] | None:
-        """``mark_uploaded`` for the S3 event, in one conditional write that also reads: the
-        updated image record, or ``None`` when no image has this id *and* this key."""
+        """Record that the original landed (size, ETag; the first landing time is kept), in one
+        conditional write that also reads: the updated image record, or ``None`` when no image
+        has this id *and* this key."""
         if not IMAGE_ID_RE.match(image_id or ""):
             return None
         resp = self._update_if(
