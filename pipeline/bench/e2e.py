@@ -117,9 +117,9 @@ def batch(workers: int, images: list[bytes], log: Callable[[str], None],
     with tempfile.TemporaryDirectory(prefix="imagepipe-e2e-") as tmp, \
             LocalStack(data_dir=tmp, port=0, workers=workers) as stack, \
             Client(stack.api_url, stack.api_key) as client:
-        ids = [client.upload(data, filename=f"batch-{i}.{_ext(data)}")["image_id"]
-               for i, data in enumerate(images)]
-        warm = client.upload(images[0], filename=f"warm.{_ext(images[0])}")["image_id"]
+        # no filename: the client names bytes "upload.<ext>" from their sniffed type
+        ids = [client.upload(data)["image_id"] for data in images]
+        warm = client.upload(images[0])["image_id"]
         _await(client, client.process(warm, recipe)["job_id"], 0.05)
         t0 = time.time()
         job_ids = [client.process(image_id, recipe)["job_id"] for image_id in ids]
@@ -153,17 +153,10 @@ def _await_all(client: Any, job_ids: list[str]) -> list[dict[str, Any]]:
 
 def _epoch(iso: str | None) -> float | None:
     """Seconds since the epoch of a ``now_iso()`` stamp (the processor's clock is this host's)."""
-    if not iso:
-        return None
-    from datetime import UTC, datetime
+    from imagepipe.service.records import parse_iso
 
-    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-
-
-def _ext(data: bytes) -> str:
-    from pipeline.client import sniff_content_type
-
-    return sniff_content_type(data).split("/")[-1].replace("jpeg", "jpg")
+    when = parse_iso(iso)
+    return None if when is None else when.timestamp()
 
 
 def workloads(batch_size: int) -> list[dict[str, Any]]:

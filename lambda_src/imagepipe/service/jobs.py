@@ -16,7 +16,7 @@ from imagepipe.core.recipe import parse_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.backend import Backend
 from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
-from imagepipe.service.records import make_job_id, now_iso, split_job_id
+from imagepipe.service.records import make_job_id, now_iso, parse_iso, split_job_id
 from imagepipe.service.storage import output_key
 
 logger = logging.getLogger(__name__)
@@ -36,11 +36,8 @@ def _ms(start: float) -> float:
 
 def _since_ms(iso: str | None) -> float | None:
     """Milliseconds from an ISO timestamp written by ``now_iso`` until now (None if unparsable)."""
-    if not iso:
-        return None
-    try:
-        then = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except ValueError:
+    then = parse_iso(iso)
+    if then is None:
         return None
     return round((datetime.now(UTC) - then).total_seconds() * 1000.0, 3)
 

@@ -33,9 +33,22 @@ MAX_PAGE = 100
 Page = tuple[list[dict[str, Any]], str | None]
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def now_iso() -> str:
     """UTC now as ISO 8601 with microseconds; sorts lexicographically."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(ISO_FORMAT)
+
+
+def parse_iso(iso: str | None) -> datetime | None:
+    """The UTC time a ``now_iso`` stamp names (``None`` when empty or unparsable)."""
+    if not iso:
+        return None
+    try:
+        return datetime.strptime(iso, ISO_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def to_dynamo(value: Any) -> Any:
