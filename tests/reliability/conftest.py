@@ -20,6 +20,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from pipeline import PROJECT_ROOT
+from pipeline.stack.provision import clients
 
 SOURCE_BUCKET = "imagepipe-source"
 DEST_BUCKET = "imagepipe-destination"
@@ -64,13 +65,7 @@ def s3(stack: Any) -> Any:
 
 def sqs(stack: Any) -> Any:
     """A boto3 SQS client on the stack's emulator."""
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return clients(stack.endpoint_url)["sqs"]
 
 
 def presign(client: httpx.Client, filename: str, content_type: str, size: int,

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from pipeline.stack.emulator import Emulator
 from pipeline.stack.event_source import ScheduledTrigger, SqsEventSource
+from pipeline.stack.provision import clients
 from pipeline.stack.runtime import FunctionSpec, LambdaRuntime
 
 
@@ -24,13 +24,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 def _sqs(emu: Emulator) -> Any:
-    return boto3.client(
-        "sqs",
-        endpoint_url=emu.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return clients(emu.endpoint_url)["sqs"]
 
 
 def _queues(emu: Emulator, name: str, max_receive: int) -> tuple[str, str, str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
-
 from pipeline.stack.emulator import Emulator
-from pipeline.stack.provision import expected_resources, provision
+from pipeline.stack.provision import clients, expected_resources, provision
 from pipeline.stack.resources import LOCAL_NAMES, load_template, read_definition
 
 
@@ -50,22 +48,11 @@ def test_provision_is_idempotent(tmp_path):
         assert journal.stat().st_size == size  # nothing re-created, nothing journaled
         d.queues["ProcessingQueue"]["attributes"]["VisibilityTimeout"] = "7"
         provision(emu.endpoint_url, d)  # a changed attribute is updated in place
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=emu.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        aws = clients(emu.endpoint_url)
+        sqs = aws["sqs"]
         attrs = sqs.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["All"])["Attributes"]
         assert attrs["VisibilityTimeout"] == "7"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=emu.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = aws["s3"]
         conf = s3.get_bucket_notification_configuration(Bucket=LOCAL_NAMES["SourceBucket"])
         assert conf["QueueConfigurations"][0]["QueueArn"] == first.queue_arn
     finally:
