@@ -154,6 +154,12 @@ class ShrinkingClock:
         return self.left
 
 
+def _use_clock(monkeypatch, clock: ShrinkingClock) -> None:
+    """The handler's time budget reads ``clock`` instead of the Lambda context."""
+    monkeypatch.setattr(processor_handler.TimeBudget, "for_context",
+                        classmethod(lambda cls, ctx: cls(clock.get_remaining_time_in_millis)))
+
+
 def queued_bodies(backend) -> list[str]:
     resp = backend.clients.sqs.receive_message(QueueUrl=backend.config.queue_url, MaxNumberOfMessages=10)
     return [m["Body"] for m in resp.get("Messages", [])]
@@ -164,8 +170,7 @@ def test_records_a_batch_has_no_time_for_are_requeued_not_failed(backend, monkey
     event = sqs_event(*(job_message(job_id, image["image_id"]) for image, job_id in jobs))
     # 1 s left after the first record: below the 2 s margin, so records 2 and 3 go back to the queue
     clock = ShrinkingClock(start_ms=1_000, step_ms=0)
-    monkeypatch.setattr(processor_handler.TimeBudget, "for_context",
-                        classmethod(lambda cls, ctx: cls(clock.get_remaining_time_in_millis)))
+    _use_clock(monkeypatch, clock)
     resp = processor_handler.handler(event, object())
     assert resp == {"batchItemFailures": []}
     deferred = [event["Records"][1]["body"], event["Records"][2]["body"]]
@@ -178,8 +183,7 @@ def test_a_batch_with_time_left_runs_every_record(backend, monkeypatch):
     jobs = [image_with_job(backend, name=f"{i}.png") for i in range(3)]
     event = sqs_event(*(job_message(job_id, image["image_id"]) for image, job_id in jobs))
     clock = ShrinkingClock(start_ms=60_000, step_ms=10)
-    monkeypatch.setattr(processor_handler.TimeBudget, "for_context",
-                        classmethod(lambda cls, ctx: cls(clock.get_remaining_time_in_millis)))
+    _use_clock(monkeypatch, clock)
     assert processor_handler.handler(event, object()) == {"batchItemFailures": []}
     assert {backend.records.get_job(job_id)["status"] for _, job_id in jobs} == {"succeeded"}
     assert queued_bodies(backend) == []
