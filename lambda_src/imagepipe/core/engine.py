@@ -5,8 +5,9 @@ Two levels:
 - ``process(source_bytes, recipe, limits=None) -> Result`` — the whole job;
 - ``prepare(source_bytes, recipe, limits) -> Prepared`` (decode + transform, once) followed by
   any number of ``encode_variant(prepared, fmt, quality, options) -> (bytes, facts)`` and
-  ``measure(prepared, data) -> {"ssim", "psnr"}`` — what sweeps and auto-quality reuse so that
-  one decode + resize serves many encodes.
+  ``measure(prepared, data) -> {"ssim", "psnr"}``. Sweeps and auto-quality reuse one prepared
+  image for many encodes, and measure them against one ``metrics.Reference`` (its reference
+  side computed once) rather than calling ``measure`` per encode.
 """
 
 from __future__ import annotations
