@@ -18,7 +18,7 @@ import mimetypes
 import random
 import time
 import xml.etree.ElementTree as ET  # noqa: S405  (parses S3's own error replies, not untrusted XML files)
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from imagepipe.errors import (
 )
 
 TERMINAL = ("succeeded", "failed")
+MAX_BATCH_JOBS = 100  # items per POST /jobs/batch (the API refuses more)
 USER_AGENT = "imagepipe-client/0.1"
 
 
@@ -196,6 +197,19 @@ class Client:
         if preset is not None:
             body["preset"] = preset
         return self.request("POST", "/jobs", json=body, ok=(202,))
+
+    def process_many(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Queue many jobs (``{"image_id", "recipe", "preset"?}`` each) with ``POST /jobs/batch``,
+        up to ``MAX_BATCH_JOBS`` per request. One outcome per item, in order: the accepted job
+        (as :meth:`process` returns it) or ``{"image_id", "error": {"code", "message"}}``."""
+        bodies = [{"image_id": it["image_id"], "recipe": it.get("recipe") or {},
+                   **({"preset": it["preset"]} if it.get("preset") is not None else {})} for it in items]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(bodies), MAX_BATCH_JOBS):
+            resp = self.request("POST", "/jobs/batch", json={"items": bodies[start:start + MAX_BATCH_JOBS]},
+                                ok=(202,))
+            out.extend(resp["items"])
+        return out
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """One job with its result (and a fresh ``download_url``) or error."""

@@ -131,18 +131,19 @@ def batch_report(client: Any, images: Iterable[dict[str, Any]], presets: dict[st
     """Run every preset on every image through the API (jobs are deterministic, so a repeated
     report reuses finished outputs) and return one row per image × preset."""
     images = list(images)
-    pending: list[tuple[dict[str, Any], str, str]] = []
-    for image in images:
-        for name, recipe in presets.items():
-            job = client.process(image["image_id"], recipe, preset=name)
-            pending.append((image, name, job["job_id"]))
+    pairs = [(image, name) for image in images for name in presets]
+    accepted = client.process_many({"image_id": image["image_id"], "recipe": presets[name], "preset": name}
+                                   for image, name in pairs)  # POST /jobs/batch, 100 per request
     rows: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
-    for i, (image, name, job_id) in enumerate(pending):
-        job = client.wait(job_id, timeout=max(1.0, deadline - time.monotonic()))
+    for i, ((image, name), outcome) in enumerate(zip(pairs, accepted, strict=True)):
+        if "error" in outcome:  # refused at submission (e.g. the image was deleted meanwhile)
+            job = {"status": "failed", "error": outcome["error"]}
+        else:
+            job = client.wait(outcome["job_id"], timeout=max(1.0, deadline - time.monotonic()))
         rows.append(report_row(image, name, job))
         if on_progress is not None:
-            on_progress(i + 1, len(pending))
+            on_progress(i + 1, len(pairs))
     return rows
 
 

@@ -141,6 +141,33 @@ def test_api_errors_are_typed(client: Client) -> None:
         client.get_job("0" * 32 + "-" + "0" * 16)
 
 
+def test_job_batch_end_to_end(client: Client, local_stack: Any, aws: dict[str, Any]) -> None:
+    """``POST /jobs/batch`` through the stack: every accepted item runs once, refused items say
+    why, and the outputs are the same as one job at a time would give."""
+    originals = [photo_bytes(480, 320, "jpeg", seed=40 + i, quality=90) for i in range(3)]
+    ids = [client.upload(data, filename=f"batch-{i}.jpg")["image_id"] for i, data in enumerate(originals)]
+    pending = client.request("POST", "/uploads", json={"filename": "later.png", "content_type": "image/png",
+                                                       "size": 10})
+    items = [{"image_id": i, "recipe": RECIPE, "preset": "web"} for i in ids]
+    items += [{"image_id": "0" * 32, "recipe": RECIPE}, {"image_id": pending["image_id"], "recipe": RECIPE},
+              {"image_id": ids[0], "recipe": {"resize": {"width": 0}}}]
+    outcomes = client.process_many(items)
+    assert [o.get("error", {}).get("code") for o in outcomes] == [None] * 3 + [
+        "not_found", "conflict", "invalid_recipe"]
+    jobs = [client.wait(o["job_id"], timeout=60) for o in outcomes[:3]]
+    for data, job in zip(originals, jobs, strict=True):
+        assert job["status"] == "succeeded", job.get("error")
+        assert (job["trigger"], job["preset"], job["attempts"]) == ("api", "web", 1)
+        out = Image.open(io.BytesIO(client.download(job)))
+        assert (out.format, out.size) == ("WEBP", (200, 133))
+        assert job["result"]["original_bytes"] == len(data)
+        assert _outputs(local_stack, aws, job["image_id"]) == [job["result"]["output_key"]]
+    # a repeated batch is a duplicate of every job: same ids, nothing runs again
+    again = client.process_many(items[:3])
+    assert [(o["job_id"], o["created"], o["status"]) for o in again] == [
+        (j["job_id"], False, "succeeded") for j in jobs]
+
+
 def test_s3_enforces_the_presigned_policy(local_stack: Any, client: Client) -> None:
     presign = client.request("POST", "/uploads", json={"filename": "p.png", "content_type": "image/png",
                                                        "size": 100})
@@ -161,7 +188,7 @@ def test_s3_enforces_the_presigned_policy(local_stack: Any, client: Client) -> N
 
 
 ROUTES = [
-    ("POST", "/uploads"), ("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
+    ("POST", "/uploads"), ("POST", "/jobs"), ("POST", "/jobs/batch"), ("GET", "/jobs"), ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
     ("GET", "/images"), ("GET", "/images/" + "a" * 32), ("DELETE", "/images/" + "a" * 32), ("GET", "/health"),
     ("GET", "/nowhere"),
 ]

@@ -17,6 +17,7 @@ from tests.unit.service_env import API_KEY, make_config, mocked_backend
 ROUTES = [
     ("POST", "/uploads"),
     ("POST", "/jobs"),
+    ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
     ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
     ("GET", "/images"),
@@ -207,6 +208,59 @@ def test_jobs_flow_and_errors(backend):
     status, image = call(event("GET", f"/images/{image_id}"))
     assert image["uploaded"] is True and image["download_url"].startswith("http")
     assert [j["job_id"] for j in image["jobs"]] == [job["job_id"]]
+
+
+def _drain_job_messages(backend: Backend) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        msgs = backend.clients.sqs.receive_message(QueueUrl=backend.config.queue_url,
+                                                   MaxNumberOfMessages=10).get("Messages", [])
+        if not msgs:
+            return out
+        out += [json.loads(m["Body"]) for m in msgs]
+
+
+def test_job_batch_gives_each_item_the_outcome_post_jobs_would(backend):
+    _drain_job_messages(backend)
+    landed = []
+    for name in ("a.png", "b.png", "c.png"):
+        _, up = upload({"filename": name, "content_type": "image/png", "size": 1000})
+        backend.clients.s3.put_object(Bucket=backend.config.source_bucket,
+                                      Key=up["upload"]["fields"]["key"], Body=b"PNGDATA")
+        landed.append(up["image_id"])
+    _, pending = upload()  # presigned, never uploaded
+    items = [{"image_id": landed[0], "recipe": {"format": "webp"}},
+             {"image_id": uuid.uuid4().hex, "recipe": {}},  # unknown image
+             {"image_id": landed[1], "recipe": {"format": "webp"}, "preset": "web"},
+             {"image_id": pending["image_id"], "recipe": {}},  # not uploaded yet
+             {"image_id": landed[2], "recipe": {"quality": 0}},  # invalid recipe
+             {"image_id": landed[0], "recipe": {"format": "webp"}},  # a duplicate of item 0
+             {"image_id": "not-an-id", "recipe": {}}]
+    status, body = call(event("POST", "/jobs/batch", {"items": items}))
+    assert status == 202 and (body["accepted"], body["rejected"]) == (3, 4)
+    out = body["items"]
+    assert [o.get("error", {}).get("code") for o in out] == [
+        None, "not_found", None, "conflict", "invalid_recipe", None, "not_found"]
+    assert [o["image_id"] for o in out] == [i["image_id"] for i in items]
+    assert out[0]["status"] == "queued" and out[0]["created"] is True
+    assert out[5]["job_id"] == out[0]["job_id"] and out[5]["created"] is False
+    # the same job and message as POST /jobs: one message per accepted item (the duplicate is
+    # re-sent while queued, as POST /jobs does), with the key and recipe hints
+    single_status, single = call(event("POST", "/jobs", {"image_id": landed[1], "recipe": {"format": "webp"}}))
+    assert single_status == 202 and single["job_id"] == out[2]["job_id"] and single["created"] is False
+    sent = _drain_job_messages(backend)
+    assert sorted(m["job_id"] for m in sent) == sorted([out[0]["job_id"], out[2]["job_id"], out[0]["job_id"],
+                                                       out[2]["job_id"]])
+    assert all(m["recipe"] == job_recipe(m["job_id"]) and m["source_key"] for m in sent)
+    status, job = call(event("GET", f"/jobs/{out[2]['job_id']}"))
+    assert job["preset"] == "web" and job["trigger"] == "api"
+
+
+@pytest.mark.parametrize("body", [{}, {"items": []}, {"items": [{"recipe": {}}]},
+                                  {"items": [{"image_id": "a" * 32}] * 101}, {"items": {}}])
+def test_job_batch_body_errors_are_400(backend, body):
+    status, resp = call(event("POST", "/jobs/batch", body))
+    assert (status, resp["error"]["code"]) == (400, "bad_request")
 
 
 @pytest.mark.parametrize("path", ["/jobs/nope", "/jobs/" + "a" * 32 + "-" + "b" * 16, "/images/nope",

@@ -109,9 +109,15 @@ class _FakeClient:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def process(self, image_id: str, recipe: dict[str, Any], preset: str | None = None) -> dict[str, Any]:
-        self.calls.append((image_id, str(preset)))
-        return {"job_id": f"{image_id}:{preset}"}
+    def process_many(self, items: Any) -> list[dict[str, Any]]:
+        out = []
+        for it in items:
+            self.calls.append((it["image_id"], str(it.get("preset"))))
+            if it["image_id"] == "gone":  # refused at submission, as POST /jobs/batch reports it
+                out.append({"image_id": "gone", "error": {"code": "not_found", "message": "no image"}})
+            else:
+                out.append({"job_id": f"{it['image_id']}:{it.get('preset')}"})
+        return out
 
     def wait(self, job_id: str, timeout: float) -> dict[str, Any]:
         assert timeout > 0
@@ -125,3 +131,10 @@ def test_batch_report_runs_every_image_preset_pair() -> None:
                             on_progress=lambda i, n: seen.append((i, n)))
     assert fc.calls == [("x", "p1"), ("x", "p2"), ("y", "p1"), ("y", "p2")]
     assert [r["saved_pct"] for r in rows] == [60.0] * 4 and seen[-1] == (4, 4)
+
+
+def test_batch_report_keeps_items_refused_at_submission_as_failed_rows() -> None:
+    fc = _FakeClient()
+    rows = lab.batch_report(fc, [{"image_id": "x"}, {"image_id": "gone"}], {"p1": {}})
+    assert [(r["image_id"], r["status"], r["error"]) for r in rows] == [
+        ("x", "succeeded", None), ("gone", "failed", "not_found")]

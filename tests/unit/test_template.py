@@ -660,6 +660,7 @@ IAM_FOR_CALL: dict[str, tuple[str, ...]] = {
     "batch_writer": ("dynamodb:BatchWriteItem",),
     "batch_get_item": ("dynamodb:BatchGetItem",),
     "send_message": ("sqs:SendMessage",),
+    "send_message_batch": ("sqs:SendMessage",),  # SendMessageBatch is authorized as SendMessage
     "receive_message": ("sqs:ReceiveMessage",),
     "change_message_visibility": ("sqs:ChangeMessageVisibility",),
     "delete_message": ("sqs:DeleteMessage",),

@@ -77,6 +77,11 @@ def create_job() -> tuple[dict[str, Any], int]:
     return api.create_job(BACKEND, _body()), 202
 
 
+@app.post("/jobs/batch")
+def create_jobs() -> tuple[dict[str, Any], int]:
+    return api.create_jobs(BACKEND, _body()), 202
+
+
 @app.get("/jobs")
 def list_jobs() -> dict[str, Any]:
     return api.list_jobs(BACKEND, _query())

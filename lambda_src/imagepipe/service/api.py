@@ -15,9 +15,11 @@ from imagepipe.core.recipe import parse_recipe
 from imagepipe.errors import (
     BadRequest,
     Conflict,
+    ImagePipeError,
     InvalidRecipe,
     NotFound,
     PayloadTooLarge,
+    TransientError,
     UnsupportedMediaType,
 )
 from imagepipe.service.backend import Backend
@@ -28,6 +30,7 @@ from imagepipe.service.records import MAX_PAGE, now_iso
 from imagepipe.service.storage import safe_filename, upload_key
 
 DEFAULT_PAGE = 20
+MAX_BATCH_JOBS = 100
 MAX_RECIPE_BYTES = 256 * 1024
 
 
@@ -51,6 +54,12 @@ class JobRequest(_Body):
     image_id: StrictStr = Field(min_length=1, max_length=100)
     recipe: dict[str, Any] = Field(default_factory=dict)
     preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
+
+
+class JobBatchRequest(_Body):
+    """``POST /jobs/batch``."""
+
+    items: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
 
 
 def parse_body(model: type[_Body], raw: str | bytes | None) -> Any:
@@ -194,13 +203,38 @@ def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
 
 def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
     """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
-    image = _image_or_404(backend, image_id)
+    return _require_uploaded(backend, _image_or_404(backend, image_id))
+
+
+def _require_uploaded(backend: Backend, image: dict[str, Any]) -> dict[str, Any]:
     if image.get("status") == "uploaded":
         return image
     # The S3 event (the one writer of "uploaded") may not have been handled yet: ask S3.
     if backend.storage.head(backend.config.source_bucket, image["key"]) is None:
-        raise Conflict(f"image {image_id} is not uploaded yet; POST the file to its upload URL first")
+        raise Conflict(f"image {image['image_id']} is not uploaded yet; "
+                       "POST the file to its upload URL first")
     return image
+
+
+def _create_job_record(backend: Backend, image: dict[str, Any], recipe_dict: dict[str, Any],
+                       recipe_hash: str, preset: str | None) -> tuple[dict[str, Any], str | None]:
+    """Write the job (or find the existing one): what the API answers for it, and the queue
+    message to send (``None`` when the job already left the queue)."""
+    job = new_job(image, recipe_dict, recipe_hash, trigger="api", preset=preset)
+    stored, created = backend.records.create_job(job)
+    message = None
+    if created or stored.get("status") == "queued":
+        # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
+        message = job_message(stored["job_id"], stored["image_id"], stored.get("source_key"),
+                              stored.get("recipe"))
+    accepted = {
+        "job_id": stored["job_id"],
+        "image_id": stored["image_id"],
+        "recipe_hash": stored["recipe_hash"],
+        "status": stored["status"],
+        "created": created,
+    }
+    return accepted, message
 
 
 def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
@@ -208,19 +242,70 @@ def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]
     req: JobRequest = parse_body(JobRequest, raw_body)
     recipe_dict, recipe_hash = validated_recipe(req.recipe)
     image = uploaded_image(backend, req.image_id)
-    job = new_job(image, recipe_dict, recipe_hash, trigger="api", preset=req.preset)
-    stored, created = backend.records.create_job(job)
-    if created or stored.get("status") == "queued":
-        # A queued duplicate is re-sent: harmless (runs are idempotent) and heals a lost message.
-        backend.enqueue(job_message(stored["job_id"], stored["image_id"], stored.get("source_key"),
-                                    stored.get("recipe")))
-    return {
-        "job_id": stored["job_id"],
-        "image_id": stored["image_id"],
-        "recipe_hash": stored["recipe_hash"],
-        "status": stored["status"],
-        "created": created,
-    }
+    accepted, message = _create_job_record(backend, image, recipe_dict, recipe_hash, req.preset)
+    if message is not None:
+        backend.enqueue(message)
+    return accepted
+
+
+def create_jobs(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
+    """``POST /jobs/batch`` → queue up to ``MAX_BATCH_JOBS`` jobs in one request.
+
+    Each item is handled like ``POST /jobs`` and gets its own outcome, in request order: the
+    accepted job, or ``{"image_id", "error": {"code", "message"}}`` with the error ``POST /jobs``
+    would have answered (unknown image, not uploaded, invalid recipe). The images are read in
+    one ``BatchGetItem``, a recipe repeated across items is validated once, and messages go out
+    ten per ``SendMessageBatch`` as their jobs are written. A transient failure fails the whole
+    request (503): retrying it is safe, jobs are idempotent and queued ones are re-sent."""
+    req: JobBatchRequest = parse_body(JobBatchRequest, raw_body)
+    images = backend.records.get_images(item.image_id for item in req.items)
+    recipes: dict[str, tuple[dict[str, Any], str] | ImagePipeError] = {}
+    outcomes: list[dict[str, Any]] = []
+    messages: list[str] = []
+    rejected = 0
+    for item in req.items:
+        try:
+            recipe_dict, recipe_hash = _validated_once(recipes, item.recipe)
+            image = images.get(item.image_id)
+            if image is None:
+                raise NotFound(f"no image {item.image_id!r}")
+            _require_uploaded(backend, image)
+            accepted, message = _create_job_record(backend, image, recipe_dict, recipe_hash, item.preset)
+        except ImagePipeError as exc:
+            if not exc.permanent:
+                raise
+            rejected += 1
+            outcomes.append({"image_id": item.image_id, "error": exc.to_dict()})
+            continue
+        outcomes.append(accepted)
+        if message is not None:
+            messages.append(message)
+        if len(messages) == 10:  # start the workers on the first jobs while the rest are written
+            _send_all(backend, messages)
+            messages = []
+    _send_all(backend, messages)
+    return {"items": outcomes, "accepted": len(outcomes) - rejected, "rejected": rejected}
+
+
+def _validated_once(cache: dict[str, tuple[dict[str, Any], str] | ImagePipeError],
+                    raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``validated_recipe`` with one validation per distinct recipe in a request."""
+    key = json.dumps(raw, sort_keys=True, default=str)
+    if key not in cache:
+        try:
+            cache[key] = validated_recipe(raw)
+        except ImagePipeError as exc:
+            cache[key] = exc
+    found = cache[key]
+    if isinstance(found, ImagePipeError):
+        raise found
+    return found
+
+
+def _send_all(backend: Backend, messages: list[str]) -> None:
+    if messages and backend.enqueue_many(messages):
+        raise TransientError("the queue refused some job messages; retry the request "
+                             "(jobs are idempotent: queued ones are sent again)")
 
 
 def get_job(backend: Backend, job_id: str) -> dict[str, Any]:

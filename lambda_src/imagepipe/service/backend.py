@@ -37,3 +37,14 @@ class Backend:
     def enqueue(self, body: str) -> str:
         """Send one message to the processing queue; returns its message id."""
         return self.sqs.send_message(QueueUrl=self.config.queue_url, MessageBody=body)["MessageId"]
+
+    @translate_aws_errors
+    def enqueue_many(self, bodies: list[str]) -> int:
+        """Send messages to the processing queue, ten per request (SQS's batch limit); returns
+        how many SQS refused (the caller decides whether that is retryable)."""
+        refused = 0
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + 10])]
+            resp = self.sqs.send_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
+            refused += len(resp.get("Failed") or [])
+        return refused

@@ -14,6 +14,8 @@ import binascii
 import json
 import math
 import re
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from imagepipe.errors import BadRequest, NotFound
+from imagepipe.errors import BadRequest, NotFound, Throttled
 from imagepipe.service.awserrors import translate_aws_errors
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -30,6 +32,8 @@ TERMINAL = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
 _INTERNAL_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 MAX_PAGE = 100
+MAX_BATCH_GET = 100  # DynamoDB's BatchGetItem limit
+_BATCH_ATTEMPTS = 5
 Page = tuple[list[dict[str, Any]], str | None]
 
 
@@ -166,6 +170,29 @@ class Records:
             return None
         resp = self.table.get_item(Key={"pk": f"IMAGE#{image_id}", "sk": "IMAGE"}, ConsistentRead=True)
         return public(resp.get("Item"))
+
+    @translate_aws_errors
+    def get_images(self, image_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Several image records (public form) by id, read together (``BatchGetItem``, strongly
+        consistent); ids that are malformed or have no record are absent from the result."""
+        wanted = sorted({i for i in image_ids if IMAGE_ID_RE.match(i or "")})
+        client, name = self.table.meta.client, self.table.name
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), MAX_BATCH_GET):
+            keys: list[dict[str, Any]] = [{"pk": f"IMAGE#{i}", "sk": "IMAGE"}
+                                          for i in wanted[start:start + MAX_BATCH_GET]]
+            for attempt in range(_BATCH_ATTEMPTS):
+                resp = client.batch_get_item(RequestItems={name: {"Keys": keys, "ConsistentRead": True}})
+                for item in resp.get("Responses", {}).get(name, []):
+                    image = public(item) or {}
+                    out[image["image_id"]] = image
+                keys = resp.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
+                if not keys:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # DynamoDB left some keys for later
+            if keys:
+                raise Throttled(f"DynamoDB left {len(keys)} image reads unprocessed; retry the request")
+        return out
 
     @translate_aws_errors
     def record_upload(self, image_id: str, key: str, size: int, etag: str | None,
