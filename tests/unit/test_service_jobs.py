@@ -62,6 +62,29 @@ def test_job_succeeds_writes_output_and_result(backend):
     assert src["Body"].read() == b"ORIGINAL-BYTES"
 
 
+def test_the_result_is_written_before_the_image_facts(backend, monkeypatch):
+    """A client polls the job: its result goes first; the image's facts follow (the emulator
+    serializes writes, so writing them side by side could delay the result)."""
+    image = _uploaded_image(backend)
+    job_id = _queued_job(backend, image)
+    order: list[str] = []
+    records = backend.records
+
+    def logged(name: str):
+        real = getattr(records, name)
+
+        def call(*args, **kwargs):
+            order.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    for name in ("succeed_job", "set_image_facts"):
+        monkeypatch.setattr(records, name, logged(name))
+    assert JobRunner(backend, engine=FakeEngine()).run(job_id) == "succeeded"
+    assert order == ["succeed_job", "set_image_facts"]
+    assert backend.records.get_image(image["image_id"])["facts"]["width"] == 4
+
+
 def test_duplicate_run_is_a_no_op(backend):
     image = _uploaded_image(backend)
     job_id = _queued_job(backend, image)

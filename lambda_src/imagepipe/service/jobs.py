@@ -223,10 +223,6 @@ class JobRunner:
         t = perf_counter()
         storage.put_output(out_key, result.data, out.get("content_type") or "application/octet-stream")
         upload_ms = _ms(t)
-        # the original's facts and the job's result are two items: write them side by side
-        image_facts = None
-        if facts.get("input"):
-            image_facts = _POOL.submit(records.set_image_facts, image_id, facts["input"])
         timings = {
             "download": download_ms,
             "upload": upload_ms,
@@ -236,8 +232,11 @@ class JobRunner:
         if queue_wait_ms is not None:
             timings["queue_wait"] = queue_wait_ms
         ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts)
-        if image_facts is not None:
-            image_facts.result()  # a failure raises: the message is retried (the job stays succeeded)
+        # the original's facts go to the image item after the job's result, which is what a
+        # client is waiting for (the emulator serializes writes: side by side, the facts write
+        # could go first). A failure raises: the message is retried (the job stays succeeded).
+        if facts.get("input"):
+            records.set_image_facts(image_id, facts["input"])
         return "succeeded" if ok else "skipped"
 
     def _process(self, job_id: str, data: bytes, recipe_dict: dict[str, Any]) -> Any:
@@ -260,7 +259,7 @@ class JobRunner:
 
 
 #: Work that overlaps: the original's download (and the engine, when the recipe is known) with
-#: the claim, the image facts with the result.
+#: the claim.
 #: boto3 clients are thread-safe; a few threads are enough for one Lambda invocation.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-io")
 
