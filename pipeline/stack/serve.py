@@ -295,7 +295,10 @@ class LocalStack:
             batch_size=self.batch_size or proc_def.batch_size,
             report_batch_item_failures=proc_def.report_batch_item_failures,
             visibility_timeout=vt,
-            pollers=self.workers,
+            # one poller more than workers: the next batch is already in hand when a worker
+            # frees up, so receiving and deleting messages overlap the work instead of idling
+            # a worker between invocations (its heartbeat keeps the waiting batch invisible)
+            pollers=self.workers + 1,
             wait_seconds=self.poll_wait_seconds,
         ).start()
         self.schedule = ScheduledTrigger(

@@ -18,7 +18,10 @@ SLOW = {"format": "png", "png": {"compress_level": 9}}
 
 
 def test_slow_batches_finish_every_job(make_stack):
-    stack = make_stack(workers=1, processor_timeout=4, visibility_timeout=3, max_receive_count=2)
+    # batches of 10 (the template's ProcessorBatchSize allows up to 10; the default 1 never
+    # puts two records in one invocation)
+    stack = make_stack(workers=1, processor_timeout=4, visibility_timeout=3, max_receive_count=2,
+                       batch_size=10)
     data = photo_bytes(900, 600)
     image_ids = [upload(stack, data, filename=f"slow-{i}.jpg")["image_id"] for i in range(16)]
     with ThreadPoolExecutor(8) as pool:  # queue them together so the poller takes full batches

@@ -404,12 +404,16 @@ def test_visibility_timeout_is_six_times_processor_timeout(tpl: dict[str, Any]) 
         assert table[str(timeout)]["Seconds"] <= 43200  # SQS maximum
 
 
-def test_processor_consumes_the_queue_with_partial_batch_failures(resources: dict[str, Any]) -> None:
+def test_processor_consumes_the_queue_with_partial_batch_failures(tpl: dict[str, Any],
+                                                                   resources: dict[str, Any]) -> None:
     events = resources["ProcessorFunction"]["Properties"]["Events"]
     (sqs,) = [e for e in events.values() if e["Type"] == "SQS"]
     props = sqs["Properties"]
     assert props["Queue"] == {"Fn::GetAtt": ["ProcessingQueue", "Arn"]}
-    assert props["BatchSize"] == 10
+    assert props["BatchSize"] == {"Ref": "ProcessorBatchSize"}
+    batch = tpl["Parameters"]["ProcessorBatchSize"]
+    # 10 is SQS's limit for an event source without a batching window
+    assert (batch["Default"], batch["MinValue"], batch["MaxValue"]) == (1, 1, 10)
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
