@@ -188,7 +188,8 @@ def test_s3_enforces_the_presigned_policy(local_stack: Any, client: Client) -> N
 
 
 ROUTES = [
-    ("POST", "/uploads"), ("POST", "/jobs"), ("POST", "/jobs/batch"), ("GET", "/jobs"), ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
+    ("POST", "/uploads"), ("POST", "/jobs"), ("POST", "/jobs/batch"), ("GET", "/jobs"),
+    ("GET", "/jobs/" + "a" * 32 + "-" + "b" * 16),
     ("GET", "/images"), ("GET", "/images/" + "a" * 32), ("DELETE", "/images/" + "a" * 32), ("GET", "/health"),
     ("GET", "/nowhere"),
 ]

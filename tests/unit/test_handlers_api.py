@@ -246,7 +246,8 @@ def test_job_batch_gives_each_item_the_outcome_post_jobs_would(backend):
     assert out[5]["job_id"] == out[0]["job_id"] and out[5]["created"] is False
     # the same job and message as POST /jobs: one message per accepted item (the duplicate is
     # re-sent while queued, as POST /jobs does), with the key and recipe hints
-    single_status, single = call(event("POST", "/jobs", {"image_id": landed[1], "recipe": {"format": "webp"}}))
+    single_status, single = call(event("POST", "/jobs", {"image_id": landed[1],
+                                                          "recipe": {"format": "webp"}}))
     assert single_status == 202 and single["job_id"] == out[2]["job_id"] and single["created"] is False
     sent = _drain_job_messages(backend)
     assert sorted(m["job_id"] for m in sent) == sorted([out[0]["job_id"], out[2]["job_id"], out[0]["job_id"],

@@ -351,6 +351,57 @@ def test_the_engine_really_runs_beside_the_claim(backend):
     assert seen_during_claim == [True]
 
 
+def _claim_and_download_order(backend, recipe_hint):
+    """Run a hinted job with a download that can only finish once the claim started (or after
+    1 s): whether the claim was sent before the download was over, and the outcome."""
+    import dataclasses
+    import threading
+
+    from imagepipe.core.recipe import parse_recipe
+
+    image = _uploaded_image(backend)
+    webp = parse_recipe({"format": "webp"})
+    job = new_job(image, webp.model_dump(mode="json"), webp.recipe_hash(), trigger="api", preset=None)
+    backend.records.create_job(job)
+    claiming, downloaded = threading.Event(), threading.Event()
+
+    class Storage:
+        def __getattr__(self, name):
+            return getattr(backend.storage, name)
+
+        def get_source(self, bucket, key):
+            claiming.wait(1.0)
+            data = backend.storage.get_source(bucket, key)
+            downloaded.set()
+            return data
+
+    class Records:
+        def __getattr__(self, name):
+            return getattr(backend.records, name)
+
+        def claim_job(self, job_id):
+            before = not downloaded.is_set()
+            claiming.set()
+            self.claimed_before_download = before
+            return backend.records.claim_job(job_id)
+
+    records = Records()
+    runner = JobRunner(dataclasses.replace(backend, records=records, storage=Storage()), engine=FakeEngine())
+    outcome = runner.run(job["job_id"], source_key=image["key"], recipe_hint=recipe_hint)
+    return records.claimed_before_download, outcome
+
+
+def test_with_the_engine_ahead_the_claim_waits_for_the_download(backend):
+    """The download and the claim would fight for the GIL and delay the engine: when the engine
+    goes ahead, the claim is sent once the original is in memory."""
+    assert _claim_and_download_order(backend, {"format": "webp"}) == (False, "succeeded")
+
+
+def test_with_only_the_download_ahead_the_claim_goes_beside_it(backend):
+    """Without a recipe hint the engine waits for the claim anyway: download and claim overlap."""
+    assert _claim_and_download_order(backend, None) == (True, "succeeded")
+
+
 def test_a_redelivered_message_claims_before_any_work(backend):
     """Only a first delivery works ahead of the claim: a redelivery of a finished job runs
     nothing, not even speculatively."""

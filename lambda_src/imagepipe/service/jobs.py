@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from threading import Event
 from time import perf_counter
 from typing import Any
 
@@ -179,8 +180,14 @@ class JobRunner:
         if hint_hash != id_parts[1]:  # the id names its recipe's hash
             hint_hash = None  # a hint for another recipe is no hint: only the download goes ahead
         if source_key and source_key.startswith(cfg.upload_prefix):
+            downloaded = Event()
             early = _POOL.submit(self._fetch_and_process, job_id, source_key,
-                                 recipe_hint if hint_hash else None)
+                                 recipe_hint if hint_hash else None, downloaded)
+            if hint_hash:
+                # The engine goes ahead too: let the download finish before the claim is sent.
+                # Both are boto3 calls in one process; side by side they fight for the GIL and
+                # the engine starts later, while the claim has the engine's whole run to land.
+                downloaded.wait(_CLAIM_WAITS_FOR_DOWNLOAD_S)
         t = perf_counter()
         claimed = records.claim_job(job_id)  # conditional: refuses terminal and missing jobs
         claim_ms = _ms(t)
@@ -250,10 +257,16 @@ class JobRunner:
             logger.exception("engine crashed on job %s", job_id)
             raise InternalError(f"the engine failed unexpectedly: {type(exc).__name__}") from exc
 
-    def _fetch_and_process(self, job_id: str, key: str,
-                           recipe_dict: dict[str, Any] | None) -> tuple[bytes, float, Any]:
-        """Download the original, and process it when a recipe is given: ``(data, ms, result)``."""
-        data, download_ms = _timed(self.backend.storage.get_source, self.backend.config.source_bucket, key)
+    def _fetch_and_process(self, job_id: str, key: str, recipe_dict: dict[str, Any] | None,
+                           downloaded: Event | None = None) -> tuple[bytes, float, Any]:
+        """Download the original, and process it when a recipe is given: ``(data, ms, result)``.
+        ``downloaded`` is set once the download is over (done or failed)."""
+        try:
+            data, download_ms = _timed(self.backend.storage.get_source,
+                                       self.backend.config.source_bucket, key)
+        finally:
+            if downloaded is not None:
+                downloaded.set()
         result = None if recipe_dict is None else self._process(job_id, data, recipe_dict)
         return data, download_ms, result
 
@@ -262,6 +275,8 @@ class JobRunner:
 #: the claim.
 #: boto3 clients are thread-safe; a few threads are enough for one Lambda invocation.
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-io")
+#: How long the claim waits for a download that runs ahead with the engine (then it goes anyway).
+_CLAIM_WAITS_FOR_DOWNLOAD_S = 2.0
 
 
 def _timed(fn: Callable[..., bytes], *args: Any) -> tuple[bytes, float]:
