@@ -174,6 +174,28 @@ def test_upload_with_recipe_creates_queued_job(backend):
     assert job["recipe"]["format"] == "webp"
 
 
+def test_upload_with_recipe_leaves_nothing_half_written_when_a_write_fails(backend, monkeypatch):
+    """The image and its job are written side by side; when one write fails the other is
+    removed and the client gets the (retryable) error."""
+    from imagepipe.errors import TransientError
+
+    written: list[str] = []
+    real_put = backend.records.put_image
+
+    def put_image(image):
+        written.append(image["image_id"])
+        return real_put(image)
+
+    def create_job(job):
+        raise TransientError("DynamoDB is having a moment")
+
+    monkeypatch.setattr(backend.records, "put_image", put_image)
+    monkeypatch.setattr(backend.records, "create_job", create_job)
+    status, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10, "recipe": {}})
+    assert (status, body["error"]["code"]) == (503, "transient_error")
+    assert len(written) == 1 and backend.records.get_image(written[0]) is None
+
+
 def job_recipe(job_id: str) -> dict:
     """The stored (canonical) recipe of a job, as ``GET /jobs/{id}`` returns it."""
     status, job = call(event("GET", f"/jobs/{job_id}"))

@@ -4,7 +4,9 @@ maps routes to these; every failure is an ``imagepipe.errors`` exception."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePosixPath
 from time import perf_counter
 from typing import Any
@@ -28,6 +30,10 @@ from imagepipe.service.jobs import new_job
 from imagepipe.service.messages import job_message
 from imagepipe.service.records import MAX_PAGE, now_iso
 from imagepipe.service.storage import safe_filename, upload_key
+
+logger = logging.getLogger(__name__)
+#: a few threads for writes one request makes side by side (boto3 clients are thread-safe)
+_IO = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-api-io")
 
 DEFAULT_PAGE = 20
 MAX_BATCH_JOBS = 100
@@ -180,10 +186,12 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=req.preset)
         job_id = job["job_id"]
         image["job_id"] = job_id
-    post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
-    backend.records.put_image(image)
+    # the two records are independent items: written side by side while the POST is signed
+    writes = [_IO.submit(backend.records.put_image, image)]
     if job_id is not None:
-        backend.records.create_job(job)
+        writes.append(_IO.submit(backend.records.create_job, job))
+    post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
+    _all_or_nothing(backend, image_id, writes)
     return {
         "image_id": image_id,
         "key": key,
@@ -192,6 +200,18 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         "expires_in": cfg.presign_expires,
         "max_bytes": cfg.max_upload_bytes,
     }
+
+
+def _all_or_nothing(backend: Backend, image_id: str, writes: list[Future[Any]]) -> None:
+    """Wait for a new image's record writes; if one failed, remove what the others wrote (the
+    client gets the error and retries with a new image id, leaving no half-made image)."""
+    errors = [exc for exc in (w.exception() for w in writes) if exc is not None]
+    if errors:
+        try:
+            backend.records.delete_image_records(image_id)
+        except Exception:  # best effort: the original error is the one to report
+            logger.exception("could not remove the half-written records of image %s", image_id)
+        raise errors[0]
 
 
 def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
