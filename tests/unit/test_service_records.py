@@ -48,6 +48,34 @@ def test_float_decimal_round_trip():
     assert from_dynamo(stored) == {"a": 1.5, "b": [0.1, 2, True, None], "c": None, "d": {"e": 3}}
 
 
+def test_recipe_and_facts_are_stored_as_json_text_and_read_back_as_documents(records):
+    """The two documents are one string attribute each in the table; every read decodes them
+    with the numbers a nested map gave (non-finite floats null, 2.0 as 2), and an item written
+    with nested maps (before the text form) still reads."""
+    facts = {"input": {"width": 4, "exif": {"gps_present": False}}, "ratio": 2.0, "ssim": 0.97,
+             "psnr": float("inf"), "fast_paths": ["jpeg_draft"]}
+    image_id = _image(records, recipe={"quality": 80, "resize": {"width": 10}})
+    job, _ = _job(records, image_id)
+    records.claim_job(job["job_id"])
+    assert records.succeed_job(job["job_id"], {"bytes": 10, "ssim": 0.97}, facts)
+    records.set_image_facts(image_id, facts["input"])
+    key = {"pk": f"IMAGE#{image_id}", "sk": f"JOB#{job['job_id']}"}
+    raw = records.table.get_item(Key=key, ConsistentRead=True)["Item"]
+    assert isinstance(raw["recipe"], str) and isinstance(raw["facts"], str)
+    assert raw["result"]["ssim"] == Decimal("0.97")  # what tables and charts read stays typed
+    stored = records.get_job(job["job_id"])
+    assert stored["recipe"] == {"quality": 80}
+    assert stored["facts"] == {**facts, "ratio": 2, "psnr": None}
+    image = records.get_image(image_id)
+    assert image["recipe"] == {"quality": 80, "resize": {"width": 10}} and image["facts"] == facts["input"]
+    # an item from before the text form: nested maps
+    records.table.update_item(Key=key, UpdateExpression="SET recipe = :r, facts = :f",
+                              ExpressionAttributeValues={":r": {"quality": 70},
+                                                         ":f": {"ratio": Decimal("1.5")}})
+    old = records.get_job(job["job_id"])
+    assert old["recipe"] == {"quality": 70} and old["facts"] == {"ratio": 1.5}
+
+
 def test_job_ids():
     image_id = "f" * 32
     assert split_job_id(make_job_id(image_id, "0" * 16)) == (image_id, "0" * 16)
