@@ -196,6 +196,20 @@ def test_upload_with_recipe_leaves_nothing_half_written_when_a_write_fails(backe
     assert len(written) == 1 and backend.records.get_image(written[0]) is None
 
 
+def test_upload_leaves_no_records_when_presigning_fails(backend, monkeypatch):
+    def broken_presign(*args, **kwargs):
+        raise RuntimeError("signing failed")
+
+    created: list[str] = []
+    real_put = backend.records.put_image
+    monkeypatch.setattr(backend.records, "put_image", lambda image: (created.append(image["image_id"]),
+                                                                    real_put(image))[1])
+    monkeypatch.setattr(type(backend.storage), "presign_upload", broken_presign)
+    status, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10, "recipe": {}})
+    assert (status, body["error"]["code"]) == (500, "internal_error")
+    assert len(created) == 1 and backend.records.get_image(created[0]) is None
+
+
 def job_recipe(job_id: str) -> dict:
     """The stored (canonical) recipe of a job, as ``GET /jobs/{id}`` returns it."""
     status, job = call(event("GET", f"/jobs/{job_id}"))

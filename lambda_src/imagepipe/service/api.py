@@ -190,8 +190,11 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     writes = [_IO.submit(backend.records.put_image, image)]
     if job_id is not None:
         writes.append(_IO.submit(backend.records.create_job, job))
-    post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
-    _all_or_nothing(backend, image_id, writes)
+    post = None
+    try:
+        post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
+    finally:
+        _all_or_nothing(backend, image_id, writes, undo=post is None)
     return {
         "image_id": image_id,
         "key": key,
@@ -202,15 +205,18 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     }
 
 
-def _all_or_nothing(backend: Backend, image_id: str, writes: list[Future[Any]]) -> None:
-    """Wait for a new image's record writes; if one failed, remove what the others wrote (the
-    client gets the error and retries with a new image id, leaving no half-made image)."""
+def _all_or_nothing(backend: Backend, image_id: str, writes: list[Future[Any]], undo: bool = False) -> None:
+    """Wait for a new image's record writes; if one failed (or ``undo``: the request failed
+    elsewhere), remove what was written: the client gets the error and retries with a new
+    image id, and no half-made image is left. Raises the first write error (not with ``undo``,
+    whose caller is already raising its own)."""
     errors = [exc for exc in (w.exception() for w in writes) if exc is not None]
-    if errors:
+    if errors or undo:
         try:
             backend.records.delete_image_records(image_id)
         except Exception:  # best effort: the original error is the one to report
             logger.exception("could not remove the half-written records of image %s", image_id)
+    if errors and not undo:
         raise errors[0]
 
 
