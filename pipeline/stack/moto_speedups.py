@@ -37,6 +37,14 @@ attributes); ``UpdateItem`` walks it about ten times. These are replaced by exac
   object, and ``DepthFirstTraverser`` looks up which node types it processes once per walk
   instead of once per node (each processor's ``_processing_map`` has fixed keys).
 
+S3 form uploads (the presigned POST of every upload) were parsed twice: once by
+``post_policy`` to check the policy, once by moto's Flask request, each time compiling the
+boundary's regexes and spooling a file part over 500 KB to a temporary file on disk. The
+policy middleware now parses a multipart body once, with the limits moto's request applies,
+into memory, and leaves it in the environ (``post_policy.SharedForm``); moto's request takes
+that ``(stream, form, files)`` instead of parsing, but only when it is for this very body and
+content type and its own limits are the same (anything else: moto parses, as before).
+
 All of them are pure speed-ups: same responses, no state. ``install()`` is idempotent and
 raises :class:`SpeedupUnavailable` (the emulator then refuses to start) when moto's
 internals moved, so an upgrade that breaks them is noticed instead of silently slow.
@@ -429,6 +437,38 @@ def _install_dynamodb_models() -> None:
     ast_nodes.Node.find_clauses = _find_clauses_for(ast_nodes)  # type: ignore[method-assign]
 
 
+def _install_shared_form() -> None:
+    """Let moto's server request take the form ``post_policy`` parsed (see the module doc)."""
+    from moto.moto_server.werkzeug_app import BackendRequest
+    from werkzeug.formparser import FormDataParser
+
+    from pipeline.stack.post_policy import SHARED_FORM, SharedForm
+
+    if "_load_form_data" in vars(BackendRequest) or not hasattr(BackendRequest, "_load_form_data"):
+        raise SpeedupUnavailable("moto's BackendRequest changed; update pipeline/stack/moto_speedups.py")
+    parse = BackendRequest._load_form_data  # Flask's, then werkzeug's
+
+    def _load_form_data(self: Any) -> None:
+        shared = self.environ.pop(SHARED_FORM, None)
+        limits = (self.max_form_memory_size, self.max_content_length, self.max_form_parts)
+        if (
+            "form" not in self.__dict__
+            and type(shared) is SharedForm
+            and self.environ.get("imagepipe.body") is shared.body
+            and self.environ.get("CONTENT_TYPE") == shared.content_type
+            and self.mimetype == "multipart/form-data"
+            and self.content_length == len(shared.body)
+            and self.form_data_parser_class is FormDataParser
+            and shared.limits == (*limits, self.parameter_storage_class)
+        ):
+            d = self.__dict__
+            d["stream"], d["form"], d["files"] = shared.data
+            return
+        parse(self)
+
+    BackendRequest._load_form_data = _load_form_data  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Apply the speed-ups to the imported moto (once per process)."""
     global _INSTALLED
@@ -487,6 +527,7 @@ def install() -> None:
 
     serialize.BaseJSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
     _install_dynamodb_models()
+    _install_shared_form()
     _INSTALLED = True
 
 

@@ -4,6 +4,11 @@ Implements what S3 checks on a browser-form POST (``multipart/form-data`` to a b
 SigV4 signature over the base64 policy, expiration, and every condition (exact match,
 ``eq``, ``starts-with``, ``content-length-range`` against the real size of the file part),
 plus "every form field must be covered by a condition". Violations get S3's XML errors.
+
+A multipart form is parsed here once, with the limits moto's own request applies, and the
+result is left in the environ under :data:`SHARED_FORM`; ``moto_speedups`` makes moto's
+request take it instead of parsing the same body again, so moto stores exactly the parts
+the policy was checked against (without the speed-ups moto parses the body itself).
 """
 
 from __future__ import annotations
@@ -16,16 +21,49 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from xml.sax.saxutils import escape
 
-from werkzeug.formparser import parse_form_data
+from werkzeug.datastructures import FileStorage, ImmutableMultiDict, MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser, parse_form_data
+from werkzeug.http import parse_options_header
 
 from pipeline.stack.persistence import WSGIApp, read_body
 
 #: fields that never need a policy condition (S3 docs: "Creating a POST policy")
 _EXEMPT = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
+#: environ key of the :class:`SharedForm` a checked multipart upload leaves for moto's request
+SHARED_FORM = "imagepipe.post_policy.form"
+
+
+@dataclass(frozen=True)
+class SharedForm:
+    """A multipart body parsed as moto's request would parse it: the parser's ``limits``
+    (``max_form_memory_size``, ``max_content_length``, ``max_form_parts``, the dict class),
+    the ``content_type`` and ``body`` it parsed, and werkzeug's ``(stream, form, files)``."""
+
+    limits: tuple[Any, ...]
+    content_type: str
+    body: bytes
+    data: tuple[IO[bytes], ImmutableMultiDict[str, str], ImmutableMultiDict[str, FileStorage]]
+
+
+def moto_form_limits() -> tuple[Any, ...]:
+    """The form-parsing limits of a request to moto's server (moto's ``MAX_FORM_MEMORY_SIZE``,
+    Flask's default ``MAX_CONTENT_LENGTH`` and ``MAX_FORM_PARTS``, werkzeug's dict class)."""
+    from flask import Flask
+    from moto.settings import MAX_FORM_MEMORY_SIZE
+
+    config = Flask.default_config
+    return (MAX_FORM_MEMORY_SIZE, config["MAX_CONTENT_LENGTH"], config["MAX_FORM_PARTS"], ImmutableMultiDict)
+
+
+def _memory_file(**_kwargs: Any) -> IO[bytes]:
+    """Where a file part goes: the body is in memory already (werkzeug would spool it to disk)."""
+    return io.BytesIO()
 
 
 class PolicyError(Exception):
@@ -265,13 +303,7 @@ class PostPolicyMiddleware:
         if not (environ.get("CONTENT_LENGTH") or "").isdigit() and not environ.get("wsgi.input_terminated"):
             raise PolicyError(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
         body = read_body(environ)
-        probe = {
-            "wsgi.input": io.BytesIO(body),
-            "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
-            "REQUEST_METHOD": "POST",
-        }
-        _stream, form, files = parse_form_data(probe, silent=False)
+        _stream, form, files = _parse(environ, body)
         # moto reads fields by their exact name and stores the last file part of any name:
         # a field repeated (in any case) or a second file part would let it store something
         # other than what the policy was checked against
@@ -294,5 +326,43 @@ class PostPolicyMiddleware:
             stream = parts[0][1].stream
             stream.seek(0, io.SEEK_END)
             size = stream.tell()
+            stream.seek(0)  # moto reads the part from where it is
         environ["wsgi.input"] = io.BytesIO(body)
         check_post(bucket, fields, size, self.credentials, now=self.clock())
+
+
+def _parse(
+    environ: dict[str, Any], body: bytes
+) -> tuple[IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]:
+    """The form, parsed once; a multipart one is left in ``environ`` for moto (:class:`SharedForm`).
+
+    It is parsed with moto's limits; a body over them (moto answers 413) is parsed again
+    without limits, as before, and moto parses it itself.
+    """
+    ctype = environ.get("CONTENT_TYPE", "")
+    mimetype, params = parse_options_header(ctype)
+    if mimetype == "multipart/form-data":
+        limits = moto_form_limits()
+        memory, length, parts, cls = limits
+        parser = FormDataParser(
+            stream_factory=_memory_file,
+            max_form_memory_size=memory,
+            max_content_length=length,
+            max_form_parts=parts,
+            cls=cls,
+            silent=False,  # a malformed body fails here, as parse_form_data(silent=False) does
+        )
+        try:
+            data = parser.parse(io.BytesIO(body), mimetype, len(body), params)
+        except RequestEntityTooLarge:
+            pass
+        else:
+            environ[SHARED_FORM] = SharedForm(limits, ctype, body, data)
+            return data
+    probe = {
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": ctype,
+        "REQUEST_METHOD": "POST",
+    }
+    return parse_form_data(probe, silent=False)

@@ -287,3 +287,82 @@ def test_authorization_header_does_not_exempt_a_form_upload(emulator):
     )
     assert r.status_code == 403 and b"AccessDenied" in r.content, r.text
     assert not _exists(emulator, "uploads/authz/a.jpg")
+
+
+# -- the parsed form left for moto (moto_speedups lets moto's request take it) ----------------
+def _middleware_call(
+    fields: dict[str, str], data: bytes, limits: tuple[Any, ...] | None = None
+) -> tuple[str, dict[str, Any] | None]:
+    """A multipart POST through PostPolicyMiddleware alone: (status, environ moto would get)."""
+    import io
+
+    from werkzeug.datastructures import ImmutableMultiDict
+
+    from pipeline.stack import post_policy
+
+    files = {"file": ("a.jpg", data, "image/jpeg")}
+    req = httpx.Request("POST", "http://127.0.0.1/b", data=fields, files=files)
+    body = req.read()
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("204 No Content", [])
+        return [b""]
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/b",
+        "CONTENT_TYPE": req.headers["content-type"],
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    status: list[str] = []
+    mw = post_policy.PostPolicyMiddleware(app, {"ak": "s"}, clock=lambda: 0.0)
+    original = post_policy.moto_form_limits
+    if limits is not None:
+        post_policy.moto_form_limits = lambda: (*limits, ImmutableMultiDict)  # type: ignore[assignment]
+    try:
+        mw(environ, lambda s, _h: status.append(s))
+    finally:
+        post_policy.moto_form_limits = original  # type: ignore[assignment]
+    return status[0], (seen or None)
+
+
+_SHARED_POLICY = {
+    "expiration": "2099-01-01T00:00:00Z",
+    "conditions": [*_BASE, {"key": "uploads/a.jpg"}, ["content-length-range", 1, 4096]],
+}
+
+
+def test_the_checked_form_is_left_for_moto_with_the_file_part_rewound():
+    from pipeline.stack.post_policy import SHARED_FORM, SharedForm, moto_form_limits
+
+    data = b"\xff\xd8 photo \r\n--not-a-boundary\r\n\xff\xd9"
+    status, environ = _middleware_call(_fields(_SHARED_POLICY, key="uploads/a.jpg"), data)
+    assert status.startswith("204") and environ is not None
+    shared = environ[SHARED_FORM]
+    assert type(shared) is SharedForm and shared.limits == moto_form_limits()
+    assert shared.body is environ["imagepipe.body"] and shared.content_type == environ["CONTENT_TYPE"]
+    _stream, form, files = shared.data
+    assert form["key"] == "uploads/a.jpg"
+    assert files["file"].stream.read() == data  # from the start: moto stores what was checked
+    assert environ["wsgi.input"].read() == shared.body  # moto without the speed-ups parses this
+
+
+def test_policy_is_as_strict_when_the_form_is_over_moto_limits():
+    """Over moto's limits the form is parsed again without them (moto answers 413 itself);
+    the policy is still checked and nothing is shared."""
+    from pipeline.stack.post_policy import SHARED_FORM
+
+    big = {"x-ignore-pad": "p" * 300}
+    tiny = (200, None, 1000)
+    status, environ = _middleware_call(_fields(_SHARED_POLICY, key="uploads/a.jpg", **big), b"x", tiny)
+    assert status.startswith("204") and environ is not None and SHARED_FORM not in environ
+    for fields, data, want in (
+        (_fields(_SHARED_POLICY, key="uploads/other.jpg", **big), b"x", "403"),  # key not allowed
+        (_fields(_SHARED_POLICY, key="uploads/a.jpg", **big), b"x" * 4097, "400"),  # too large
+        (_fields(_SHARED_POLICY, key="uploads/a.jpg", extra="p" * 300), b"x", "403"),  # uncovered field
+    ):
+        status, environ = _middleware_call(fields, data, tiny)
+        assert status.startswith(want) and environ is None, (status, fields.get("key"))
