@@ -175,22 +175,19 @@ def test_upload_with_recipe_creates_queued_job(backend):
 
 
 def test_upload_with_recipe_leaves_nothing_half_written_when_a_write_fails(backend, monkeypatch):
-    """The image and its job are written side by side; when one write fails the other is
-    removed and the client gets the (retryable) error."""
+    """The image and its job are written together; when that fails half way the half that was
+    written is removed and the client gets the (retryable) error."""
     from imagepipe.errors import TransientError
 
     written: list[str] = []
     real_put = backend.records.put_image
 
-    def put_image(image):
+    def half_written(image, job):
         written.append(image["image_id"])
-        return real_put(image)
-
-    def create_job(job):
+        real_put(image)
         raise TransientError("DynamoDB is having a moment")
 
-    monkeypatch.setattr(backend.records, "put_image", put_image)
-    monkeypatch.setattr(backend.records, "create_job", create_job)
+    monkeypatch.setattr(backend.records, "put_new_image_and_job", half_written)
     status, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10, "recipe": {}})
     assert (status, body["error"]["code"]) == (503, "transient_error")
     assert len(written) == 1 and backend.records.get_image(written[0]) is None
@@ -201,13 +198,18 @@ def test_upload_leaves_no_records_when_presigning_fails(backend, monkeypatch):
         raise RuntimeError("signing failed")
 
     created: list[str] = []
-    real_put = backend.records.put_image
-    monkeypatch.setattr(backend.records, "put_image", lambda image: (created.append(image["image_id"]),
-                                                                    real_put(image))[1])
+    real_write = backend.records.put_new_image_and_job
+
+    def write(image, job):
+        created.append(image["image_id"])
+        real_write(image, job)
+
+    monkeypatch.setattr(backend.records, "put_new_image_and_job", write)
     monkeypatch.setattr(type(backend.storage), "presign_upload", broken_presign)
     status, body = upload({"filename": "a.png", "content_type": "image/png", "size": 10, "recipe": {}})
     assert (status, body["error"]["code"]) == (500, "internal_error")
     assert len(created) == 1 and backend.records.get_image(created[0]) is None
+    assert backend.records.jobs_for_image(created[0]) == []
 
 
 def job_recipe(job_id: str) -> dict:

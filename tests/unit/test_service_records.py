@@ -76,6 +76,46 @@ def test_recipe_and_facts_are_stored_as_json_text_and_read_back_as_documents(rec
     assert old["recipe"] == {"quality": 70} and old["facts"] == {"ratio": 1.5}
 
 
+def test_new_image_and_job_are_written_together_and_unprocessed_items_retried(records, monkeypatch):
+    client = records.table.meta.client
+    real = client.batch_write_item
+    calls: list[int] = []
+
+    def leaves_the_job_once(RequestItems):  # noqa: N803 - boto3's parameter name
+        (name, puts), = RequestItems.items()
+        calls.append(len(puts))
+        if len(calls) == 1:  # DynamoDB throttled the second item: it comes back unprocessed
+            real(RequestItems={name: puts[:1]})
+            return {"UnprocessedItems": {name: puts[1:]}}
+        return real(RequestItems=RequestItems)
+
+    monkeypatch.setattr(client, "batch_write_item", leaves_the_job_once)
+    image_id = uuid.uuid4().hex
+    image = {"image_id": image_id, "key": f"uploads/{image_id}/a.png", "status": "pending_upload",
+             "created_at": now_iso(), "recipe": {"quality": 80}, "recipe_hash": "0123456789abcdef"}
+    job = {"job_id": make_job_id(image_id, "0123456789abcdef"), "image_id": image_id,
+           "recipe": {"quality": 80}, "recipe_hash": "0123456789abcdef", "created_at": now_iso(),
+           "attempts": 0}
+    records.put_new_image_and_job(image, job)
+    assert calls == [2, 1]
+    assert records.get_image(image_id)["recipe"] == {"quality": 80}
+    assert records.get_job(job["job_id"])["status"] == "queued"
+
+
+def test_new_image_and_job_left_unprocessed_is_throttled(records, monkeypatch):
+    from imagepipe.errors import Throttled
+
+    client = records.table.meta.client
+    monkeypatch.setattr("imagepipe.service.records.time.sleep", lambda s: None)
+    monkeypatch.setattr(client, "batch_write_item",
+                        lambda RequestItems: {"UnprocessedItems": RequestItems})  # noqa: N803
+    image_id = uuid.uuid4().hex
+    with pytest.raises(Throttled):
+        records.put_new_image_and_job(
+            {"image_id": image_id, "key": "k", "created_at": now_iso()},
+            {"job_id": make_job_id(image_id, "0" * 16), "image_id": image_id, "created_at": now_iso()})
+
+
 def test_job_ids():
     image_id = "f" * 32
     assert split_job_id(make_job_id(image_id, "0" * 16)) == (image_id, "0" * 16)

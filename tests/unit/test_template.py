@@ -663,6 +663,7 @@ IAM_FOR_CALL: dict[str, tuple[str, ...]] = {
     "query": ("dynamodb:Query",),
     "batch_writer": ("dynamodb:BatchWriteItem",),
     "batch_get_item": ("dynamodb:BatchGetItem",),
+    "batch_write_item": ("dynamodb:BatchWriteItem",),
     "send_message": ("sqs:SendMessage",),
     "send_message_batch": ("sqs:SendMessage",),  # SendMessageBatch is authorized as SendMessage
     "receive_message": ("sqs:ReceiveMessage",),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePosixPath
 from time import perf_counter
 from typing import Any
@@ -32,8 +31,6 @@ from imagepipe.service.records import MAX_PAGE, now_iso
 from imagepipe.service.storage import safe_filename, upload_key
 
 logger = logging.getLogger(__name__)
-#: a few threads for writes one request makes side by side (boto3 clients are thread-safe)
-_IO = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imagepipe-api-io")
 
 DEFAULT_PAGE = 20
 MAX_BATCH_JOBS = 100
@@ -186,15 +183,16 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=req.preset)
         job_id = job["job_id"]
         image["job_id"] = job_id
-    # the two records are independent items: written side by side while the POST is signed
-    writes = [_IO.submit(backend.records.put_image, image)]
-    if job_id is not None:
-        writes.append(_IO.submit(backend.records.create_job, job))
     post = None
     try:
+        if job_id is None:
+            backend.records.put_image(image)
+        else:  # fresh ids: one BatchWriteItem for both records
+            backend.records.put_new_image_and_job(image, job)
         post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
     finally:
-        _all_or_nothing(backend, image_id, writes, undo=post is None)
+        if post is None:
+            _forget_image(backend, image_id)
     return {
         "image_id": image_id,
         "key": key,
@@ -205,19 +203,14 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
     }
 
 
-def _all_or_nothing(backend: Backend, image_id: str, writes: list[Future[Any]], undo: bool = False) -> None:
-    """Wait for a new image's record writes; if one failed (or ``undo``: the request failed
-    elsewhere), remove what was written: the client gets the error and retries with a new
-    image id, and no half-made image is left. Raises the first write error (not with ``undo``,
-    whose caller is already raising its own)."""
-    errors = [exc for exc in (w.exception() for w in writes) if exc is not None]
-    if errors or undo:
-        try:
-            backend.records.delete_image_records(image_id)
-        except Exception:  # best effort: the original error is the one to report
-            logger.exception("could not remove the half-written records of image %s", image_id)
-    if errors and not undo:
-        raise errors[0]
+def _forget_image(backend: Backend, image_id: str) -> None:
+    """``POST /uploads`` failed after (some of) its writes: remove them, so the client's retry
+    (with a new image id) leaves no half-made image. Best effort: the request's own error is
+    the one reported."""
+    try:
+        backend.records.delete_image_records(image_id)
+    except Exception:
+        logger.exception("could not remove the half-written records of image %s", image_id)
 
 
 def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
