@@ -155,6 +155,20 @@ def test_wait_polls_until_terminal_and_times_out():
         client(stuck).wait("j", timeout=0.05, interval=0.01)
 
 
+def test_wait_checks_soon_then_backs_off_to_one_second(monkeypatch):
+    """A small job is seen done soon after it finishes; a long one costs ~1 request a second."""
+    pauses: list[float] = []
+    monkeypatch.setattr("pipeline.client.time.sleep", pauses.append)
+    states = iter(["queued"] + ["running"] * 9 + ["succeeded"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"job_id": "j", "status": next(states)})
+
+    assert client(handler).wait("j", timeout=60)["status"] == "succeeded"
+    assert pauses[:4] == pytest.approx([0.05, 0.075, 0.1125, 0.16875])
+    assert max(pauses) == 1.0 and len(pauses) == 10
+
+
 def test_wait_can_raise_the_jobs_error():
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"job_id": "j", "status": "failed",
