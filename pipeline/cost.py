@@ -24,8 +24,9 @@ S3_GET_PRICE_PER_1K = 0.0004
 #: the processor reading the original + the user downloading the output (GET)
 S3_PUTS_PER_IMAGE = 2
 S3_GETS_PER_IMAGE = 2
-#: Lambda invocations per image: the processor + POST /uploads + POST /jobs + ~2 GET /jobs polls
-LAMBDA_INVOCATIONS_PER_IMAGE = 5
+#: Lambda invocations per image: the processor twice (one record per invocation: the upload's S3
+#: event, then the job's message) + POST /uploads + POST /jobs + ~2 GET /jobs polls
+LAMBDA_INVOCATIONS_PER_IMAGE = 6
 #: added to a measured processor time (``timings_ms.service_total``: S3 read + engine + S3 write)
 #: for what it does not cover: the final DynamoDB write and the handler's own overhead (assumed)
 SERVICE_OVERHEAD_MS = 15.0
@@ -42,7 +43,7 @@ ASSUMPTIONS: list[tuple[str, str]] = [
     ("Lambda requests", f"${LAMBDA_PRICE_PER_1M_REQUESTS:.2f} per 1M invocations"),
     (
         "Lambda invocations per image",
-        f"{LAMBDA_INVOCATIONS_PER_IMAGE} (processor + API: upload, job, 2 polls)",
+        f"{LAMBDA_INVOCATIONS_PER_IMAGE} (processor: S3 event + job; API: upload, job, 2 polls)",
     ),
     ("S3 PUT", f"${S3_PUT_PRICE_PER_1K} per 1,000 requests, {S3_PUTS_PER_IMAGE} per image"),
     ("S3 GET", f"${S3_GET_PRICE_PER_1K} per 1,000 requests, {S3_GETS_PER_IMAGE} per image"),
