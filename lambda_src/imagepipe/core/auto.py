@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from imagepipe.core.encode import MAX_SIDE
-from imagepipe.core.metrics import DEFAULT_METRICS, Reference, compare_to
+from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.transform import has_alpha
 from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
 
@@ -61,21 +61,18 @@ class _Search:
         self.min_score = r.target.min if r.target is not None else None
         self.max_bytes = r.max_bytes
         self.names = DEFAULT_METRICS + (() if self.metric in DEFAULT_METRICS else (self.metric,))
-        self.ref = Reference(prepared.image, r.background_rgb())
+        from imagepipe.core.engine import reference  # engine imports this module
+
+        self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
-
-    def measure(self, data: bytes) -> dict[str, Any]:
-        from imagepipe.core.engine import decode_output
-
-        return compare_to(self.ref, decode_output(data), self.names)
 
     def attempt(self, fmt: str, q: int) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap."""
-        from imagepipe.core.engine import encode_variant
+        from imagepipe.core.engine import encode_variant, measure
 
         try:
             data, facts = encode_variant(self.prepared, fmt, q)
-            res: Any = (data, facts, self.measure(data))
+            res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
         except OutputTooLarge:
             res = None
         entry: dict[str, Any] = {"format": fmt, "quality": q, "bytes": len(res[0]) if res else None,

@@ -5,9 +5,9 @@ Two levels:
 - ``process(source_bytes, recipe, limits=None) -> Result`` — the whole job;
 - ``prepare(source_bytes, recipe, limits) -> Prepared`` (decode + transform, once) followed by
   any number of ``encode_variant(prepared, fmt, quality, options) -> (bytes, facts)`` and
-  ``measure(prepared, data) -> {"ssim", "psnr"}``. Sweeps and auto-quality reuse one prepared
-  image for many encodes, and measure them against one ``metrics.Reference`` (its reference
-  side computed once) rather than calling ``measure`` per encode.
+  ``measure(prepared, data, ref) -> {"ssim", "psnr"}``. Sweeps and auto-quality reuse one
+  prepared image for many encodes, and measure them all against one ``reference(prepared)``
+  (its reference side computed once, not per encode).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from imagepipe.core.encode import (
     resolve_format,
 )
 from imagepipe.core.limits import Limits
-from imagepipe.core.metrics import MAX_METRIC_OUTPUT_PIXELS, compare
+from imagepipe.core.metrics import DEFAULT_METRICS, MAX_METRIC_OUTPUT_PIXELS, Reference, compare_to
 from imagepipe.core.recipe import Recipe, parse_recipe
 from imagepipe.core.watermark import apply_watermark
 from imagepipe.errors import (
@@ -352,9 +353,17 @@ def decode_output(data: bytes) -> Image.Image:
     return im
 
 
-def measure(prepared: Prepared, data: bytes) -> dict[str, float]:
-    """SSIM and PSNR of encoded ``data`` against the prepared (pre-encode) image."""
-    return compare(prepared.image, decode_output(data), prepared.recipe.background_rgb())
+def reference(prepared: Prepared) -> Reference:
+    """The metrics reference of the prepared (pre-encode) image: made once, it serves every
+    encode of it (its reference side is computed once)."""
+    return Reference(prepared.image, prepared.recipe.background_rgb())
+
+
+def measure(prepared: Prepared, data: bytes, ref: Reference | None = None,
+            names: Sequence[str] = DEFAULT_METRICS) -> dict[str, float | None]:
+    """SSIM and PSNR (or the metrics ``names``) of encoded ``data`` against the prepared
+    (pre-encode) image, through ``ref`` (:func:`reference`) when given."""
+    return compare_to(reference(prepared) if ref is None else ref, decode_output(data), names)
 
 
 # --- process -----------------------------------------------------------------------------------

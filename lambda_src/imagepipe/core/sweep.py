@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagepipe.core.engine import Prepared, decode_output, encode_variant, prepare
+from imagepipe.core.engine import Prepared, encode_variant, measure, prepare, reference
 from imagepipe.core.limits import Limits
-from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference, compare_to
+from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference
 from imagepipe.errors import InvalidRecipe
 
 #: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
@@ -239,9 +239,7 @@ def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
     digest = hashlib.blake2b(data, digest_size=20).digest()
     m = seen.get(digest) if seen is not None else None
     if m is None:
-        if ref is None:
-            ref = Reference(prepared.image, prepared.recipe.background_rgb())
-        m = compare_to(ref, decode_output(data), metrics)
+        m = measure(prepared, data, ref, metrics)
         if seen is not None:
             seen[digest] = m
     measure_ms = round((time.perf_counter() - t) * 1000.0, 3)
@@ -268,7 +266,7 @@ def run_cells(prepared: Prepared, cells: Sequence[Cell],
     """Measure ``cells`` on one prepared image (one metrics reference for all of them);
     ``on_variant(point, data)`` sees each encoding (e.g. to store it). Returns the points in
     cell order."""
-    ref = Reference(prepared.image, prepared.recipe.background_rgb())
+    ref = reference(prepared)
     seen: dict[bytes, dict[str, Any]] = {}
     points = []
     for cell in cells:
