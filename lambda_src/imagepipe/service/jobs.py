@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 from imagepipe.core.limits import Limits
-from imagepipe.core.recipe import parse_recipe
+from imagepipe.core.recipe import Recipe, parse_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.backend import Backend
 from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
@@ -176,14 +176,14 @@ class JobRunner:
             logger.error("dropping malformed job id %r", job_id)
             return "missing"
         early = None
-        hint_hash = _recipe_hash_or_none(recipe_hint)
+        hint = _recipe_or_none(recipe_hint)  # parsed once: its hash is checked, the engine takes it
+        hint_hash = hint.recipe_hash() if hint is not None else None
         if hint_hash != id_parts[1]:  # the id names its recipe's hash
-            hint_hash = None  # a hint for another recipe is no hint: only the download goes ahead
+            hint, hint_hash = None, None  # a hint for another recipe is no hint: only the download goes ahead
         if source_key and source_key.startswith(cfg.upload_prefix):
             downloaded = Event()
-            early = _POOL.submit(self._fetch_and_process, job_id, source_key,
-                                 recipe_hint if hint_hash else None, downloaded)
-            if hint_hash:
+            early = _POOL.submit(self._fetch_and_process, job_id, source_key, hint, downloaded)
+            if hint is not None:
                 # The engine goes ahead too: let the download finish before the claim is sent.
                 # Both are boto3 calls in one process; side by side they fight for the GIL and
                 # the engine starts later, while the claim has the engine's whole run to land.
@@ -246,9 +246,9 @@ class JobRunner:
             records.set_image_facts(image_id, facts["input"])
         return "succeeded" if ok else "skipped"
 
-    def _process(self, job_id: str, data: bytes, recipe_dict: dict[str, Any]) -> Any:
+    def _process(self, job_id: str, data: bytes, recipe: Recipe | dict[str, Any]) -> Any:
         """The engine on one original; an engine bug becomes ``InternalError`` (no retry loop)."""
-        recipe = parse_recipe(recipe_dict)
+        recipe = parse_recipe(recipe)  # a Recipe passes through as it is
         try:
             return self.engine(data, recipe, self.limits)
         except ImagePipeError:
@@ -257,7 +257,7 @@ class JobRunner:
             logger.exception("engine crashed on job %s", job_id)
             raise InternalError(f"the engine failed unexpectedly: {type(exc).__name__}") from exc
 
-    def _fetch_and_process(self, job_id: str, key: str, recipe_dict: dict[str, Any] | None,
+    def _fetch_and_process(self, job_id: str, key: str, recipe: Recipe | None,
                            downloaded: Event | None = None) -> tuple[bytes, float, Any]:
         """Download the original, and process it when a recipe is given: ``(data, ms, result)``.
         ``downloaded`` is set once the download is over (done or failed)."""
@@ -267,7 +267,7 @@ class JobRunner:
         finally:
             if downloaded is not None:
                 downloaded.set()
-        result = None if recipe_dict is None else self._process(job_id, data, recipe_dict)
+        result = None if recipe is None else self._process(job_id, data, recipe)
         return data, download_ms, result
 
 
@@ -284,13 +284,13 @@ def _timed(fn: Callable[..., bytes], *args: Any) -> tuple[bytes, float]:
     return fn(*args), _ms(t)
 
 
-def _recipe_hash_or_none(recipe: dict[str, Any] | None) -> str | None:
-    """The hash of a hinted recipe, or ``None`` when there is none or it does not parse (the
-    claimed record's recipe is then parsed on the normal path, with its normal errors)."""
+def _recipe_or_none(recipe: dict[str, Any] | None) -> Recipe | None:
+    """A hinted recipe, parsed; ``None`` when there is none or it does not parse (the claimed
+    record's recipe is then parsed on the normal path, with its normal errors)."""
     if recipe is None:
         return None
     try:
-        return parse_recipe(recipe).recipe_hash()
+        return parse_recipe(recipe)
     except ImagePipeError:
         return None
 
