@@ -193,17 +193,13 @@ class Client:
     def process(self, image_id: str, recipe: dict[str, Any] | None = None,
                 preset: str | None = None) -> dict[str, Any]:
         """Queue a job (202); a duplicate request returns the same ``job_id``."""
-        body: dict[str, Any] = {"image_id": image_id, "recipe": recipe or {}}
-        if preset is not None:
-            body["preset"] = preset
-        return self.request("POST", "/jobs", json=body, ok=(202,))
+        return self.request("POST", "/jobs", json=_job_body(image_id, recipe, preset), ok=(202,))
 
     def process_many(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Queue many jobs (``{"image_id", "recipe", "preset"?}`` each) with ``POST /jobs/batch``,
         up to ``MAX_BATCH_JOBS`` per request. One outcome per item, in order: the accepted job
         (as :meth:`process` returns it) or ``{"image_id", "error": {"code", "message"}}``."""
-        bodies = [{"image_id": it["image_id"], "recipe": it.get("recipe") or {},
-                   **({"preset": it["preset"]} if it.get("preset") is not None else {})} for it in items]
+        bodies = [_job_body(it["image_id"], it.get("recipe"), it.get("preset")) for it in items]
         out: list[dict[str, Any]] = []
         for start in range(0, len(bodies), MAX_BATCH_JOBS):
             resp = self.request("POST", "/jobs/batch", json={"items": bodies[start:start + MAX_BATCH_JOBS]},
@@ -346,3 +342,11 @@ class Client:
     def health(self) -> dict[str, Any]:
         """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
         return self.request("GET", "/health", ok=(200, 503), retry=False)
+
+
+def _job_body(image_id: str, recipe: dict[str, Any] | None, preset: str | None) -> dict[str, Any]:
+    """One job request as ``POST /jobs`` and each ``POST /jobs/batch`` item take it."""
+    body: dict[str, Any] = {"image_id": image_id, "recipe": recipe or {}}
+    if preset is not None:
+        body["preset"] = preset
+    return body
