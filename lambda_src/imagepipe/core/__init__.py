@@ -5,8 +5,9 @@
 See docs/engine.md.
 """
 
-from imagepipe.core.engine import Prepared, Result, encode_variant, measure, prepare, process
+from imagepipe.core.engine import Result, process
 from imagepipe.core.limits import Limits
+from imagepipe.core.prepare import Prepared, encode_variant, measure, prepare
 from imagepipe.core.recipe import Recipe, parse_recipe
 
 __all__ = ["Limits", "Prepared", "Recipe", "Result", "encode_variant", "measure", "parse_recipe", "prepare",

@@ -21,15 +21,13 @@ Lossless encodes (PNG, GIF, lossless WebP) are encoded once. Nothing meets the g
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imagepipe.core.encode import MAX_SIDE
 from imagepipe.core.metrics import DEFAULT_METRICS
+from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
 from imagepipe.core.transform import has_alpha
 from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
-
-if TYPE_CHECKING:
-    from imagepipe.core.engine import Prepared
 
 LOSSY = ("jpeg", "webp", "avif")
 
@@ -61,15 +59,12 @@ class _Search:
         self.min_score = r.target.min if r.target is not None else None
         self.max_bytes = r.max_bytes
         self.names = DEFAULT_METRICS + (() if self.metric in DEFAULT_METRICS else (self.metric,))
-        from imagepipe.core.engine import reference  # engine imports this module
 
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
 
     def attempt(self, fmt: str, q: int) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap."""
-        from imagepipe.core.engine import encode_variant, measure
-
         try:
             data, facts = encode_variant(self.prepared, fmt, q)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))

@@ -29,9 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imagepipe.core.engine import Prepared, encode_variant, measure, prepare, reference
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference
+from imagepipe.core.prepare import Prepared, encode_variant, measure, prepare, reference
 from imagepipe.errors import InvalidRecipe
 
 #: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)

@@ -10,12 +10,10 @@ from pathlib import PurePosixPath
 from time import perf_counter
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictInt, StrictStr
 
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.errors import (
-    BadRequest,
-    Conflict,
     ImagePipeError,
     InvalidRecipe,
     NotFound,
@@ -25,23 +23,20 @@ from imagepipe.errors import (
 )
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import ALLOWED_CONTENT_TYPES
+from imagepipe.service.images import image_or_404, require_uploaded, uploaded_image
 from imagepipe.service.jobs import new_job
 from imagepipe.service.messages import job_message
-from imagepipe.service.records import MAX_PAGE, now_iso
+from imagepipe.service.records import now_iso
+from imagepipe.service.requests import RequestBody, page_params, parse_body
 from imagepipe.service.storage import safe_filename, upload_key
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PAGE = 20
 MAX_BATCH_JOBS = 100
 MAX_RECIPE_BYTES = 256 * 1024
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UploadRequest(_Body):
+class UploadRequest(RequestBody):
     """``POST /uploads``."""
 
     filename: StrictStr = Field(min_length=1, max_length=1024)
@@ -51,7 +46,7 @@ class UploadRequest(_Body):
     preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
 
 
-class JobRequest(_Body):
+class JobRequest(RequestBody):
     """``POST /jobs``."""
 
     image_id: StrictStr = Field(min_length=1, max_length=100)
@@ -59,35 +54,10 @@ class JobRequest(_Body):
     preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
 
 
-class JobBatchRequest(_Body):
+class JobBatchRequest(RequestBody):
     """``POST /jobs/batch``."""
 
     items: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
-
-
-def parse_body(model: type[_Body], raw: str | bytes | None) -> Any:
-    """Decode a JSON body into ``model``; ``BadRequest`` naming each bad field."""
-    if raw is None or (isinstance(raw, (str, bytes)) and not raw.strip()):
-        raise BadRequest("request body is required (a JSON object)")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("request body contains invalid unicode (a lone surrogate escape)") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
-        fields = ", ".join(d["field"] for d in details)
-        raise BadRequest(f"invalid request body: {fields}", details=details) from None
 
 
 def validated_recipe(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -111,19 +81,6 @@ def validated_recipe(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
     walk(as_dict, "")
     return as_dict, recipe.recipe_hash()
-
-
-def page_params(query: dict[str, str] | None) -> tuple[int, str | None]:
-    """``limit`` (1–100, default 20) and ``cursor`` from the query string."""
-    query = query or {}
-    raw = query.get("limit")
-    limit = DEFAULT_PAGE
-    if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            raise BadRequest(f"limit must be an integer between 1 and {MAX_PAGE}")
-        limit = int(raw)
-    cursor = query.get("cursor") or None
-    return limit, cursor
 
 
 def _download_name(job: dict[str, Any]) -> str:
@@ -213,28 +170,6 @@ def _forget_image(backend: Backend, image_id: str) -> None:
         logger.exception("could not remove the half-written records of image %s", image_id)
 
 
-def _image_or_404(backend: Backend, image_id: str) -> dict[str, Any]:
-    image = backend.records.get_image(image_id)  # None for a malformed id too
-    if image is None:
-        raise NotFound(f"no image {image_id!r}")
-    return image
-
-
-def uploaded_image(backend: Backend, image_id: str) -> dict[str, Any]:
-    """The image record of an original that is in the source bucket (404 unknown, 409 not yet)."""
-    return _require_uploaded(backend, _image_or_404(backend, image_id))
-
-
-def _require_uploaded(backend: Backend, image: dict[str, Any]) -> dict[str, Any]:
-    if image.get("status") == "uploaded":
-        return image
-    # The S3 event (the one writer of "uploaded") may not have been handled yet: ask S3.
-    if backend.storage.head(backend.config.source_bucket, image["key"]) is None:
-        raise Conflict(f"image {image['image_id']} is not uploaded yet; "
-                       "POST the file to its upload URL first")
-    return image
-
-
 def _create_job_record(backend: Backend, image: dict[str, Any], recipe_dict: dict[str, Any],
                        recipe_hash: str, preset: str | None) -> tuple[dict[str, Any], str | None]:
     """Write the job (or find the existing one): what the API answers for it, and the queue
@@ -288,7 +223,7 @@ def create_jobs(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any
             image = images.get(item.image_id)
             if image is None:
                 raise NotFound(f"no image {item.image_id!r}")
-            _require_uploaded(backend, image)
+            require_uploaded(backend, image)
             accepted, message = _create_job_record(backend, image, recipe_dict, recipe_hash, item.preset)
         except ImagePipeError as exc:
             if not exc.permanent:
@@ -351,7 +286,7 @@ def list_images(backend: Backend, query: dict[str, str] | None) -> dict[str, Any
 
 def get_image(backend: Backend, image_id: str) -> dict[str, Any]:
     """``GET /images/{image_id}``: facts, the original's download URL, every job."""
-    image = _image_or_404(backend, image_id)
+    image = image_or_404(backend, image_id)
     cfg = backend.config
     uploaded = image.get("status") == "uploaded"
     if not uploaded and backend.storage.head(cfg.source_bucket, image["key"]) is not None:
@@ -368,7 +303,7 @@ def get_image(backend: Backend, image_id: str) -> dict[str, Any]:
 
 def delete_image(backend: Backend, image_id: str) -> None:
     """``DELETE /images/{image_id}``: the original, its outputs, its records."""
-    _image_or_404(backend, image_id)
+    image_or_404(backend, image_id)
     cfg = backend.config
     backend.storage.delete_prefix(cfg.source_bucket, f"{cfg.upload_prefix}{image_id}/")
     backend.storage.delete_prefix(cfg.dest_bucket, f"{cfg.output_prefix}{image_id}/")

@@ -36,9 +36,9 @@ from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
-from imagepipe.service.api import _Body, page_params, parse_body, uploaded_image
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
+from imagepipe.service.images import uploaded_image
 from imagepipe.service.messages import SweepPartMessage, sweep_part_message
 from imagepipe.service.messages import parse_body as parse_queue_body
 from imagepipe.service.records import (
@@ -52,6 +52,7 @@ from imagepipe.service.records import (
     query_all,
     to_dynamo,
 )
+from imagepipe.service.requests import RequestBody, page_params, parse_body
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ LIST_FIELDS = ("sweep_id", "image_id", "status", "grid", "resize", "parts_total"
                "started_at", "finished_at", "done_parts", "failed_parts", "filename")
 
 
-class SweepRequest(_Body):
+class SweepRequest(RequestBody):
     """``POST /sweeps``."""
 
     image_id: StrictStr = Field(min_length=1, max_length=100)
@@ -363,7 +364,7 @@ def run_sweep_part(backend: Backend, msg: SweepPartMessage, limits: Limits, *,
 
 
 def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
-    from imagepipe.core.engine import prepare
+    from imagepipe.core.prepare import prepare
     from imagepipe.core.sweep import run_cells
 
     t0 = perf_counter()
