@@ -220,7 +220,7 @@ class JobRunner:
             if not exc.permanent:
                 raise
             logger.info("job %s failed permanently: %s %s", job_id, exc.code, exc.message)
-            records.fail_job(job_id, exc.code, exc.message)
+            records.fail_job(job_id, exc.code, exc.message, job=claimed)
             return "failed"
 
         facts = dict(result.facts)
@@ -238,7 +238,7 @@ class JobRunner:
         }
         if queue_wait_ms is not None:
             timings["queue_wait"] = queue_wait_ms
-        ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts)
+        ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts, job=claimed)
         # the original's facts go to the image item after the job's result, which is what a
         # client is waiting for (the emulator serializes writes: side by side, the facts write
         # could go first). A failure raises: the message is retried (the job stays succeeded).
