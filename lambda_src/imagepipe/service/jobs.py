@@ -16,7 +16,7 @@ from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import Recipe, parse_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.backend import Backend
-from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
+from imagepipe.service.messages import ExportMessage, JobMessage, ObjectCreated, SweepPartMessage, Work
 from imagepipe.service.records import make_job_id, now_iso, parse_iso, split_job_id
 from imagepipe.service.storage import output_key
 
@@ -108,6 +108,10 @@ class JobRunner:
             from imagepipe.service.sweeps import run_sweep_part
 
             return run_sweep_part(self.backend, work, self.limits, final_attempt=final_attempt)
+        if isinstance(work, ExportMessage):  # History's CSV export (service/exports.py)
+            from imagepipe.service.exports import run_export
+
+            return run_export(self.backend, work.export_id)
         raise InternalError(f"unknown work item {type(work).__name__}")
 
     def object_created(self, ev: ObjectCreated, *, final_attempt: bool = False) -> str:
