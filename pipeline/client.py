@@ -260,9 +260,23 @@ class Client:
 
     # --- listings, images -----------------------------------------------------------------
 
-    def list_jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """One page of jobs, newest first: ``{"items", "next_cursor"}``."""
-        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor})
+    def list_jobs(self, limit: int = 20, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
+        """One page of jobs, newest first: ``{"items", "next_cursor"}``. ``filters``: ``from``/``to``
+        (``YYYY-MM-DD``; pass ``**{"from": ...}``), ``status``, ``format``, ``preset``, ``arrival``
+        (a string or a list of values)."""
+        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor, **_filters(filters)})
+
+    def stats(self, **filters: Any) -> dict[str, Any]:
+        """History's figures from the rollups (``GET /stats``), filtered like :meth:`list_jobs`."""
+        return self.request("GET", "/stats", params=_filters(filters))
+
+    def create_export(self, **filters: Any) -> dict[str, Any]:
+        """Start a server-side CSV export of every matching job (``POST /exports``)."""
+        return self.request("POST", "/exports", json=_filters(filters))
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        """An export's progress and, once done, its ``download_url``."""
+        return self.request("GET", f"/exports/{export_id}")
 
     def list_images(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """One page of images, newest first: ``{"items", "next_cursor"}``."""
@@ -342,6 +356,17 @@ class Client:
     def health(self) -> dict[str, Any]:
         """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
         return self.request("GET", "/health", ok=(200, 503), retry=False)
+
+
+def _filters(filters: Mapping[str, Any]) -> dict[str, str]:
+    """History filters as the API takes them: lists become comma-separated, empties are dropped."""
+    out: dict[str, str] = {}
+    for name, value in filters.items():
+        if value is None or value == "" or value == [] or value == ():
+            continue
+        out[name] = ",".join(str(v) for v in value) if isinstance(value, (list, tuple, set, frozenset)) \
+            else str(value)
+    return out
 
 
 def _job_body(image_id: str, recipe: dict[str, Any] | None, preset: str | None) -> dict[str, Any]:

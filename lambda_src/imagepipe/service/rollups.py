@@ -345,6 +345,29 @@ def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
     return Read({d: c for d, c in totals.items() if any(c.values())}, len(days), len(live))
 
 
+def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
+          live: list[dict[str, Any]]) -> bool:
+    """One transaction: the day item with ``add`` merged in, put on the version it was read
+    with, and each of ``live`` deleted on the ``ver`` it was read with. ``False`` when another
+    writer got there first (nothing written)."""
+    day_item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
+    data = _day_data(day_item)
+    for combo, counters in add.items():
+        data.setdefault(combo, Counter()).update(counters)
+    doc = {combo: {k: v for k, v in sorted(c.items()) if v} for combo, c in sorted(data.items())}
+    ver = int(day_item["ver"]) if day_item else 0
+    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1,
+                    "data": json.dumps({k: v for k, v in doc.items() if v}, separators=(",", ":"))},
+           "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
+           **({} if day_item is None else {"ExpressionAttributeValues": {":ver": ver}})}
+    tx = [{"Put": low_level(table.name, put)}]
+    for item in live:
+        tx.append({"Delete": low_level(table.name, {
+            "Key": {"pk": item["pk"], "sk": item["sk"]}, "ConditionExpression": "ver = :ver",
+            "ExpressionAttributeValues": {":ver": int(item["ver"])}})})
+    return transact(client, tx) is None
+
+
 def seal(table: Any, client: Any | None = None) -> int:
     """Fold every live item into its day's sealed item; returns how many were folded.
 
@@ -359,25 +382,29 @@ def seal(table: Any, client: Any | None = None) -> int:
     for day, items in sorted(by_day.items()):
         for start in range(0, len(items), _SEAL_CHUNK):
             chunk = items[start:start + _SEAL_CHUNK]
-            day_item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
-            data = _day_data(day_item)
+            add: dict[str, Counter[str]] = {}
             for item in chunk:
-                combo = Dims.from_sk(item["sk"]).combo()
-                data.setdefault(combo, Counter()).update(_counters(item))
-            doc = {combo: {k: v for k, v in sorted(c.items()) if v} for combo, c in sorted(data.items())}
-            ver = int(day_item["ver"]) if day_item else 0
-            put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1,
-                            "data": json.dumps({k: v for k, v in doc.items() if v}, separators=(",", ":"))},
-                   "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
-                   **({} if day_item is None else {"ExpressionAttributeValues": {":ver": ver}})}
-            tx = [{"Put": low_level(table.name, put)}]
-            for item in chunk:
-                tx.append({"Delete": low_level(table.name, {
-                    "Key": {"pk": item["pk"], "sk": item["sk"]}, "ConditionExpression": "ver = :ver",
-                    "ExpressionAttributeValues": {":ver": int(item["ver"])}})})
-            if transact(client, tx) is None:
+                add.setdefault(Dims.from_sk(item["sk"]).combo(), Counter()).update(_counters(item))
+            if _fold(table, client, day, add, chunk):
                 folded += len(chunk)
     return folded
+
+
+def add_days(table: Any, totals: dict[Dims, Counter[str]], attempts: int = 10) -> int:
+    """Add aggregated counters straight into the sealed day items, one transaction per day
+    (backfill and the seeding tool: ``days`` writes instead of one per aggregate). Returns the
+    days written; ``TransientError`` if a day kept being sealed by someone else meanwhile."""
+    by_day: dict[str, dict[str, Counter[str]]] = {}
+    for dims, counters in totals.items():
+        by_day.setdefault(dims.day, {}).setdefault(dims.combo(), Counter()).update(counters)
+    client = table.meta.client
+    for day, add in sorted(by_day.items()):
+        for _ in range(attempts):
+            if _fold(table, client, day, add, []):
+                break
+        else:
+            raise TransientError(f"the day item of {day} kept changing; retry")
+    return len(by_day)
 
 
 def clear(table: Any) -> int:
@@ -405,14 +432,14 @@ def public_job(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def backfill(table: Any) -> dict[str, int]:
-    """Rebuild the rollups from the job records: clear them, add the full scan's totals, seal.
+    """Rebuild the rollups from the job records: clear them, write the full scan's totals into
+    the day items.
 
     Jobs finishing while it runs may be counted twice or not at all: run it while the
     pipeline is idle, and confirm with :func:`check`."""
     cleared = clear(table)
     totals = aggregate(public_job(i) for i in scan_jobs(table))
-    written = add_totals(table, totals)
-    return {"cleared": cleared, "groups": written, "sealed": seal(table),
+    return {"cleared": cleared, "groups": len(totals), "days": add_days(table, totals),
             "jobs": sum(c["n"] for c in totals.values())}
 
 
