@@ -33,7 +33,8 @@ def test_seeded_rollups_equal_a_full_scan(seeded):
 def test_stats_answer_is_exact_and_quantiles_within_the_bucket_error(seeded):
     backend, _, jobs = seeded
     today = datetime.now(UTC).date()
-    body = stats.get_stats(backend, {"from": (today - timedelta(days=40)).isoformat(), "to": today.isoformat()})
+    start = (today - timedelta(days=40)).isoformat()
+    body = stats.get_stats(backend, {"from": start, "to": today.isoformat()})
     ok = [j for j in jobs if j["status"] == "succeeded"]
     t = body["totals"]
     assert t["jobs"] == 600 and t["succeeded"] == len(ok) and t["failed"] == 600 - len(ok)
