@@ -84,7 +84,7 @@ def _headline(stats: dict[str, Any]) -> None:
     m[3].metric("Median ratio", f"≈{ratio:.2f}×" if ratio else "–",
                 help=f"from a log-bucket histogram: within ±{err:.1f}% of the exact median")
     m[4].metric("Bytes saved", f"{t['bytes_saved'] / 1e6:,.2f} MB" if t["succeeded"] else "–")
-    st.caption(f"Counts and sums are exact (from the rollups). {md_escape(stats.get('quantile_note', ''))}")
+    st.caption(md_escape(stats.get("quantile_note", "")))
 
 
 def _jobs_table(info: Any, filters_json: str) -> None:

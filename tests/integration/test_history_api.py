@@ -40,7 +40,8 @@ def history(client: Client, table: Any) -> dict[str, Any]:
     assert ok["status"] == "succeeded", ok.get("error")
     again = client.process(ok["image_id"], RECIPE, preset="hist-test")  # a duplicate request
     assert again["created"] is False
-    bad = client.upload(b"\xff\xd8\xff\xe0 not really a jpeg" * 10, filename="bad.jpg", content_type="image/jpeg")
+    bad = client.upload(b"\xff\xd8\xff\xe0 not really a jpeg" * 10, filename="bad.jpg",
+                        content_type="image/jpeg")
     failed = client.wait(client.process(bad["image_id"], RECIPE, preset="hist-test")["job_id"], timeout=60)
     assert failed["status"] == "failed"
     out = seed(table, N, days=60, seed=SEED)
