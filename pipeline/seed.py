@@ -59,10 +59,13 @@ def synthetic_jobs(n: int, days: int = 90, seed: int = 1,
     """``n`` finished jobs (public form, as ``Records.get_job`` returns them), oldest first."""
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
-    span = timedelta(days=days).total_seconds() - 60
+    # from the first second of the day ``days - 1`` days ago (UTC) to a minute ago: a range of
+    # the last ``days`` days holds every job
+    first = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
+    span = max(0.0, (now - first).total_seconds() - 60)
     presets = [(p, share) for p, (_, share, _, _) in MIX.items()]
     for _ in range(n):
-        created = now - timedelta(seconds=rng.random() * span + 60)
+        created = first + timedelta(seconds=rng.random() * span)
         preset = _pick(rng, presets)
         fmt, _, ratio_med, bpp_med = MIX[preset]
         image_id, recipe_hash = uuid.UUID(int=rng.getrandbits(128)).hex, f"{rng.getrandbits(64):016x}"

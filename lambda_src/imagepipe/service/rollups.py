@@ -303,9 +303,11 @@ def live_items(table: Any, day_from: str = "0000-00-00", day_to: str = "9999-12-
     return out
 
 
-def _day_items(table: Any, day_from: str, day_to: str) -> dict[str, dict[str, Any]]:
+def _day_items(table: Any, day_from: str, day_to: str,
+               versions_only: bool = False) -> dict[str, dict[str, Any]]:
     cond = Key("pk").eq(DAY_PK) & Key("sk").between(day_from, day_to)
-    return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True)}
+    extra = {"ProjectionExpression": "sk, ver"} if versions_only else {}
+    return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True, **extra)}
 
 
 def _day_data(item: dict[str, Any] | None) -> dict[str, Counter[str]]:
@@ -331,15 +333,21 @@ def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
     for _ in range(attempts):
         days = _day_items(table, day_from, day_to)
         live = live_items(table, day_from, day_to)
-        again = _day_items(table, day_from, day_to)
+        again = _day_items(table, day_from, day_to, versions_only=True)
         if {k: v.get("ver") for k, v in days.items()} == {k: v.get("ver") for k, v in again.items()}:
             break
     else:
         raise TransientError("the rollups were being sealed during every read; retry")
     totals: dict[Dims, Counter[str]] = {}
+    combos: dict[str, tuple[str, ...]] = {}  # a combination's parsed dimensions, once per read
     for day, item in days.items():
         for combo, counters in _day_data(item).items():
-            totals.setdefault(Dims.from_sk(f"{day}#{combo}"), Counter()).update(counters)
+            parts = combos.get(combo) or combos.setdefault(combo, tuple(unquote(p) for p in combo.split("#")))
+            dims = Dims(day, *parts)
+            if dims in totals:
+                totals[dims].update(counters)
+            else:
+                totals[dims] = counters
     for item in live:
         totals.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
     return Read({d: c for d, c in totals.items() if any(c.values())}, len(days), len(live))

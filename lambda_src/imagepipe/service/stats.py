@@ -34,6 +34,7 @@ _FIGURES = {
     **{f"t_{s}": (f"ms_{s}", lambda v: v) for s in rollups.STAGES},
 }
 _REVERSED = {"dssim", "s2gap"}  # a higher histogram value is a lower figure
+_SUM_KEYS = ("n", "bytes_in", "bytes_out", "engine_us", "service_us", "timed")
 
 
 def _day(raw: str | None, name: str, default: date) -> date:
@@ -130,22 +131,27 @@ def _sums(c: Counter[str]) -> dict[str, Any]:
 def answer(totals: dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
            filters: dict[str, frozenset[str]]) -> dict[str, Any]:
     """The ``GET /stats`` body for rollup totals (also used on a full scan's totals by tests)."""
-    picked = {d: c for d, c in totals.items() if matches(d, filters)}
-    everything: Counter[str] = Counter()
-    by_status: dict[str, Counter[str]] = {}
+    everything: Counter[str] = Counter()  # the sums and error codes (histograms: ``ok`` only)
+    by_status: Counter[str] = Counter()
     by_day: dict[tuple[str, str], Counter[str]] = {}
     groups: dict[tuple[str, str, str, str], Counter[str]] = {}
     by_format: dict[str, Counter[str]] = {}
-    for dims, c in picked.items():
-        everything.update(c)
-        by_status.setdefault(dims.status, Counter()).update(c)
-        by_day.setdefault((dims.day, dims.status), Counter()).update(c)
-        groups.setdefault((dims.status, dims.format, dims.preset, dims.arrival), Counter()).update(c)
+    ok: Counter[str] = Counter()
+    for dims, c in totals.items():
+        if not matches(dims, filters):
+            continue
+        sums = {k: c[k] for k in _SUM_KEYS if c.get(k)}
+        everything.update(sums)
+        by_status[dims.status] += c.get("n", 0)
+        by_day.setdefault((dims.day, dims.status), Counter()).update(sums)
+        groups.setdefault((dims.status, dims.format, dims.preset, dims.arrival), Counter()).update(sums)
         if dims.status == "succeeded":
+            ok.update(c)
             by_format.setdefault(dims.format, Counter()).update(c)
-    ok = by_status.get("succeeded", Counter())
-    failed = by_status.get("failed", Counter())["n"]
-    totals_out = {**_sums(everything), "succeeded": ok["n"], "failed": failed,
+        else:
+            everything.update({k: v for k, v in c.items() if k.startswith("e:")})
+    failed = by_status["failed"]
+    totals_out = {**_sums(everything), "succeeded": by_status["succeeded"], "failed": failed,
                   "bytes_saved": ok["bytes_in"] - ok["bytes_out"]}
     errors = Counter({k[2:]: v for k, v in everything.items() if k.startswith("e:") and v})
     return {
