@@ -36,7 +36,10 @@ def _snapshot(backend: Any, op: dict[str, Any], op_type: str) -> tuple[Any, Any,
 
 
 def _restore(snapshots: list[tuple[Any, Any, Any, Any]]) -> None:
+    from pipeline.stack.moto_query import bump
+
     for table, hash_key, range_key, item in reversed(snapshots):
+        bump(table)
         if item is None:
             table.delete_item(hash_key, range_key)
         elif range_key is not None:
