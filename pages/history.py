@@ -229,8 +229,9 @@ def page() -> None:
     start, end = _date_filter()
     try:
         unfiltered = load_stats(info.api_url, generation, json.dumps({"from": start.isoformat(),
-                                                                      "to": end.isoformat()}))
+                                                                      "to": end.isoformat()}, sort_keys=True))
         filters = _filters(unfiltered.get("dimensions", {}), start, end)
+        filters = {k: v for k, v in filters.items() if v}  # the API's own key: no empty filters
         filters_json = json.dumps(filters, sort_keys=True)
         stats = load_stats(info.api_url, generation, filters_json)
     except ImagePipeError as exc:

@@ -158,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                 have = size
                 print(f"[{size}] seeded {seeded['jobs']} in {seed_s:.1f} s", file=sys.stderr, flush=True)
                 stats_t, body = stats_ms(client, args.stats_runs)
+                page_t, today = [], datetime.now(UTC).date()
+                window = {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat()}
+                for _ in range(args.stats_runs):
+                    t = time.perf_counter()
+                    client.list_jobs(limit=50, status="failed", **window)
+                    page_t.append((time.perf_counter() - t) * 1000)
                 cold = history_cold_ms(stack.api_url, stack.api_key, args.runs)
                 t = time.perf_counter()
                 report = rollups.check(table)
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     "history_cold_ms_p50": _p50(cold), "history_cold_ms": [round(x) for x in cold],
                     "stats_90d_ms_p50": _p50(stats_t), "stats_90d_jobs": body["totals"]["jobs"],
                     "stats_source": body.get("source"), "check_ok": report["ok"],
+                    "jobs_page_ms_p50": _p50(page_t),
                     "scan_jobs": report["jobs_scanned"], "scan_s": round(scan_s, 2),
                     "write_tx_ms_p50": _p50(tx), "write_plain_ms_p50": _p50(plain),
                     "write_added_ms_p50": round(_p50(tx) - _p50(plain), 2),
