@@ -123,3 +123,17 @@ def test_deleting_an_image_subtracts_its_jobs(client: Client, table: Any, histor
     after = client.stats(**_range(), preset="hist-test")["totals"]
     assert (after["jobs"], after["failed"], after["succeeded"]) == (before["jobs"] - 1, 0, 1)
     assert _check(table)["ok"]
+
+
+def test_backfill_then_check_through_the_cli(local_stack: Any, table: Any, history: dict,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.rollups_cli import main
+
+    args = ["--endpoint-url", local_stack.endpoint_url, "--table", local_stack.env["IMAGEPIPE_TABLE"]]
+    before = rollups.read(table, "0000-00-00", "9999-12-31").totals
+    rollups.clear(table)  # the rollups lost: check says so
+    assert main(["check", *args]) == 1
+    assert '"ok": false' in capsys.readouterr().out
+    assert main(["backfill", *args]) == 0
+    assert main(["check", *args]) == 0
+    assert rollups.read(table, "0000-00-00", "9999-12-31").totals == before
