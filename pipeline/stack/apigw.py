@@ -125,7 +125,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """The request body, or the ``(status, code, message)`` rejecting it (the connection is
         then closed: the rest of the body is not read)."""
         limit = self.server.config.max_body_bytes
-        too_large = (413, "payload_too_large", f"request body over {limit} bytes")
+        too_large = (413, "payload_too_large", f"request body over {limit} bytes (the Lambda event limit); "
+                     "upload large images with POST /uploads (a presigned S3 upload)")
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks: list[bytes] = []
             total = 0
