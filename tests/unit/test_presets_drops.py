@@ -253,3 +253,15 @@ def test_s3_event_version_id_and_filename():
     assert (ev.key, ev.version_id, ev.etag) == ("uploads/a+b c.jpg", "v1", "e-2")
     assert drop_filename(ev.key) == "a+b c.jpg"
     assert drop_image_id("b", ev.key, "v1") != drop_image_id("b", ev.key, "v2")
+
+
+def test_a_version_overwritten_before_its_event_is_failed_not_given_the_newer_bytes(backend):
+    engine = FakeEngine()
+    runner = JobRunner(backend, engine=engine)
+    older = _drop(backend, "uploads/race.png")
+    newer = _drop(backend, "uploads/race.png", PNG + b"newer")  # lands before the older event is handled
+    assert runner.object_created(newer) == "succeeded"
+    assert runner.object_created(older) == "failed"  # reordered: its bytes are gone
+    [job] = backend.records.jobs_for_image(drop_image_id(older.bucket, older.key, older.etag))
+    assert job["error"]["code"] == "not_found" and "overwritten" in job["error"]["message"]
+    assert engine.calls == [len(PNG) + 5]  # only the newer bytes were processed, once

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from imagepipe.service.backend import Backend
@@ -30,10 +31,21 @@ def drop_filename(key: str) -> str:
     return safe_filename(key.rsplit("/", 1)[-1])
 
 
-def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> tuple[dict[str, Any], bool] | None:
-    """The image record of a dropped object version, created on the first event for it:
-    ``(image, created)``; ``None`` for what is not an image drop (a "folder" key ending in
-    ``/``, an object deleted before its event was handled).
+@dataclass(frozen=True)
+class Drop:
+    """The image record of a dropped object version; ``created`` by this event; ``superseded``
+    when the key already holds other bytes (a newer version landed before this event was handled:
+    processing the key now would give this record the newer version's output)."""
+
+    image: dict[str, Any]
+    created: bool
+    superseded: bool = False
+
+
+def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> Drop | None:
+    """The image record of a dropped object version, created on the first event for it;
+    ``None`` for what is not an image drop (a "folder" key ending in ``/``, an object deleted
+    before its event was handled).
 
     A new record gets ``arrival: "drop"``, ``drop_rule`` (the matched rule's prefix or
     ``default``) and the rule's recipe (none for ``skip``); its ``content_type`` is the object's,
@@ -47,12 +59,13 @@ def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> tuple[
     image_id = drop_image_id(ev.bucket, ev.key, version)
     existing = records.get_image(image_id)
     if existing is not None:
-        return existing, False
+        return Drop(existing, False)
     peek = backend.storage.peek_source(ev.key, SNIFF_BYTES)
     if peek is None:
         logger.warning("ignoring s3://%s/%s: deleted before its event was handled", ev.bucket, ev.key)
         return None
-    head, stored_type = peek
+    head, stored_type, current_etag = peek
+    superseded = bool(ev.etag and current_etag and current_etag != ev.etag.strip('"'))
     rule = catalog.rule_for(ev.key)
     recipe = catalog.recipe_of(rule)
     at = now_iso()
@@ -60,7 +73,8 @@ def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> tuple[
         "image_id": image_id,
         "filename": drop_filename(ev.key),
         "key": ev.key,
-        "content_type": content_type_of(stored_type, head),
+        # a superseded version's bytes are gone: its type is not the newer object's
+        "content_type": "application/octet-stream" if superseded else content_type_of(stored_type, head),
         "status": "uploaded",
         "bytes": ev.size,
         "etag": ev.etag,
@@ -77,6 +91,6 @@ def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> tuple[
     if records.put_image_if_new(image):
         logger.info("recorded bucket drop s3://%s/%s as image %s (rule %s)", ev.bucket, ev.key, image_id,
                     rule.label)
-        return image, True
+        return Drop(image, True, superseded)
     # a duplicate event recorded it between our read and our write
-    return (records.get_image(image_id) or image), False
+    return Drop(records.get_image(image_id) or image, False)

@@ -151,19 +151,24 @@ class JobRunner:
         version (``service/drops.py``) and run what its drop rule says. An object over the byte
         cap is not downloaded: its job fails with the engine's ``too_large``."""
         records = self.backend.records
-        found = record_drop(self.backend, self.backend.catalog, ev)
-        if found is None:
+        drop = record_drop(self.backend, self.backend.catalog, ev)
+        if drop is None:
             return "ignored"
-        image, first = found
+        image, first = drop.image, drop.created
         if image.get("recipe") is None:
             return "uploaded"  # a skip rule: recorded, not processed
         job = new_job(image, image["recipe"], image["recipe_hash"], trigger="s3", preset=image.get("preset"),
                       drop_rule=image.get("drop_rule"))
         stored, _ = records.create_job(job)  # conditional: a duplicate event finds the same job
         size = int(image.get("bytes") or 0)
-        if size > self.limits.max_bytes:
+        err: ImagePipeError | None = None
+        if drop.superseded:
+            err = NotFound(f"s3://{ev.bucket}/{ev.key} was overwritten before this version was processed; "
+                           "the newer upload is its own image")
+        elif size > self.limits.max_bytes:
             err = TooLarge(f"input is {size:,} bytes, above the cap of {self.limits.max_bytes:,}; "
                            "it was recorded, not downloaded")
+        if err is not None:
             records.fail_job(stored["job_id"], err.code, err.message)  # no-op when already terminal
             return "failed"
         return self.run_guarded(stored["job_id"], final_attempt=final_attempt,

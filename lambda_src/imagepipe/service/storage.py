@@ -108,9 +108,9 @@ class Storage:
         return obj["Body"].read()
 
     @translate_aws_errors
-    def peek_source(self, key: str, nbytes: int) -> tuple[bytes, str | None] | None:
-        """The first ``nbytes`` of an original and its stored ``Content-Type`` in one ranged GET
-        (``None`` when the object is gone); the same prefix guard as :meth:`get_source`."""
+    def peek_source(self, key: str, nbytes: int) -> tuple[bytes, str | None, str | None] | None:
+        """The first ``nbytes`` of an original, its stored ``Content-Type`` and its ETag (no quotes)
+        in one ranged GET (``None`` when the object is gone); the prefix guard of :meth:`get_source`."""
         cfg = self.config
         if not key.startswith(cfg.upload_prefix):
             raise BadRequest(f"refusing key {key!r}: outside the upload prefix {cfg.upload_prefix!r}")
@@ -120,9 +120,9 @@ class Storage:
             return None
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
-                return b"", None
+                return b"", None, None
             raise
-        return obj["Body"].read(), obj.get("ContentType")
+        return obj["Body"].read(), obj.get("ContentType"), (obj.get("ETag") or "").strip('"') or None
 
     @translate_aws_errors
     def put_original(self, key: str, data: bytes, content_type: str) -> None:
