@@ -126,7 +126,13 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     row = jobs[jobs["job_id"] == photo.job_id].iloc[0]
     assert row["status"] == "succeeded" and row["output_format"] == "jpeg"
     assert row["preset"] == "Thumbnail 320 JPEG"
+    assert row["arrival"] == "presigned upload"
     assert any(m.label == "Total per 1,000 images" for m in at.metric)
+    # filtered on another way in (GET /jobs?arrival=drop), the page's own uploads are not listed
+    at.selectbox(key="hist.arrival").set_value("drop").run()
+    _no_exception(at)
+    shown = at.dataframe[0].value if at.dataframe else None
+    assert shown is None or photo.job_id not in set(shown.get("job_id", []))
 
 
 def test_secrets_toml_selects_the_api_and_the_key_stays_masked(
