@@ -69,6 +69,12 @@ def test_every_page_renders(app_env: Any) -> None:
     assert {"S3 source bucket", "SQS dead-letter queue", "DynamoDB metadata table"} <= set(health)
     assert set(health.values()) == {"ok"}, health
     assert any("All components healthy" in s.value for s in at.success)
+    # ... and lists the service's presets and drop rules (GET /presets)
+    frames = [df.value for df in at.dataframe]
+    presets = next(f for f in frames if "recipe_hash" in f.columns)
+    assert "Web 1600 WebP (default)" in set(presets["preset"])
+    rules = next(f for f in frames if "prefix" in f.columns)
+    assert list(rules["order"])[-1] == "default" and "uploads/thumbnails/" in set(rules["prefix"])
 
 
 def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
