@@ -265,3 +265,15 @@ def test_a_version_overwritten_before_its_event_is_failed_not_given_the_newer_by
     [job] = backend.records.jobs_for_image(drop_image_id(older.bucket, older.key, older.etag))
     assert job["error"]["code"] == "not_found" and "overwritten" in job["error"]["message"]
     assert engine.calls == [len(PNG) + 5]  # only the newer bytes were processed, once
+
+
+def test_the_reconciler_maps_a_dead_lettered_drop_event_to_its_job(backend):
+    from imagepipe.service.reconcile import jobs_for_message
+
+    ev = _drop(backend, "uploads/dead letter.png")
+    JobRunner(backend, engine=FakeEngine()).object_created(ev)
+    body = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": ev.bucket}, "object": {"key": "uploads/dead+letter.png", "size": ev.size,
+                                                  "eTag": ev.etag}}}]})
+    [job] = backend.records.jobs_for_image(drop_image_id(ev.bucket, ev.key, ev.etag))
+    assert jobs_for_message(backend, body) == [job["job_id"]]
