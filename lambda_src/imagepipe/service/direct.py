@@ -113,8 +113,9 @@ def create_direct_image(backend: Backend, body: bytes, content_type: str | None,
         data, declared, opts = _from_raw(body, ct, query)
     else:
         raise UnsupportedMediaType(
-            f"POST /images takes multipart/form-data (a 'file' field) or a raw image body with "
-            f"Content-Type image/*, not {ct or 'no content type'!r}; to get a presigned upload, "
+            f"POST /images takes multipart/form-data with a 'file' field (curl -F file=@photo.jpg) "
+            f"or the raw image with Content-Type image/* (curl -H 'content-type: image/jpeg' "
+            f"--data-binary @photo.jpg), not {ct or 'no content type'!r}; to get a presigned upload, "
             "POST JSON to /uploads")
     if not data:
         raise BadRequest("the image is empty (0 bytes)")
