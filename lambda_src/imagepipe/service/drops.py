@@ -57,9 +57,8 @@ def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> Drop |
         return None
     version = ev.version_id or ev.etag or ""
     image_id = drop_image_id(ev.bucket, ev.key, version)
-    existing = records.get_image(image_id)
-    if existing is not None:
-        return Drop(existing, False)
+    # No read first: the conditional put below is the check (a first event, the common case,
+    # costs one ranged GET and one write; a duplicate one more read).
     peek = backend.storage.peek_source(ev.key, SNIFF_BYTES)
     if peek is None:
         logger.warning("ignoring s3://%s/%s: deleted before its event was handled", ev.bucket, ev.key)
@@ -92,5 +91,5 @@ def record_drop(backend: Backend, catalog: Catalog, ev: ObjectCreated) -> Drop |
         logger.info("recorded bucket drop s3://%s/%s as image %s (rule %s)", ev.bucket, ev.key, image_id,
                     rule.label)
         return Drop(image, True, superseded)
-    # a duplicate event recorded it between our read and our write
-    return Drop(records.get_image(image_id) or image, False)
+    # a duplicate event: the record the first one made decides (not today's rules)
+    return Drop(records.get_image(image_id) or image, False, superseded)

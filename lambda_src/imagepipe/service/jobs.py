@@ -168,9 +168,8 @@ class JobRunner:
         elif size > self.limits.max_bytes:
             err = TooLarge(f"input is {size:,} bytes, above the cap of {self.limits.max_bytes:,}; "
                            "it was recorded, not downloaded")
-        if err is not None:
-            records.fail_job(stored["job_id"], err.code, err.message)  # no-op when already terminal
-            return "failed"
+        if err is not None:  # conditional: a job already done (a duplicate event) stays as it is
+            return "failed" if records.fail_job(stored["job_id"], err.code, err.message) else "skipped"
         return self.run_guarded(stored["job_id"], final_attempt=final_attempt,
                                 source_key=ev.key if first else None,
                                 recipe_hint=image["recipe"] if first else None)
