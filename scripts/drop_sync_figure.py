@@ -73,7 +73,21 @@ def sync(folder: Path, endpoint: str, bucket: str) -> str:
     return "boto3 upload_file x10 threads"
 
 
-def one_run(folder: Path, workers: int, timeout: float) -> dict[str, Any]:
+def upload_cli(folder: Path, api_url: str, api_key: str) -> str:
+    """The same files through ``python -m pipeline upload`` (presigned POSTs, 4 at a time, the
+    default preset), without waiting for the jobs: the comparison row."""
+    env = {**os.environ, "IMAGEPIPE_API_URL": api_url, "IMAGEPIPE_API_KEY": api_key}
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "upload", "-q", "--no-wait", str(folder)],
+        check=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+    )
+    return "python -m pipeline upload --no-wait"
+
+
+def one_run(folder: Path, workers: int, timeout: float, way: str = "sync") -> dict[str, Any]:
     expected = sum(1 for p in folder.rglob("*") if p.is_file())
     with tempfile.TemporaryDirectory(prefix="imagepipe-sync-") as tmp:
         stack = ServeProcess(
@@ -83,7 +97,10 @@ def one_run(folder: Path, workers: int, timeout: float) -> dict[str, Any]:
             s3 = clients(stack.endpoint_url)["s3"]
             with Client(stack.api_url, stack.api_key) as client:
                 t0 = time.time()
-                tool = sync(folder, stack.endpoint_url, "imagepipe-source")
+                if way == "sync":
+                    tool = sync(folder, stack.endpoint_url, "imagepipe-source")
+                else:
+                    tool = upload_cli(folder, stack.api_url, stack.api_key)
                 synced = time.time() - t0
                 deadline = time.monotonic() + timeout
                 while True:
@@ -118,8 +135,26 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument(
+        "--compare-upload",
+        action="store_true",
+        help="also time the presigned way (python -m pipeline upload), alternating run by run",
+    )
     args = p.parse_args()
-    runs = [one_run(args.folder, args.workers, args.timeout) for _ in range(args.runs)]
+    ways = ["sync", "upload"] if args.compare_upload else ["sync"]
+    all_runs = [
+        one_run(args.folder, args.workers, args.timeout, way) for _ in range(args.runs) for way in ways
+    ]
+    for way in ways[1:]:
+        runs = [r for r in all_runs if not r["tool"].startswith("aws") and "boto3" not in r["tool"]]
+        for r in runs:
+            print(json.dumps(r))
+        print(
+            json.dumps(
+                {"way": way, "median_last_output_s": statistics.median(r["last_output_s"] for r in runs)}
+            )
+        )
+    runs = [r for r in all_runs if r["tool"].startswith("aws") or "boto3" in r["tool"]]
     for r in runs:
         print(json.dumps(r))
     print(
