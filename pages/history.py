@@ -53,8 +53,16 @@ def load(api_url: str, generation: int,
             _all_pages(lambda **kw: client.list_images(arrival=arrival, **kw)))
 
 
+def _images_table(images: list[dict[str, Any]]) -> pd.DataFrame:
+    """The images tab: ``analytics.images_frame`` with how each image arrived."""
+    df = analytics.images_frame(images)
+    df.insert(2, "arrival", df["image_id"].map({i.get("image_id"): _arrival(i) for i in images}))
+    return df
+
+
 def _arrival(job: dict[str, Any]) -> str:
-    """How the job's image arrived, for the table (records from before ``arrival``: presigned)."""
+    """How a job's (or an image's) image arrived, for the tables (records from before
+    ``arrival``: presigned)."""
     way = ARRIVALS.get(job.get("arrival") or "presigned", str(job.get("arrival")))
     return f"{way} ({job['drop_rule']})" if job.get("drop_rule") else way
 
@@ -144,7 +152,7 @@ def page() -> None:
     df.insert(2, "arrival", df["job_id"].map({j.get("job_id"): _arrival(j) for j in jobs}))
     if df.empty:
         st.info("No jobs yet. Process some images on the Process page.")
-        st.dataframe(analytics.images_frame(images), hide_index=True)
+        st.dataframe(_images_table(images), hide_index=True)
         return
     shown = _filters(df)
     ok = shown[shown["status"] == "succeeded"]
@@ -183,7 +191,7 @@ def page() -> None:
         )
     with images_tab:
         st.dataframe(
-            analytics.images_frame(images),
+            _images_table(images),
             hide_index=True,
             width="stretch",
             height=min(420, 35 * (len(images) + 1) + 3),

@@ -133,6 +133,8 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     assert row["status"] == "succeeded" and row["output_format"] == "jpeg"
     assert row["preset"] == "Thumbnail 320 JPEG"
     assert row["arrival"] == "presigned upload"
+    images = at.dataframe[1].value
+    assert images[images["image_id"] == photo.job["image_id"]].iloc[0]["arrival"] == "presigned upload"
     assert any(m.label == "Total per 1,000 images" for m in at.metric)
     # filtered on another way in (GET /jobs?arrival=drop), the page's own uploads are not listed
     at.selectbox(key="hist.arrival").set_value("drop").run()
