@@ -311,6 +311,14 @@ def test_direct_upload_errors_over_http(local_stack: Any) -> None:
     big = jpeg + b"\0" * (DIRECT_MAX_BODY_BYTES + 1 - len(jpeg))
     resp = httpx.post(url, headers={**key, "content-type": "image/jpeg"}, content=big, timeout=60)
     assert resp.status_code == 413 and "POST /uploads" in resp.json()["error"]["message"]
+    assert "4706304 bytes for POST /images" in resp.json()["error"]["message"]  # the function's answer
+    # a body whose base64 event is over Lambda's limit never reaches the function (as on AWS)
+    resp = httpx.post(
+        url, headers={**key, "content-type": "image/jpeg"}, content=jpeg + b"\0" * 5_000_000, timeout=60
+    )
+    assert (
+        resp.status_code == 413 and "Lambda's 6291456-byte request limit" in resp.json()["error"]["message"]
+    )
     resp = httpx.post(url, headers={**key, "content-type": "text/plain"}, content=b"hello")
     assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type"
     resp = httpx.post(url, headers=key, files={"file": ("a.jpg", text_bytes(), "image/jpeg")})
