@@ -21,6 +21,8 @@ from pipeline.presets import preset_hashes
 PAGE_SIZE = 50
 DEFAULT_DAYS = 30
 STATUSES = ["succeeded", "failed", "running", "queued"]
+#: the API's ``arrival`` values (``GET /jobs?arrival=``) and how the page names them
+ARRIVALS = {"presigned": "presigned upload", "direct": "direct upload (POST /images)", "drop": "bucket drop"}
 
 
 @st.cache_data(ttl=15, show_spinner="Loading figures…")
@@ -40,6 +42,20 @@ def load_jobs(api_url: str, generation: int, filters: str, cursor: str | None) -
 def load_images(api_url: str, generation: int, cursor: str | None) -> dict[str, Any]:
     """One page of images, newest first."""
     return get_client().list_images(limit=PAGE_SIZE, cursor=cursor)
+
+
+def _images_table(images: list[dict[str, Any]]) -> pd.DataFrame:
+    """The images tab: ``analytics.images_frame`` with how each image arrived."""
+    df = analytics.images_frame(images)
+    df.insert(2, "arrival", df["image_id"].map({i.get("image_id"): _arrival(i) for i in images}))
+    return df
+
+
+def _arrival(job: dict[str, Any]) -> str:
+    """How a job's (or an image's) image arrived, for the tables (records from before
+    ``arrival``: presigned)."""
+    way = ARRIVALS.get(job.get("arrival") or "presigned", str(job.get("arrival")))
+    return f"{way} ({job['drop_rule']})" if job.get("drop_rule") else way
 
 
 @st.cache_data(show_spinner=False)
@@ -67,8 +83,8 @@ def _filters(dimensions: dict[str, list[str]], start: dt.date, end: dt.date) -> 
     status = c1.multiselect("Status", STATUSES, key="hist.status")
     fmt = c2.multiselect("Output format", dimensions.get("format", []), key="hist.format")
     preset = c3.multiselect("Preset", dimensions.get("preset", []), key="hist.preset")
-    ways = sorted(set(dimensions.get("arrival", [])) | {"presigned", "direct", "drop"})
-    arrival = c4.multiselect("Way in", ways, key="hist.arrival")
+    ways = [*ARRIVALS, *sorted(set(dimensions.get("arrival", [])) - set(ARRIVALS))]
+    arrival = c4.multiselect("Arrived by", ways, key="hist.arrival", format_func=lambda a: ARRIVALS.get(a, a))
     return {"from": start.isoformat(), "to": end.isoformat(), "status": status, "format": fmt,
             "preset": preset, "arrival": arrival}
 
@@ -95,6 +111,7 @@ def _jobs_table(info: Any, filters_json: str) -> None:
         show_api_error(exc, "Could not load the jobs")
         return
     df = analytics.jobs_frame(page["items"], [], _preset_map())
+    df.insert(2, "arrival", df["job_id"].map({j.get("job_id"): _arrival(j) for j in page["items"]}))
     st.dataframe(
         df,
         hide_index=True,
@@ -252,7 +269,7 @@ def page() -> None:
             show_api_error(exc, "Could not load the images")
         else:
             st.caption(f"The newest {PAGE_SIZE} images.")
-            st.dataframe(analytics.images_frame(images["items"]), hide_index=True, width="stretch")
+            st.dataframe(_images_table(images["items"]), hide_index=True, width="stretch")
     _charts(stats)
     _cost(stats)
 
