@@ -87,12 +87,14 @@ def install() -> None:
         attr, value = hash_key_conditions[0]
         key = ("candidates", index_name, attr, value)
         cache = self.__dict__.setdefault("_ip_cache", {})
-        if key not in cache:
-            everything = original_all_items(self)
-            cache[key] = [i for i in everything if (v := i.attrs.get(attr)) is not None and v == value]
+        if key not in cache:  # one pass over the table, then moto's own order for the few kept
+            parts = self.items.values()
+            kept = [i for part in parts for i in (part.values() if self.range_key_attr else [part])
+                    if (v := i.attrs.get(attr)) is not None and v == value]
+            kept.sort(key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+            cache[key] = kept
         return cache[key]
 
-    original_all_items = Table.all_items
     original_sorted = Table.sorted_items
 
     @functools.wraps(original_query)
