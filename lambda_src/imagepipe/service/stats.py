@@ -145,11 +145,15 @@ def answer(totals: dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
         by_status[dims.status] += c.get("n", 0)
         by_day.setdefault((dims.day, dims.status), Counter()).update(sums)
         groups.setdefault((dims.status, dims.format, dims.preset, dims.arrival), Counter()).update(sums)
-        if dims.status == "succeeded":
-            ok.update(c)
-            by_format.setdefault(dims.format, Counter()).update(c)
+        if dims.status == "succeeded":  # histograms: merged per format, then the few formats
+            if dims.format in by_format:
+                by_format[dims.format].update(c)
+            else:
+                by_format[dims.format] = Counter(c)
         else:
             everything.update({k: v for k, v in c.items() if k.startswith("e:")})
+    for per_format in by_format.values():
+        ok.update(per_format)
     failed = by_status["failed"]
     totals_out = {**_sums(everything), "succeeded": by_status["succeeded"], "failed": failed,
                   "bytes_saved": ok["bytes_in"] - ok["bytes_out"]}
