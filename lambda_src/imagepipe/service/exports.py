@@ -24,6 +24,7 @@ from pydantic import Field, StrictStr
 
 from imagepipe.errors import NotFound
 from imagepipe.service import rollups
+from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.joblist import list_jobs_where
 from imagepipe.service.records import now_iso
@@ -78,6 +79,7 @@ def _csv(rows: list[list[Any]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+@translate_aws_errors
 def create_export(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
     """``POST /exports`` → the export's record (``queued``) with the rows the rollups expect."""
     req: ExportRequest = parse_body(ExportRequest, raw_body or "{}")
@@ -116,6 +118,7 @@ def present(backend: Backend, item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@translate_aws_errors
 def get_export(backend: Backend, export_id: str) -> dict[str, Any]:
     """``GET /exports/{id}``."""
     if not export_id.isalnum() or len(export_id) != 32:
@@ -126,6 +129,7 @@ def get_export(backend: Backend, export_id: str) -> dict[str, Any]:
     return present(backend, item)
 
 
+@translate_aws_errors
 def run_export(backend: Backend, export_id: str, slice_s: float = SLICE_S) -> str:
     """Write the export's CSV for up to ``slice_s`` seconds from where it stopped: ``succeeded``,
     ``continued`` (re-queued after its last complete part) or ``skipped`` (done or unknown)."""

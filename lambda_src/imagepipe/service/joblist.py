@@ -9,6 +9,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 
+from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.records import Page, decode_cursor, encode_cursor, public
 from imagepipe.service.rollups import NO_PRESET
 
@@ -40,6 +41,7 @@ def _where(filters: dict[str, frozenset[str]]) -> ConditionBase | None:
     return reduce(lambda a, b: a & b, parts) if parts else None
 
 
+@translate_aws_errors
 def list_jobs_where(table: Any, limit: int, cursor: str | None, day_from: str, day_to: str,
                     filters: dict[str, frozenset[str]]) -> Page:
     """One page of the jobs created on ``day_from..day_to`` (UTC, inclusive) that pass

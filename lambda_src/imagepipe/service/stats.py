@@ -17,6 +17,7 @@ from typing import Any
 
 from imagepipe.errors import BadRequest
 from imagepipe.service import rollups
+from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 
 DEFAULT_DAYS = 30
@@ -187,6 +188,7 @@ def _quantiles_only(dist: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if dist is None else {k: v for k, v in dist.items() if k != "buckets"}
 
 
+@translate_aws_errors
 def get_stats(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
     """``GET /stats``: read the range's rollups (sealed day items + live items) and answer."""
     day_from, day_to, filters = parse_filters(query)
