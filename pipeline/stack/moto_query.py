@@ -20,6 +20,7 @@ cache. Queries on one table are serialized (moto's structures are not thread-saf
 
 from __future__ import annotations
 
+import bisect
 import functools
 import threading
 from typing import Any
@@ -97,6 +98,45 @@ def install() -> None:
 
     original_sorted = Table.sorted_items
 
+    def window(self: Any, subset: list[Any], index_name: str, range_comparison: Any, range_objs: Any,
+               limit: Any, exclusive_start_key: Any, scan_index_forward: Any) -> list[Any] | None:
+        """For a ``Limit``-ed page of an index partition whose range keys are unique strings: the
+        few items (ascending) the page can reach — the range condition's window (bisect), after
+        the start key, ``limit + 1`` long. ``None``: a case left to moto's whole-partition walk."""
+        if not limit or range_comparison not in (None, "BETWEEN"):
+            return None
+        ranges = [k["AttributeName"] for k in self.get_index(index_name).schema if k["KeyType"] == "RANGE"]
+        if len(ranges) != 1 or any(o.type != "S" for o in range_objs or []):
+            return None
+        attr = ranges[0]
+        cache = self.__dict__.setdefault("_ip_cache", {})
+        okey = ("ordered", index_name, id(subset))
+        if okey not in cache:
+            items = [i for i in subset if (v := i.attrs.get(attr)) is not None and v.type == "S"]
+            keys = [i.attrs[attr].value for i in items]
+            order = sorted(range(len(items)), key=keys.__getitem__)
+            items, keys = [items[k] for k in order], [keys[k] for k in order]
+            unique = len(items) == len(subset) and len(set(keys)) == len(keys)
+            cache[okey] = (items, keys) if unique else None
+        found = cache[okey]
+        if found is None:
+            return None
+        items, keys = found
+        lo, hi = 0, len(items)
+        if range_comparison == "BETWEEN":
+            lo = bisect.bisect_left(keys, range_objs[0].value)
+            hi = bisect.bisect_right(keys, range_objs[1].value)
+        start = (exclusive_start_key or {}).get(attr)
+        if start is not None:
+            if "S" not in start:
+                return None
+            if scan_index_forward is False:
+                hi = min(hi, bisect.bisect_left(keys, start["S"]))
+            else:
+                lo = max(lo, bisect.bisect_right(keys, start["S"]))
+        n = int(limit) + 1
+        return items[lo:min(hi, lo + n)] if scan_index_forward is not False else items[max(lo, hi - n):hi]
+
     @functools.wraps(original_query)
     def query(self: Any, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any,
               exclusive_start_key: Any, scan_index_forward: Any, projection_expressions: Any,
@@ -114,6 +154,15 @@ def install() -> None:
             if subset is None:
                 return run()
             cache = self.__dict__.setdefault("_ip_cache", {})
+            if index_name:
+                page = window(self, subset, index_name, range_comparison, range_objs, limit,
+                              exclusive_start_key, scan_index_forward)
+                if page is not None:  # moto walks, sorts and pages these few as it would the whole
+                    self.all_items = lambda: list(page)
+                    try:
+                        return run()
+                    finally:
+                        del self.all_items
 
             def sorted_items(hash_attrs: Any, range_attrs: Any, results: list[Any]) -> list[Any]:
                 ids = tuple(map(id, results))
