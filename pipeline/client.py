@@ -53,6 +53,12 @@ def sniff_content_type(data: bytes, filename: str | None = None) -> str:
         return "image/webp"
     if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in data[8:64]):
         return "image/avif"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"):
+        return "image/heic"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"mif1", b"msf1"):
+        return "image/heif"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "image/jxl"
     if filename:
         guessed, _ = mimetypes.guess_type(filename)
         if guessed:
