@@ -32,7 +32,7 @@ SWEEP = K + "sweep"
 IMAGE_ID = K + "image_id"
 BYTES = K + "bytes"  # label -> variant bytes (and "original")
 REPORT = K + "report"
-FORMATS = ["jpeg", "webp", "avif", "png"]
+FORMATS = ["jpeg", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl", "png"]
 OPTIONS = {
     "none": [],
     "webp.method": [0, 2, 4, 6],
@@ -148,6 +148,23 @@ def _bytes_of(client: Any, sweep: dict[str, Any], name: str) -> bytes:
     return cache[key]
 
 
+def _downloads(sweep: dict[str, Any], items: list[tuple[str, bytes, dict[str, Any] | None]]) -> None:
+    """The real encoded files of A and B. Previews above are decoded and shown as PNG, so JPEG XL
+    and HEIC show in any browser; these buttons hand out the actual bytes."""
+    cols = st.columns(len(items))
+    for col, (name, data, point) in zip(cols, items, strict=True):
+        if point is None:
+            continue  # the original is in History
+        col.download_button(
+            f"Download {point['label']}.{point['extension']}", data,
+            file_name=f"{point['label']}.{point['extension']}", mime=point["content_type"],
+            key=f"{K}dl-{sweep['sweep_id']}-{name}", on_click="ignore", icon=":material/download:",
+        )
+    if any(p is not None and p.get("extension") in ("jxl", "heic", "heif") for _n, _d, p in items):
+        st.caption("JPEG XL is shown converted to PNG (not every browser displays it); the download is the "
+                   "real file.")
+
+
 def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]]) -> None:
     by_label = {p["label"]: p for p in points}
     settings = {p["label"]: lab.setting_label(p) for p in points}
@@ -191,6 +208,7 @@ def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]
         db,
         labels=(settings.get(a, "Original"), settings.get(b, "Original")),
     )
+    _downloads(sweep, [(n, d, by_label.get(n)) for n, d in ((a, da), (b, db))])
     with st.expander("Difference heatmap", expanded=False):
         gain = st.slider("Amplify differences", 1, 16, 4, key=K + "gain")
         try:

@@ -24,10 +24,16 @@ METRICS = ("ssim", "psnr", "ssimulacra2")
 SIZE_AXES = ("bytes", "bpp")
 
 
+def series(p: dict[str, Any]) -> str:
+    """The encoder a point belongs to: ``jpeg:mozjpeg``, ``webp``, ... (``jpeg`` for points from
+    before encoders were a sweep axis)."""
+    return str(p.get("encoder") or p["format"])
+
+
 def setting_label(p: dict[str, Any]) -> str:
-    """``"webp q80 method=6"`` / ``"png lossless"``."""
+    """``"webp q80 method=6"`` / ``"jpeg:mozjpeg q80"`` / ``"png lossless"``."""
     q = "lossless" if p.get("quality") is None else f"q{p['quality']}"
-    s = f"{p['format']} {q}"
+    s = f"{series(p)} {q}"
     if p.get("option_name"):
         s += f" {str(p['option_name']).split('.')[-1]}={p.get('option_value')}"
     return s
@@ -51,7 +57,8 @@ def pareto_frontier(points: Sequence[dict[str, Any]], metric: str = "ssim",
 
 
 def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.DataFrame:
-    """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``)."""
+    """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``);
+    ``format`` holds the encoder (:func:`series`), the lab's axis."""
     cols = ["label", "setting", "format", "quality", "option_name", "option_value", "bytes", "kib", "bpp",
             "ssim", "psnr", "ssimulacra2", "encode_ms", "width", "height", "pareto"]
     if not points:
@@ -59,18 +66,18 @@ def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.D
     on = {p["label"] for p in pareto_frontier(points, metric)}
     rows = []
     for p in points:
-        rows.append({**{k: p.get(k) for k in cols}, "setting": setting_label(p),
+        rows.append({**{k: p.get(k) for k in cols}, "setting": setting_label(p), "format": series(p),
                      "kib": round(p["bytes"] / 1024, 2), "pareto": p["label"] in on,
                      "option_value": None if p.get("option_value") is None else str(p["option_value"])})
     return pd.DataFrame(rows, columns=cols)
 
 
 def recommend(points: Sequence[dict[str, Any]], metric: str = "ssim", minimum: float = 0.95) -> pd.DataFrame:
-    """Per format, the smallest point with ``metric >= minimum`` (formats that never reach it are
-    listed with ``meets = False`` and their best score), cheapest first."""
+    """Per encoder (:func:`series`), the smallest point with ``metric >= minimum`` (those that
+    never reach it are listed with ``meets = False`` and their best score), cheapest first."""
     by_fmt: dict[str, list[dict[str, Any]]] = {}
     for p in points:
-        by_fmt.setdefault(p["format"], []).append(p)
+        by_fmt.setdefault(series(p), []).append(p)
     rows = []
     for fmt, pts in by_fmt.items():
         ok = [p for p in pts if p.get(metric) is not None and p[metric] >= minimum]
