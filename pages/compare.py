@@ -434,6 +434,9 @@ def _study(client: Any, images: list[dict[str, Any]]) -> None:
     st.subheader("Study: encoders over a corpus")
     st.caption("One sweep per image (fanned out like any sweep), SSIMULACRA2 measured, aggregated into "
                "rate–distortion curves and bytes saved against a baseline at equal score.")
+    if not images:  # none uploaded (or the API is unreachable, already reported above)
+        st.info("Upload images (Process page) to run a study.")
+        return
     by_id = {i["image_id"]: i for i in images}
     chosen = st.multiselect("Images", list(by_id), key=K + "study_images",
                             format_func=lambda i: _image_label(by_id[i]))
