@@ -207,7 +207,8 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
                 cells.append("unreachable" if v.get("unreachable") else
                              f"{v['ratio']:.3f} (q{v['quality']}{', 4:4:4' if v.get('subsampling') else ''})")
             t = r["by"]["jpeg:turbo"]
-            tb = "unreachable" if t.get("unreachable") else f"{t['bytes']:,} (q{t['quality']})"
+            tb = ("unreachable" if t.get("unreachable") else
+                  f"{t['bytes']:,} (q{t['quality']}{', 4:4:4' if t.get('subsampling') else ''})")
             out.append(f"| {r['image']} | {r['size']} | {tb} | " + " | ".join(cells) + " |")
         out.append("")
     if best is not None:
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin", type=float, default=0.0)
     p.add_argument("--only", choices=["equal", "best"])
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (a quick look)")
+    p.add_argument("--equal-json", type=Path, help="reuse part 1 from an earlier --json (no re-run)")
     args = p.parse_args(argv)
     from imagepipe.core.encode import codec_versions
 
@@ -262,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         photos = photos[:args.limit]
     meta: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                             "versions": codec_versions()}
-    eq = bench_equal_score(photos, args.side, args.target) if args.only != "best" else None
+    if args.equal_json:
+        eq = json.loads(args.equal_json.read_text())["equal"]
+        meta["equal_when"] = json.loads(args.equal_json.read_text())["meta"]["when"]
+    else:
+        eq = bench_equal_score(photos, args.side, args.target) if args.only != "best" else None
     best = bench_best(photos, args.side, args.margin) if args.only != "equal" else None
     meta["load"] = os.getloadavg()[0]
     meta["finished"] = time.strftime("%H:%M UTC", time.gmtime())
