@@ -171,11 +171,61 @@ def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
             "met_oracle": sum(r["oracle"] >= target for r in ok) / n, "unreachable": n - len(ok)}
 
 
+def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
+    """Part 3: for each JPEG preset of ``pipeline.presets``, mozjpeg and jpegli at the preset
+    output's own SSIMULACRA2 (``quality: auto`` with that target), per photo: bytes vs the
+    preset's (turbo) output, the quality needed (``dq`` = its difference from the preset's), and
+    one encode's time at that quality next to the preset's."""
+    from imagepipe.core import prepare, process
+    from imagepipe.core.encode import split_encoder
+    from imagepipe.core.prepare import encode_variant, measure, reference
+    from imagepipe.errors import TargetUnreachable
+    from pipeline.presets import PRESETS
+
+    out = []
+    for name, preset in PRESETS.items():
+        if preset.get("format") != "jpeg":
+            continue
+        per: dict[str, list[dict[str, Any]]] = {"jpeg:mozjpeg": [], "jpeg:jpegli": []}
+        for path in paths:
+            src = path.read_bytes()
+            p0 = prepare(src, preset)
+            t = time.perf_counter()
+            data, _ = encode_variant(p0)
+            turbo_ms = (time.perf_counter() - t) * 1000.0
+            score = measure(p0, data, reference(p0), ("ssim", "psnr", "ssimulacra2"))["ssimulacra2"]
+            for enc in per:
+                fmt, opts = split_encoder(enc)
+                jpeg = {**preset.get("jpeg", {}), **(opts or {}).get("jpeg", {})}
+                recipe = {**preset, "jpeg": jpeg, "quality": "auto",
+                          "target": {"metric": "ssimulacra2", "min": round(float(score or 0.0), 3)}}
+                try:
+                    r = process(src, recipe)
+                except TargetUnreachable:
+                    per[enc].append({"image": path.name, "unreachable": True})
+                    continue
+                q = r.facts["search"]["chosen"]["quality"]
+                per[enc].append({"image": path.name, "ratio": len(r.data) / len(data), "quality": q,
+                                 "dq": q - preset["quality"], "turbo_ms": turbo_ms,
+                                 "ms": _encode_ms(src, {**preset, "jpeg": jpeg}, fmt, q, opts)})
+        for enc, rows in per.items():
+            ok = [r for r in rows if "ratio" in r]
+            out.append({"preset": name, "quality": preset["quality"], "encoder": enc, "n": len(rows),
+                        "reached": len(ok),
+                        "median_ratio": statistics.median(r["ratio"] for r in ok) if ok else None,
+                        "median_dq": statistics.median(r["dq"] for r in ok) if ok else None,
+                        "median_ms": statistics.median(r["ms"] for r in ok) if ok else None,
+                        "median_turbo_ms": statistics.median(r["turbo_ms"] for r in ok) if ok else None})
+            print(out[-1], flush=True)
+    return out
+
+
 def _f(v: Any, spec: str = ".3f") -> str:
     return "–" if v is None else format(v, spec)
 
 
-def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[str, Any]) -> str:
+def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[str, Any],
+           presets: list[dict[str, Any]] | None = None) -> str:
     out = [SECTION, "",
            f"Run {meta['when']} – {meta['finished']} by `python -m pipeline.bench.encoders` "
            f"(load average {meta['load']:.1f} on 2 shared cores; encode times are noisy, byte ratios "
@@ -197,6 +247,14 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
             out.append(f"| {enc} | {_f(v['median_ratio'])} | {_f(v['total_ratio'])} | "
                        f"{_f(v['median_encode_ms'], '.0f')} | {v['reached']}/{v['n']} | {v['with_444']} | "
                        f"{v['oracle_met']}/{v['reached']} | {_f(v['median_search_s'], '.1f')} |")
+        big = [r for r in eq["rows"] if max(int(x) for x in r["size"].split("x")) == eq["side"]]
+        if big:
+            meds = []
+            for enc in ENCODERS[1:]:
+                vals = [r["by"][enc]["ratio"] for r in big if r["by"][enc].get("ratio")]
+                meds.append(f"{enc} {_f(statistics.median(vals)) if vals else '–'}")
+            out += ["", f"Only the {len(big)} photos whose output is {eq['side']} px on its long side "
+                    f"(the others are smaller originals, never upscaled): median ratio {', '.join(meds)}."]
         out += ["", "Per photo (bytes ratio vs jpeg:turbo; quality):", "",
                 "| image | size | turbo bytes | " + " | ".join(ENCODERS[1:]) + " |",
                 "|---|---|---:|" + "---:|" * (len(ENCODERS) - 1)]
@@ -233,6 +291,19 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
                        f"{r['ratio']:.3f} | {r['engine']:.2f} | {r['oracle']:.2f} | {r['encodes']} | "
                        f"{r['seconds']:.1f} |")
         out.append("")
+    if presets:
+        out += ["### The JPEG presets with mozjpeg or jpegli at the preset's own SSIMULACRA2", "",
+                "Per photo, the preset's output (turbo) sets the target; each encoder's `quality: auto` "
+                "answer is compared with it (median over the photos). *Δq* = quality needed minus the "
+                "preset's quality.", "",
+                "| preset | q | encoder | median bytes ratio | median Δq | median encode ms (turbo) "
+                "| reached |",
+                "|---|---:|---|---:|---:|---:|---:|"]
+        for r in presets:
+            out.append(f"| {r['preset']} | {r['quality']} | {r['encoder']} | {_f(r['median_ratio'])} | "
+                       f"{_f(r['median_dq'], '+.0f')} | {_f(r['median_ms'], '.1f')} "
+                       f"({_f(r['median_turbo_ms'], '.1f')}) | {r['reached']}/{r['n']} |")
+        out.append("")
     return "\n".join(out) + "\n"
 
 
@@ -245,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--side", type=int, default=1600)
     p.add_argument("--target", type=float, default=80.0)
     p.add_argument("--margin", type=float, default=0.0)
-    p.add_argument("--only", choices=["equal", "best"])
+    p.add_argument("--only", choices=["equal", "best", "presets"])
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (a quick look)")
     p.add_argument("--equal-json", type=Path, help="reuse part 1 from an earlier --json (no re-run)")
     args = p.parse_args(argv)
@@ -268,13 +339,15 @@ def main(argv: list[str] | None = None) -> int:
         eq = json.loads(args.equal_json.read_text())["equal"]
         meta["equal_when"] = json.loads(args.equal_json.read_text())["meta"]["when"]
     else:
-        eq = bench_equal_score(photos, args.side, args.target) if args.only != "best" else None
-    best = bench_best(photos, args.side, args.margin) if args.only != "equal" else None
+        eq = bench_equal_score(photos, args.side, args.target) if args.only in (None, "equal") else None
+    best = bench_best(photos, args.side, args.margin) if args.only in (None, "best") else None
+    presets = bench_presets(photos) if args.only in (None, "presets") else None
     meta["load"] = os.getloadavg()[0]
     meta["finished"] = time.strftime("%H:%M UTC", time.gmtime())
-    text = render(eq, best, meta)
+    text = render(eq, best, meta, presets)
     if args.json:
-        args.json.write_text(json.dumps({"equal": eq, "best": best, "meta": meta}, indent=1, default=str))
+        args.json.write_text(json.dumps({"equal": eq, "best": best, "presets": presets, "meta": meta},
+                                        indent=1, default=str))
     old = args.out.read_text() if args.out.exists() else ""
     if SECTION in old:
         start = old.index(SECTION)
