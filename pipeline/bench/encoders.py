@@ -172,8 +172,8 @@ def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
 
 
 def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
-    """Part 3: for each JPEG preset of ``pipeline.presets``, mozjpeg and jpegli at the preset
-    output's own SSIMULACRA2 (``quality: auto`` with that target), per photo: bytes vs the
+    """Part 3: for each JPEG preset of ``pipeline.presets`` (as it stands, whatever its encoder),
+    mozjpeg and jpegli at the preset output's own SSIMULACRA2 (``quality: auto`` with that target), per photo: bytes vs the
     preset's (turbo) output, the quality needed (``dq`` = its difference from the preset's), and
     one encode's time at that quality next to the preset's."""
     from imagepipe.core import prepare, process
