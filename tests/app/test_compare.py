@@ -193,3 +193,9 @@ def test_compare_page_study_over_two_images(app_env: Any) -> None:
     assert len(rows) == 2 * 2 * 3 and {r["image_id"] for r in rows} == set(ids)
     prev = at.selectbox(key=K + "study_prev")
     assert prev.value == study["study_id"] and "2 images · jpeg/jpeg:mozjpeg" in prev.options[0]
+    # a fresh session reopens it
+    at.session_state[K + "study"] = None
+    at.button(key=K + "study_open").click().run()
+    _no_exception(at)
+    assert at.session_state[K + "study"]["study_id"] == study["study_id"]
+    assert any("saved_pct" in d.value.columns for d in at.dataframe)
