@@ -161,6 +161,8 @@ def test_study_checks_every_image_before_starting(backend: Any) -> None:
     ({"grid": {**GRID, "option": {"name": "jpeg.progressive", "values": [True]}}}, "grid.option"),
     ({"grid": {"formats": ["bmp"], "qualities": [50]}}, "grid.formats"),
     ({"grid": GRID, "duplicate": True}, "image_ids"),
+    ({"grid": {**GRID, "metrics": 5}}, "grid.metrics"),
+    ({"grid": {**GRID, "metrics": ["ssim", "ssim"]}}, "grid.metrics"),
 ])
 def test_bad_study_requests_are_typed(backend: Any, body: dict[str, Any], field: str) -> None:
     image_id = _image(backend, photo_bytes(64, 48, "png"))

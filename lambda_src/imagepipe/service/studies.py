@@ -59,10 +59,10 @@ def study_grid(raw: dict[str, Any]) -> Grid:
     SSIMULACRA2 always measured (the study's main score)."""
     if isinstance(raw, dict) and raw.get("option") is not None:
         raise _bad("grid.option", "a study compares encoders; sweep one image to vary an option")
-    metrics = list(raw.get("metrics") or []) if isinstance(raw, dict) else []
-    if isinstance(raw, dict) and "ssimulacra2" not in metrics:
-        raw = {**raw, "metrics": [*metrics, "ssimulacra2"]}
-    return parse_grid(raw)
+    grid = parse_grid(raw)  # every malformed grid (metrics included) is refused here, typed
+    if "ssimulacra2" not in grid.metrics:
+        grid = parse_grid({**raw, "metrics": [*(raw.get("metrics") or []), "ssimulacra2"]})
+    return grid
 
 
 class StudyStore:
