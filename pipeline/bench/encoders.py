@@ -69,8 +69,11 @@ def _encode_ms(src: bytes, recipe: dict[str, Any], fmt: str, quality: int,
     return statistics.median(times)
 
 
-def bench_equal_score(paths: list[Path], side: int, target: float) -> dict[str, Any]:
-    """Part 1: every encoder's auto-quality answer at ``target``, per photo."""
+def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tuple[str, ...] = ENCODERS,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Part 1: every encoder's auto-quality answer at ``target``, per photo (``extra``: recipe
+    sections added to every recipe, e.g. ``{"jxl": {"effort": 8}}``; jpeg:turbo must be among
+    ``encoders``: it is the baseline)."""
     from imagepipe.core import prepare, process
     from imagepipe.core.encode import split_encoder
     from imagepipe.core.metrics import compare
@@ -83,10 +86,10 @@ def bench_equal_score(paths: list[Path], side: int, target: float) -> dict[str, 
         src = path.read_bytes()
         ref = prepare(src, {"resize": resize, "format": "jpeg"}).image
         row: dict[str, Any] = {"image": path.name, "size": f"{ref.width}x{ref.height}", "by": {}}
-        for enc in ENCODERS:
+        for enc in encoders:
             t = time.perf_counter()
             try:
-                r = process(src, _recipe(enc, resize, **goal))
+                r = process(src, {**_recipe(enc, resize, **goal), **(extra or {})})
             except TargetUnreachable:
                 row["by"][enc] = {"unreachable": True, "search_s": time.perf_counter() - t}
                 continue
@@ -100,7 +103,8 @@ def bench_equal_score(paths: list[Path], side: int, target: float) -> dict[str, 
                 "bytes": len(r.data), "quality": chosen["quality"], "subsampling": chosen.get("subsampling"),
                 "engine": compare(ref, out, names=["ssimulacra2"])["ssimulacra2"],
                 "oracle": oracle_score(ref, out), "search_s": search_s,
-                "encode_ms": _encode_ms(src, _recipe(enc, resize), fmt, chosen["quality"], options),
+                "encode_ms": _encode_ms(src, {**_recipe(enc, resize), **(extra or {})}, fmt,
+                                        chosen["quality"], options),
             }
         base = row["by"]["jpeg:turbo"].get("bytes")
         for v in row["by"].values():
@@ -109,7 +113,7 @@ def bench_equal_score(paths: list[Path], side: int, target: float) -> dict[str, 
         ratios = {e: (round(v["ratio"], 3) if v.get("ratio") else None) for e, v in row["by"].items()}
         print(path.name, ratios, flush=True)
     summary = {}
-    for enc in ENCODERS:
+    for enc in encoders:
         vals = [r["by"][enc] for r in rows]
         ok = [v for v in vals if v.get("ratio") is not None]
         summary[enc] = {
@@ -123,7 +127,8 @@ def bench_equal_score(paths: list[Path], side: int, target: float) -> dict[str, 
             "oracle_met": sum(v["oracle"] >= target for v in ok),
             "with_444": sum(1 for v in ok if v.get("subsampling") == "4:4:4"),
         }
-    return {"side": side, "target": target, "rows": rows, "summary": summary}
+    return {"side": side, "target": target, "rows": rows, "summary": summary, "encoders": list(encoders),
+            "extra": extra}
 
 
 def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
@@ -173,9 +178,9 @@ def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
 
 def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
     """Part 3: for each JPEG preset of ``pipeline.presets`` (as it stands, whatever its encoder),
-    mozjpeg and jpegli at the preset output's own SSIMULACRA2 (``quality: auto`` with that target), per photo: bytes vs the
-    preset's (turbo) output, the quality needed (``dq`` = its difference from the preset's), and
-    one encode's time at that quality next to the preset's."""
+    mozjpeg and jpegli at the preset output's own SSIMULACRA2 (``quality: auto`` with that
+    target), per photo: bytes vs the preset's output, the quality needed (``dq`` = its
+    difference from the preset's), and one encode's time at that quality next to the preset's."""
     from imagepipe.core import prepare, process
     from imagepipe.core.encode import split_encoder
     from imagepipe.core.prepare import encode_variant, measure, reference
@@ -232,6 +237,7 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
            f"are not). Codec versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.", ""]
     if eq is not None:
         s = eq["summary"]
+        encs = tuple(eq.get("encoders") or ENCODERS)
         out += [f"### Auto quality at SSIMULACRA2 {eq['target']:g}, photos resized to fit {eq['side']} px",
                 "",
                 f"{len(eq['rows'])} photos; each encoder's `quality: auto` answer (the lowest quality whose "
@@ -250,17 +256,17 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
         big = [r for r in eq["rows"] if max(int(x) for x in r["size"].split("x")) == eq["side"]]
         if big:
             meds = []
-            for enc in ENCODERS[1:]:
+            for enc in encs[1:]:
                 vals = [r["by"][enc]["ratio"] for r in big if r["by"][enc].get("ratio")]
                 meds.append(f"{enc} {_f(statistics.median(vals)) if vals else '–'}")
             out += ["", f"Only the {len(big)} photos whose output is {eq['side']} px on its long side "
                     f"(the others are smaller originals, never upscaled): median ratio {', '.join(meds)}."]
         out += ["", "Per photo (bytes ratio vs jpeg:turbo; quality):", "",
-                "| image | size | turbo bytes | " + " | ".join(ENCODERS[1:]) + " |",
-                "|---|---|---:|" + "---:|" * (len(ENCODERS) - 1)]
+                "| image | size | turbo bytes | " + " | ".join(encs[1:]) + " |",
+                "|---|---|---:|" + "---:|" * (len(encs) - 1)]
         for r in eq["rows"]:
             cells = []
-            for enc in ENCODERS[1:]:
+            for enc in encs[1:]:
                 v = r["by"][enc]
                 cells.append("unreachable" if v.get("unreachable") else
                              f"{v['ratio']:.3f} (q{v['quality']}{', 4:4:4' if v.get('subsampling') else ''})")
@@ -318,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin", type=float, default=0.0)
     p.add_argument("--only", choices=["equal", "best", "presets"])
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (a quick look)")
+    p.add_argument("--encoders", default=",".join(ENCODERS),
+                   help="part 1: comma-separated (with jpeg:turbo)")
+    p.add_argument("--jxl-effort", type=int, help="part 1: jxl.effort for every recipe")
     p.add_argument("--equal-json", type=Path, help="reuse part 1 from an earlier --json (no re-run)")
     args = p.parse_args(argv)
     from imagepipe.core.encode import codec_versions
@@ -339,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         eq = json.loads(args.equal_json.read_text())["equal"]
         meta["equal_when"] = json.loads(args.equal_json.read_text())["meta"]["when"]
     else:
-        eq = bench_equal_score(photos, args.side, args.target) if args.only in (None, "equal") else None
+        extra = {"jxl": {"effort": args.jxl_effort}} if args.jxl_effort else None
+        eq = (bench_equal_score(photos, args.side, args.target, tuple(args.encoders.split(",")), extra)
+              if args.only in (None, "equal") else None)
     best = bench_best(photos, args.side, args.margin) if args.only in (None, "best") else None
     presets = bench_presets(photos) if args.only in (None, "presets") else None
     meta["load"] = os.getloadavg()[0]
