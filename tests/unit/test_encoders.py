@@ -210,3 +210,16 @@ def test_encoder_names_and_versions() -> None:
     assert split_encoder("webp") == ("webp", None)
     v = codec_versions()
     assert v["pillow"] and v["libvips"] and v["pyjpegli"] and v["pillow_jxl_plugin"] and v["pillow_heif"]
+
+
+def test_both_sniffers_know_heic_heif_and_jxl() -> None:
+    from imagepipe.service.sniff import SNIFF_BYTES, sniff_image_type
+    from pipeline.client import sniff_content_type
+
+    heic = g.encode(g.photo_like(32, 24), "heif")
+    jxl = g.encode(g.photo_like(32, 24), "jxl")
+    jxl_box = io.BytesIO()
+    g.photo_like(32, 24).save(jxl_box, "JXL", use_container=True)
+    for data, ct in ((heic, "image/heic"), (jxl, "image/jxl"), (jxl_box.getvalue(), "image/jxl")):
+        assert sniff_image_type(data[:SNIFF_BYTES]) == ct
+        assert sniff_content_type(data, "upload") == ct
