@@ -213,7 +213,7 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     src_raw = (opened.width, opened.height)
     filter_name = recipe.resize.filter if recipe.resize else "lanczos"
     keep16 = out_fmt == "png" and not recipe.png.palette
-    if vips.handles(opened.format, opened.mode, orientation, keep_anim, keep16):
+    if vips.handles(opened.format, opened.mode, keep_anim, keep16):
         # libvips (core/vips.py) decodes with shrink-on-load and, for plain Lanczos downscales,
         # resizes; Pillow finishes whatever is left (crop, other filters) exactly as below
         decoded = vips.decode(data, opened.format, opened.mode, src_raw, plan, orientation, filter_name)
