@@ -51,11 +51,15 @@ def insert_metadata(data: bytes, exif: bytes | None, icc: bytes | None) -> bytes
 
 
 def _pyvips():  # type: ignore[no-untyped-def]
-    try:
-        import pyvips
-    except (ImportError, OSError) as exc:  # a missing dependency is a deployment bug, never a fallback
-        raise InternalError(f"jpeg.encoder mozjpeg needs pyvips + libvips: {exc}") from None
-    return pyvips
+    """pyvips as the engine configures it (core/vips.py: no operation cache, untrusted loaders
+    blocked, its concurrency); a missing library is a deployment bug, never a fallback."""
+    from imagepipe.core import vips
+
+    pv = vips._pyvips()
+    if pv is None:
+        raise InternalError("jpeg.encoder mozjpeg needs pyvips + libvips (pyvips-binary), "
+                            "which cannot be imported")
+    return pv
 
 
 def encode_mozjpeg(im: Image.Image, quality: int, opts: JpegOptions) -> bytes:
