@@ -43,6 +43,7 @@ OPTIONS = {
     "jpeg.subsampling": ["4:4:4", "4:2:2", "4:2:0"],
     "jpeg.progressive": [True, False],
     "avif.speed": [2, 4, 6, 8],
+    "jxl.effort": [3, 5, 7, 9],
 }
 ORIGINAL = "Original (resized like the sweep)"
 
