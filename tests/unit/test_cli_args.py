@@ -46,6 +46,10 @@ def test_no_flags_is_the_empty_recipe():
          {"jpeg": {"progressive": False, "optimize": True, "subsampling": "4:4:4"}}),
         (["--webp-method", "6", "--lossless"], {"webp": {"method": 6, "lossless": True}}),
         (["--avif-speed", "8"], {"avif": {"speed": 8}}),
+        (["--format", "jpeg", "--jpeg-encoder", "mozjpeg"],
+         {"format": "jpeg", "jpeg": {"encoder": "mozjpeg"}}),
+        (["--format", "jxl", "--jxl-effort", "5", "--jxl-lossless"],
+         {"format": "jxl", "jxl": {"effort": 5, "lossless": True}}),
         (["--png-compress-level", "9", "--palette", "--colors", "64"],
          {"png": {"compress_level": 9, "palette": True, "colors": 64}}),
         (["--watermark-text", "© me", "--watermark-position", "tiled", "--watermark-opacity", "0.3",
@@ -203,5 +207,6 @@ def test_preset_is_the_base_the_flags_override():
     recipe = recipe_from_args(args, preset_recipe(args.preset))
     assert recipe["format"] == "avif" and recipe["quality"] == 40
     assert recipe["resize"] == PRESETS["AVIF 2048"]["resize"]
+    assert preset_recipe("avif-2048") == PRESETS["AVIF 2048"]  # the slug id, as the API takes it
     with pytest.raises(UsageError, match="unknown preset"):
         preset_recipe("nope")

@@ -24,7 +24,7 @@ from imagepipe.errors import (
     NotFound,
     Unauthorized,
 )
-from imagepipe.service import api, direct, exports, stats, sweeps
+from imagepipe.service import api, direct, exports, stats, studies, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
@@ -177,6 +177,21 @@ def create_export() -> tuple[dict[str, Any], int]:
 @app.get("/exports/<export_id>")
 def get_export(export_id: str) -> dict[str, Any]:
     return exports.get_export(BACKEND, export_id)
+
+
+@app.post("/studies")
+def create_study() -> tuple[dict[str, Any], int]:
+    return studies.create_study(BACKEND, _body()), 202
+
+
+@app.get("/studies")
+def list_studies() -> dict[str, Any]:
+    return studies.list_studies(BACKEND, _query())
+
+
+@app.get("/studies/<study_id>")
+def get_study(study_id: str) -> dict[str, Any]:
+    return studies.get_study(BACKEND, study_id)
 
 
 @app.get("/health")
