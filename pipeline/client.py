@@ -35,6 +35,7 @@ from imagepipe.errors import (
     WaitTimeout,
     from_code,
 )
+from imagepipe.service.sniff import SNIFF_BYTES, sniff_image_type
 
 TERMINAL = ("succeeded", "failed")
 MAX_BATCH_JOBS = 100  # items per POST /jobs/batch (the API refuses more)
@@ -42,24 +43,11 @@ USER_AGENT = "imagepipe-client/0.1"
 
 
 def sniff_content_type(data: bytes, filename: str | None = None) -> str:
-    """The image content type from magic bytes, else from the file name, else octet-stream."""
-    head = data[:32]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in data[8:64]):
-        return "image/avif"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"):
-        return "image/heic"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"mif1", b"msf1"):
-        return "image/heif"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
-        return "image/jxl"
+    """The image content type from magic bytes (the service's own sniffer, so the client and
+    the API agree), else from the file name, else octet-stream."""
+    sniffed = sniff_image_type(data[:SNIFF_BYTES])
+    if sniffed is not None:
+        return sniffed
     if filename:
         guessed, _ = mimetypes.guess_type(filename)
         if guessed:
