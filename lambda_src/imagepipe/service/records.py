@@ -32,7 +32,7 @@ JOB_ID_RE = re.compile(r"^([0-9a-f]{32})-([0-9a-f]{16})$")
 TERMINAL = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
 #: how an image arrived (stored on the image and its jobs as ``arrival``; none stored = presigned)
-ARRIVALS = ("presigned", "direct", "drop")
+ARRIVALS = rollups.ARRIVALS
 _INTERNAL_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 #: documents stored as JSON text (see :func:`as_json_text`)
 JSON_TEXT_FIELDS = ("recipe", "facts")

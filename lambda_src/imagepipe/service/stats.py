@@ -69,6 +69,8 @@ def parse_filters(query: dict[str, str] | None,
             values = frozenset(v.strip() for v in raw.split(",") if v.strip())
             if not values or len(values) > 50 or not all(_VALUE_RE.match(v) for v in values):
                 raise BadRequest(f"{name} must be a comma-separated list of values")
+            if name == "arrival" and not values <= set(rollups.ARRIVALS):
+                raise BadRequest(f"arrival must be one or more of {', '.join(rollups.ARRIVALS)}")
             filters[name] = values
     return start.isoformat(), end.isoformat(), filters
 
