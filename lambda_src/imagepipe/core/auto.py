@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.encode import MAX_SIDE
 from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
 from imagepipe.core.transform import has_alpha
-from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
+from imagepipe.errors import InvalidRecipe, OutputTooLarge, OverTimeBudget, TargetUnreachable
 
 LOSSY = ("jpeg", "webp", "avif")
 
@@ -52,9 +53,11 @@ def _is_lossless(prepared: Prepared, fmt: str) -> bool:
 class _Search:
     """What one ``choose`` call shares between its probes: the goal and the metrics reference."""
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, prepared: Prepared, budget: Budget | None = None) -> None:
         r = prepared.recipe
         self.prepared = prepared
+        self.budget = budget
+        self.adapted: dict[str, dict[str, Any]] = {}
         self.metric = r.target.metric if r.target is not None else "ssim"
         self.min_score = r.target.min if r.target is not None else None
         self.max_bytes = r.max_bytes
@@ -62,11 +65,23 @@ class _Search:
 
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
+        mp = prepared.image.width * prepared.image.height / 1e6
+        #: measuring one probe, for the budget: SSIM + PSNR, and SSIMULACRA2 (≈ 0.2 s/MP) when asked
+        self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
+
+    def _encode(self, fmt: str, q: int) -> tuple[bytes, dict[str, Any]]:
+        """One probe's encode; under a budget, planned (``OverTimeBudget`` when it cannot fit)."""
+        if self.budget is None:
+            return encode_variant(self.prepared, fmt, q)
+        data, facts, plan = encode_within(self.prepared, self.budget, fmt, q, extra_ms=self.probe_extra_ms)
+        if plan.adapted is not None:
+            self.adapted[fmt] = plan.adapted
+        return data, facts
 
     def attempt(self, fmt: str, q: int) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap."""
         try:
-            data, facts = encode_variant(self.prepared, fmt, q)
+            data, facts = self._encode(fmt, q)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
         except OutputTooLarge:
             res = None
@@ -119,21 +134,42 @@ def _search(s: _Search, fmt: str) -> Any:
     return best
 
 
-def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
-    """Pick format and/or quality. Returns (bytes, output facts, search facts)."""
+def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """Pick format and/or quality. Returns (bytes, output facts, search facts).
+
+    Under a ``budget`` every probe is planned (core/budget.py): a candidate format whose next
+    probe cannot fit in the time left is skipped, with the reason in ``per_format``; when every
+    candidate is skipped, ``OverTimeBudget``."""
     r = prepared.recipe
     if r.target is not None and r.target.metric == "ssimulacra2" and min(prepared.image.size) < 8:
         raise InvalidRecipe(
             f"target metric ssimulacra2 needs an output of at least 8x8 pixels, not "
             f"{prepared.image.width}x{prepared.image.height}",
             details=[{"field": "target.metric", "message": "ssimulacra2 is undefined below 8x8 pixels"}])
-    s = _Search(prepared)
+    s = _Search(prepared, budget)
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
-    winners = [list(res) for fmt in fmts if (res := _search(s, fmt)) is not None]
+    winners = []
+    skipped: dict[str, OverTimeBudget] = {}
+    for fmt in fmts:
+        try:
+            res = _search(s, fmt)
+        except OverTimeBudget as exc:  # only under a budget: this candidate cannot fit the time left
+            skipped[fmt] = exc
+            continue
+        if res is not None:
+            winners.append(list(res))
     if not winners:
+        if skipped and len(skipped) == len(fmts):
+            if len(skipped) == 1:
+                raise next(iter(skipped.values()))
+            reasons = "; ".join(f"{f}: {e.message}" for f, e in skipped.items())
+            raise OverTimeBudget(f"no candidate format fits the time left: {reasons}",
+                                 details={"skipped": {f: e.details for f, e in skipped.items()}})
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
-        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}",
-                                details={"goal": goal, "tried": s.tried})
+        details: dict[str, Any] = {"goal": goal, "tried": s.tried}
+        if skipped:
+            details["skipped"] = {f: e.message for f, e in skipped.items()}
+        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}", details=details)
     if r.quality == "auto" and r.target is None and len(winners) > 1:
         # only a size cap: the best-looking output under it wins (ties: the smaller)
         data, facts, metrics = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
@@ -147,13 +183,21 @@ def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         per_format[w[1]["format"]] = row
     for fmt in fmts:
         empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
+        if fmt in skipped:
+            empty = {"quality": None, "bytes": None, "ssim": None, "skipped": skipped[fmt].message}
         if s.metric != "ssim":
             empty[s.metric] = None
         per_format.setdefault(fmt, empty)
+        if fmt in s.adapted:
+            per_format[fmt]["adapted"] = s.adapted[fmt]
     search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": {
         "format": facts["format"], "quality": facts["quality"]}, "per_format": per_format, "trace": s.tried}
     if s.min_score is not None:
         search["metric"] = s.metric
     if metrics is not None:
         search["metrics"] = metrics
+    if budget is not None:
+        chosen_adapted = s.adapted.get(facts["format"])
+        search["budget"] = {"left_ms": round(budget.left_ms(), 1), "skipped": sorted(skipped),
+                            **({"adapted": chosen_adapted} if chosen_adapted else {})}
     return data, facts, search
