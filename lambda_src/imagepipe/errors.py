@@ -26,8 +26,8 @@ image, bad recipe) or *transient* (a retry may succeed: throttling, a network bl
     ├── TransientError              transient_error      503   (retried)
     │   └── Throttled               throttled            429
     ├── RetriesExhausted            retries_exhausted    500   (a transient failure that never cleared)
-    ├── JobTimeout                  timeout              504   (stopped at the invocation's deadline; not retried)
-    ├── AttemptKilled               attempt_killed       500   (attempts killed before their deadline; not retried)
+    ├── JobTimeout                  timeout              504   (stopped at the deadline; not retried)
+    ├── AttemptKilled               attempt_killed       500   (a killed attempt; not rerun)
     ├── WorkerFailure               worker_crashed / worker_timeout / worker_out_of_memory
     ├── InternalError               internal_error       500
     └── ClientError                 raised only by pipeline.client

@@ -32,10 +32,11 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from pydantic import Field, StrictStr
 
+from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
-from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, OverTimeBudget, RetriesExhausted
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.images import uploaded_image
@@ -290,9 +291,11 @@ def get_sweep(backend: Backend, sweep_id: str) -> dict[str, Any]:
         raise NotFound(f"no sweep {sweep_id!r}")
     points: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for part in store.parts(sweep_id):
         if part.get("status") == "succeeded":
             points.extend(part.get("points") or [])
+            skipped.extend(part.get("skipped") or [])
         elif part.get("error"):
             errors.append({"part": part.get("part"), **part["error"]})
     order = _cell_order(sweep["grid"])
@@ -303,6 +306,8 @@ def get_sweep(backend: Backend, sweep_id: str) -> dict[str, Any]:
                 backend.config.dest_bucket, p["key"], p["key"].rsplit("/", 1)[-1])
     sweep["points"] = points
     sweep["errors"] = errors
+    if skipped:  # cells a part had no time for (core/budget.py), each with its reason
+        sweep["skipped"] = skipped
     sweep["progress"]["points"] = len(points)
     sweep["progress"]["cells_total"] = sweep.get("cells_total")
     return sweep
@@ -346,12 +351,12 @@ def fail_dead_letter(backend: Backend, body: str) -> list[str]:
 
 
 def run_sweep_part(backend: Backend, msg: SweepPartMessage, limits: Limits, *,
-                   final_attempt: bool = False) -> str:
+                   final_attempt: bool = False, budget: Budget | None = None) -> str:
     """Run one part: ``succeeded`` / ``failed`` (permanent error, recorded) / ``skipped``
     (already done: a duplicate delivery) / ``missing``; transient errors raise (redelivery),
     and on the final attempt the part is recorded failed with ``retries_exhausted`` first."""
     try:
-        return _run_part(backend, msg, limits)
+        return _run_part(backend, msg, limits, budget)
     except Exception as exc:
         if final_attempt:
             err = RetriesExhausted(f"gave up after the final attempt: {exc}")
@@ -363,7 +368,7 @@ def run_sweep_part(backend: Backend, msg: SweepPartMessage, limits: Limits, *,
         raise
 
 
-def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
+def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: Budget | None = None) -> str:
     from imagepipe.core.prepare import prepare
     from imagepipe.core.sweep import run_cells
 
@@ -397,7 +402,12 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
         try:
             prepared = prepare(source, sweep_recipe(sweep.get("resize")), limits)
             prepare_ms = round((perf_counter() - t) * 1000.0, 3)
-            points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics)
+            skipped: list[dict[str, Any]] = []  # cells the time budget had no room for
+            points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics, budget=budget,
+                               skipped=skipped)
+            if skipped and not points:  # nothing fit: the part fails, naming the limit
+                raise OverTimeBudget(f"no cell of this part fits the time left: {skipped[0]['skipped']}",
+                                     details={"skipped": skipped})
         except ImagePipeError:
             raise
         except Exception as exc:  # an engine bug must not loop through retries
@@ -411,7 +421,7 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
                                    "format": cells[0].format})
         return "missing" if after == "missing" else "failed"
     after = store.finish_part(msg.sweep_id, msg.part, "succeeded", {
-        "points": points, "format": cells[0].format,
+        "points": points, "format": cells[0].format, **({"skipped": skipped} if skipped else {}),
         "timings_ms": {"download": download_ms, "prepare": prepare_ms,
                        "total": round((perf_counter() - t0) * 1000.0, 3)},
     })
