@@ -109,7 +109,7 @@ def test_refuses_at_once_when_nothing_fits_naming_the_limit_and_what_to_change()
     assert "8000x6000" in err.message and "6.0 s processor timeout" in err.message
     assert "resize to at most" in err.message and "jpeg" in err.message
     adv = err.details["advice"]
-    assert adv["fastest_setting"] == {"field": "avif.speed", "value": 10}
+    assert adv["fastest_setting"] == {"field": "avif.speed", "value": 10, "fits": False}
     # the suggested size fits at the fastest setting
     assert estimate_ms("avif", 10, adv["max_width"] * adv["max_height"], costs=COSTS) * SAFETY <= 3000
     assert "jpeg" in adv["formats_that_fit"]

@@ -189,14 +189,16 @@ def _fmt_s(ms: float) -> str:
 
 def advice(fmt: str, encoder: str, width: int, height: int, frames: int, left_ms: float,
            costs: dict[str, dict[int, tuple[float, float]]] | None = None) -> dict[str, Any]:
-    """What would fit in ``left_ms``: the largest width at the fastest setting, the fastest
-    setting, and the other formats that fit at this size."""
+    """What would fit in ``left_ms``: the encoder's fastest setting (and whether it fits at this
+    size), the largest size that fits at that setting, and the other formats that fit."""
     out: dict[str, Any] = {"formats_that_fit": []}
     eff = EFFORT.get(encoder)
     table = (ENCODE_COSTS if costs is None else costs).get(encoder) or {}
     if eff is not None and table:
         fastest = max(table) if eff[2] > 0 else min(table)
-        out["fastest_setting"] = {"field": f"{eff[0]}.{eff[1]}", "value": fastest}
+        est = estimate_ms(encoder, fastest, width * height, frames, costs)
+        out["fastest_setting"] = {"field": f"{eff[0]}.{eff[1]}", "value": fastest,
+                                  "fits": _fits(est, 0.0, left_ms)}
         fixed, per_mp = table[fastest]
         per_mp *= cost_scale() * max(1, frames)
         budget_mp = (left_ms / SAFETY - fixed) / per_mp if per_mp > 0 else 0.0
@@ -217,12 +219,16 @@ def advice(fmt: str, encoder: str, width: int, height: int, frames: int, left_ms
 
 def _advice_text(adv: dict[str, Any]) -> str:
     parts = []
+    fastest = adv.get("fastest_setting")
+    if fastest and fastest["fits"]:
+        parts.append(f"use {fastest['field']} {fastest['value']}")
     if "max_width" in adv:
-        parts.append(f"resize to at most {adv['max_width']}x{adv['max_height']} (resize.width/height)")
+        where = f" at {fastest['field']} {fastest['value']}" if fastest else ""
+        parts.append(f"resize to at most {adv['max_width']}x{adv['max_height']} (resize.width/height){where}")
     if adv.get("formats_that_fit"):
         parts.append(f"choose {' or '.join(adv['formats_that_fit'])}")
-    parts.append("or raise the processor timeout")
-    return ", ".join(parts[:-1]) + (", " if len(parts) > 1 else "") + parts[-1]
+    parts.append("raise the processor timeout")
+    return ", ".join(parts[:-1]) + (", or " if len(parts) > 1 else "") + parts[-1]
 
 
 def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
