@@ -14,7 +14,9 @@ image, bad recipe) or *transient* (a retry may succeed: throttling, a network bl
     │   ├── OutputTooLarge          output_too_large     422
     │   ├── InvalidRecipe           invalid_recipe       422
     │   ├── TargetUnreachable       target_unreachable   422
-    │   └── OverTimeBudget          over_time_budget     422   (no encoder setting fits the time left)
+    │   └── OverBudget              (base) the invocation cannot afford the encode
+    │       ├── OverTimeBudget      over_time_budget     422   (no encoder setting fits the time left)
+    │       └── OverMemoryBudget    over_memory_budget   422   (the encode needs more memory than is free)
     ├── RequestError                permanent, the API request is at fault
     │   ├── BadRequest              bad_request          400
     │   ├── Unauthorized            unauthorized         401
@@ -124,11 +126,22 @@ class TargetUnreachable(ImageError):
     code = "target_unreachable"
 
 
-class OverTimeBudget(ImageError):
+class OverBudget(ImageError):
+    """The invocation cannot afford this encode (time or memory); deterministic, not retried."""
+
+
+class OverTimeBudget(OverBudget):
     """No encoder setting can finish in the time the invocation has left; ``details`` names the
     limit, the estimate and what to change (resize, a faster setting, another format)."""
 
     code = "over_time_budget"
+
+
+class OverMemoryBudget(OverBudget):
+    """The encode would need more memory than the invocation has free; ``details`` names the
+    limit, the estimate and what to change (resize, another format, more processor memory)."""
+
+    code = "over_memory_budget"
 
 
 # --- API request errors (permanent) -----------------------------------------------------

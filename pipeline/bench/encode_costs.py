@@ -109,8 +109,11 @@ def render(table: dict[str, dict[int, tuple[float, float]]]) -> str:
     """The generated block of core/budget.py."""
     lines = ["ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {"]
     for encoder, rows in table.items():
-        body = ", ".join(f"{s}: ({a}, {b})" for s, (a, b) in sorted(rows.items()))
-        lines.append(f'    "{encoder}": {{{body}}},')
+        cells = [f"{s}: ({a}, {b})" for s, (a, b) in sorted(rows.items())]
+        lines.append(f'    "{encoder}": {{')
+        for i in range(0, len(cells), 4):  # four settings a line: the module stays ruff-clean
+            lines.append("        " + ", ".join(cells[i:i + 4]) + ",")
+        lines.append("    },")
     lines.append("}")
     return "\n".join(lines)
 

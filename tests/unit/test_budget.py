@@ -213,3 +213,24 @@ def test_a_killed_attempt_is_recognised_only_after_its_deadline():
     alive = {**prev, "deadline_at": _iso(now + timedelta(seconds=5))}
     assert killed_attempt({"previous_attempt": alive}, now) is None
     assert killed_attempt({}, now) is None
+
+
+def test_an_encode_that_needs_more_memory_than_is_free_is_refused():
+    from imagepipe.core.budget import ENCODE_MEMORY_BPP, check_memory, memory_mb, own_rss_mb
+    from imagepipe.errors import OverMemoryBudget
+
+    need = memory_mb("avif", 8000 * 6000)
+    assert need == pytest.approx(ENCODE_MEMORY_BPP["avif"] * 48e6 / 1048576)
+    budget = budget_of(60_000)
+    budget.memory_mb = own_rss_mb() + 64 + 300  # ≈ 300 MB free
+    with pytest.raises(OverMemoryBudget) as info:
+        plan_encode("avif", parse_recipe({}), 8000, 6000, budget=budget, costs=COSTS)
+    err = info.value
+    assert err.code == "over_memory_budget" and err.permanent
+    assert "8000x6000" in err.message and "processor memory" in err.message
+    adv = err.details["advice"]
+    assert memory_mb("avif", adv["max_width"] * adv["max_height"]) <= err.details["free_mb"]
+    assert adv["formats_that_fit"] == ["jpeg"]  # WebP needs ≈ 320 MB at 48 MP
+    check_memory("jpeg", "jpeg:turbo", 8000, 6000, 1, budget)  # libjpeg streams: fits
+    budget.memory_mb = None  # unknown size: not checked
+    check_memory("avif", "avif", 8000, 6000, 1, budget)

@@ -28,7 +28,14 @@ from imagepipe.core.encode import MAX_SIDE
 from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
 from imagepipe.core.transform import has_alpha
-from imagepipe.errors import InvalidRecipe, OutputTooLarge, OverTimeBudget, TargetUnreachable
+from imagepipe.errors import (
+    InvalidRecipe,
+    OutputTooLarge,
+    OverBudget,
+    OverMemoryBudget,
+    OverTimeBudget,
+    TargetUnreachable,
+)
 
 LOSSY = ("jpeg", "webp", "avif")
 
@@ -70,7 +77,7 @@ class _Search:
         self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
 
     def _encode(self, fmt: str, q: int) -> tuple[bytes, dict[str, Any]]:
-        """One probe's encode; under a budget, planned (``OverTimeBudget`` when it cannot fit)."""
+        """One probe's encode; under a budget, planned (``OverBudget`` when it cannot fit)."""
         if self.budget is None:
             return encode_variant(self.prepared, fmt, q)
         data, facts, plan = encode_within(self.prepared, self.budget, fmt, q, extra_ms=self.probe_extra_ms)
@@ -139,7 +146,7 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
 
     Under a ``budget`` every probe is planned (core/budget.py): a candidate format whose next
     probe cannot fit in the time left is skipped, with the reason in ``per_format``; when every
-    candidate is skipped, ``OverTimeBudget``."""
+    candidate is skipped, ``OverBudget``."""
     r = prepared.recipe
     if r.target is not None and r.target.metric == "ssimulacra2" and min(prepared.image.size) < 8:
         raise InvalidRecipe(
@@ -149,11 +156,11 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
     s = _Search(prepared, budget)
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
     winners = []
-    skipped: dict[str, OverTimeBudget] = {}
+    skipped: dict[str, OverBudget] = {}
     for fmt in fmts:
         try:
             res = _search(s, fmt)
-        except OverTimeBudget as exc:  # only under a budget: this candidate cannot fit the time left
+        except OverBudget as exc:  # only under a budget: this candidate cannot fit the invocation
             skipped[fmt] = exc
             continue
         if res is not None:
@@ -163,8 +170,10 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
             if len(skipped) == 1:
                 raise next(iter(skipped.values()))
             reasons = "; ".join(f"{f}: {e.message}" for f, e in skipped.items())
-            raise OverTimeBudget(f"no candidate format fits the time left: {reasons}",
-                                 details={"skipped": {f: e.details for f, e in skipped.items()}})
+            cls = OverTimeBudget if any(isinstance(e, OverTimeBudget) for e in skipped.values()) \
+                else OverMemoryBudget
+            raise cls(f"no candidate format fits this invocation: {reasons}",
+                      details={"skipped": {f: e.details for f, e in skipped.items()}})
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
         details: dict[str, Any] = {"goal": goal, "tried": s.tried}
         if skipped:

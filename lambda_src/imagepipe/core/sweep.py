@@ -33,7 +33,7 @@ from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference
 from imagepipe.core.prepare import Prepared, encode_variant, measure, prepare, reference
-from imagepipe.errors import InvalidRecipe, OverTimeBudget
+from imagepipe.errors import InvalidRecipe, OverBudget
 
 #: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
 SWEEP_FORMATS: tuple[str, ...] = ("jpeg", "webp", "avif", "png")
@@ -235,7 +235,7 @@ def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
     """Encode + measure one cell: ``(point, encoded bytes)``. ``ref`` is the metrics reference of
     ``prepared`` (made when not given); ``seen`` maps the digests of already measured encodings
     to their scores. Under a ``budget`` the cell's own setting must fit the time left (a sweep
-    measures settings, so it never adapts them): ``OverTimeBudget`` otherwise."""
+    measures settings, so it never adapts them): ``OverBudget`` otherwise."""
     q = 100 if cell.quality is None else cell.quality
     if budget is None:
         data, facts = encode_variant(prepared, cell.format, q, cell.options())
@@ -283,10 +283,11 @@ def run_cells(prepared: Prepared, cells: Sequence[Cell],
     for cell in cells:
         try:
             point, data = run_cell(prepared, cell, ref, metrics, seen, budget)
-        except OverTimeBudget as exc:
+        except OverBudget as exc:
             if skipped is None:
                 raise
-            skipped.append({**cell.to_dict(), "label": cell.label(), "skipped": exc.message})
+            skipped.append({**cell.to_dict(), "label": cell.label(), "skipped": exc.message,
+                            "code": exc.code})
             continue
         if on_variant is not None:
             on_variant(point, data)

@@ -86,9 +86,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def engine_budget(context: Any) -> Budget | None:
-    """The engine's time budget: what the Lambda context says is left of this invocation
-    (the local runtime's context says the same); None without a context to ask."""
+    """The engine's budget: the time the Lambda context says is left of this invocation and the
+    function's memory size (the local runtime's context says the same); None without a context."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if not callable(remaining):
         return None
-    return Budget.from_remaining(float(remaining()))
+    memory = getattr(context, "memory_limit_in_mb", None)
+    return Budget.from_remaining(float(remaining()), memory_mb=float(memory) if memory else None)

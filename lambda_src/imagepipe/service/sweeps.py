@@ -36,7 +36,7 @@ from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
-from imagepipe.errors import ImagePipeError, InternalError, NotFound, OverTimeBudget, RetriesExhausted
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted, from_code
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.images import uploaded_image
@@ -406,8 +406,9 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: B
             points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics, budget=budget,
                                skipped=skipped)
             if skipped and not points:  # nothing fit: the part fails, naming the limit
-                raise OverTimeBudget(f"no cell of this part fits the time left: {skipped[0]['skipped']}",
-                                     details={"skipped": skipped})
+                raise from_code(skipped[0]["code"],
+                                f"no cell of this part fits this invocation: {skipped[0]['skipped']}",
+                                details={"skipped": skipped})
         except ImagePipeError:
             raise
         except Exception as exc:  # an engine bug must not loop through retries
