@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 #: error codes of work that did not fit its invocation's time (core/budget.py, service/jobs.py)
-TIME_CODES = frozenset({"over_time_budget", "timeout", "attempt_killed"})
+TIME_CODES = frozenset({"over_time_budget", "over_memory_budget", "timeout", "attempt_killed"})
 _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -73,6 +73,8 @@ def time_failure_hint(code: str | None) -> str | None:
     """What a failure for time means, for the error card (the message itself says what to change)."""
     if code == "over_time_budget":
         return "Refused before encoding: no setting of this format fits the processor's time limit."
+    if code == "over_memory_budget":
+        return "Refused before encoding: it needs more memory than the processor has free."
     if code == "timeout":
         return "Stopped at the processor's time limit; it is not retried (the same work would stop again)."
     if code == "attempt_killed":

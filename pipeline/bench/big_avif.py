@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=None, help="processor timeout (default: the template's)")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory", type=int, default=None, help="processor memory MB (default: the template's)")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the stack (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="append the JSON results here")
     args = ap.parse_args(argv)
@@ -131,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     template_timeout = load_template().get("Parameters", {}).get("ProcessorTimeout", {}).get("Default", 60)
     timeout_s = args.timeout or int(template_timeout)
     extra = ["--processor-timeout", str(args.timeout)] if args.timeout else []
+    if args.memory:
+        extra += ["--processor-memory", str(args.memory)]
     env = dict(kv.split("=", 1) for kv in args.env)
     env.setdefault("IMAGEPIPE_LOG_LEVEL", "WARNING")
-    print(f"48 MP JPEG: {len(big):,} bytes; processor timeout {timeout_s} s; workers {args.workers}",
-          file=sys.stderr)
+    print(f"48 MP JPEG: {len(big):,} bytes; processor timeout {timeout_s} s; memory "
+          f"{args.memory or 'default'} MB; workers {args.workers}", file=sys.stderr)
     results = []
     with tempfile.TemporaryDirectory(prefix="imagepipe-bigavif-") as tmp:
         stack = ServeProcess(Path(tmp) / "data", workers=args.workers, extra_args=extra, env=env).start()

@@ -36,6 +36,6 @@ def test_the_adaptation_and_skipped_candidates_in_words():
 
 
 def test_failures_for_time_get_a_hint():
-    for code in ("over_time_budget", "timeout", "attempt_killed"):
+    for code in ("over_time_budget", "over_memory_budget", "timeout", "attempt_killed"):
         assert time_failure_hint(code)
     assert time_failure_hint("corrupt_image") is None
