@@ -126,7 +126,7 @@ def test_work_no_setting_fits_is_refused_at_once_and_a_faster_setting_is_adapted
     refused_img = upload(stack, photo_bytes(side, side * 3 // 4, "jpeg", seed=83, quality=60), "big.jpg")
     refused_id = submit_job(stack, refused_img["image_id"], {"format": "avif", "quality": 50})
     # adapted: speed 6 needs more than the timeout, speed 10 a small share of it
-    side = _side_for(asked, 1.2 * limit_ms / SAFETY)
+    side = _side_for(asked, 1.1 * limit_ms / SAFETY)  # still adapts (not refused) up to a CPU slowdown of ≈ 8
     assert _scaled("avif", 10, side * side * 3 // 4, monkeypatch) * SAFETY < 0.4 * limit_ms
     adapted_img = upload(stack, photo_bytes(side, side * 3 // 4, "jpeg", seed=84), "mid.jpg")
     adapted_id = submit_job(stack, adapted_img["image_id"], {"format": "avif", "quality": 50})

@@ -234,3 +234,12 @@ def test_an_encode_that_needs_more_memory_than_is_free_is_refused():
     check_memory("jpeg", "jpeg:turbo", 8000, 6000, 1, budget)  # libjpeg streams: fits
     budget.memory_mb = None  # unknown size: not checked
     check_memory("avif", "avif", 8000, 6000, 1, budget)
+
+
+def test_cpu_contention_slows_the_estimate_and_can_force_an_adaptation():
+    calm = plan_encode("avif", parse_recipe({}), 1000, 1000, budget=budget_of(2000), costs=COSTS)
+    assert calm.setting == 6
+    busy = budget_of(2000)
+    busy.slowdown = 3.0  # e.g. a load average of 6 on 2 CPUs
+    plan = plan_encode("avif", parse_recipe({}), 1000, 1000, budget=busy, costs=COSTS)
+    assert plan.setting == 8 and plan.estimate_ms == pytest.approx(900.0)  # 300 ms × 3; 7 would need 1950

@@ -167,17 +167,19 @@ class Budget:
     total_ms: float  # the invocation's whole time when it started (the function timeout, about)
     reserve_ms: float = 0.0
     memory_mb: float | None = None  # the function's memory size (None: not checked)
+    slowdown: float = 1.0  # CPU contention: estimates (CPU time) × this = expected wall time
 
     @classmethod
     def from_remaining(cls, remaining_ms: float, *, total_ms: float | None = None,
-                       reserve_ms: float | None = None, memory_mb: float | None = None) -> Budget:
+                       reserve_ms: float | None = None, memory_mb: float | None = None,
+                       slowdown: float | None = None) -> Budget:
         """A budget ending ``remaining_ms`` from now. ``reserve_ms`` defaults to 10 % of it,
-        at least 0.5 s and at most 5 s."""
+        at least 0.5 s and at most 5 s; ``slowdown`` to the machine's :func:`contention`."""
         if reserve_ms is None:
             reserve_ms = min(5000.0, max(500.0, 0.1 * remaining_ms))
         return cls(deadline=time.monotonic() + remaining_ms / 1000.0,
                    total_ms=float(total_ms if total_ms is not None else remaining_ms), reserve_ms=reserve_ms,
-                   memory_mb=memory_mb)
+                   memory_mb=memory_mb, slowdown=contention() if slowdown is None else slowdown)
 
     def left_ms(self) -> float:
         """Milliseconds the engine may still use (never negative)."""
@@ -189,6 +191,16 @@ class Budget:
         if self.memory_mb is None:
             return None
         return self.memory_mb - own_rss_mb() - MEMORY_MARGIN_MB
+
+
+def contention() -> float:
+    """How much slower than one free core the encode will run: the 1-minute load average per
+    CPU, at least 1 (an idle machine, or a Lambda sandbox with its own vCPU share)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return max(1.0, round(load / max(1, os.cpu_count() or 1), 2))
 
 
 def own_rss_mb() -> float:
@@ -248,6 +260,7 @@ class EncodePlan:
     options: dict[str, Any] | None = None
     adapted: dict[str, Any] | None = None
     stoppable: bool = False
+    slowdown: float = 1.0  # the budget's CPU contention, already in ``estimate_ms``
 
     def facts(self) -> dict[str, Any]:
         """JSON-safe facts for ``facts["budget"]``."""
@@ -257,6 +270,8 @@ class EncodePlan:
             "left_ms": None if self.left_ms is None else round(self.left_ms, 1),
             "stoppable": self.stoppable,
         }
+        if self.slowdown != 1.0:
+            out["slowdown"] = self.slowdown
         if self.adapted is not None:
             out["adapted"] = self.adapted
         return out
@@ -324,7 +339,13 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
     ``adapt=False``: when the recipe's own setting does not fit)."""
     encoder, setting = encoder_of(fmt, recipe)
     pixels = width * height
-    est = estimate_ms(encoder, setting, pixels, frames, costs)
+    slow = budget.slowdown if budget is not None else 1.0
+
+    def estimate(setting: int | None) -> float | None:
+        e = estimate_ms(encoder, setting, pixels, frames, costs)
+        return None if e is None else e * slow
+
+    est = estimate(setting)
     if budget is None:
         return EncodePlan(fmt, encoder, setting, est, None)
     check_memory(fmt, encoder, width, height, frames, budget)  # no setting changes the memory it needs
@@ -339,7 +360,7 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
         section, name, direction, valid = eff
         faster = sorted((s for s in valid if (s - setting) * direction > 0), key=lambda s: abs(s - setting))
         for s in faster:
-            e = estimate_ms(encoder, s, pixels, frames, costs)
+            e = estimate(s)
             if e is None:
                 continue
             tried.append({"setting": s, "estimate_ms": round(e, 1)})
@@ -353,7 +374,7 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
                 }
                 return EncodePlan(fmt, encoder, s, e, left, options={section: {name: s}}, adapted=adapted,
                                   stoppable=e >= STOPPABLE_FROM_MS)
-    adv = advice(fmt, encoder, width, height, frames, left, costs)
+    adv = advice(fmt, encoder, width, height, frames, left / slow, costs)
     best = min(t["estimate_ms"] for t in tried)
     setting_txt = "" if len(tried) == 1 else " even at its fastest setting"
     msg = (f"{fmt} encoding of {width}x{height} ({pixels / 1e6:.1f} MP) needs ≈ {_fmt_s(best * SAFETY)}"
@@ -492,6 +513,8 @@ def encode_within(prepared: Any, budget: Budget | None, fmt: str | None = None, 
     w, h = prepared.image.size
     frames = len(prepared.frames.images) if prepared.frames is not None else 1
     plan = plan_encode(fmt, recipe, w, h, frames, budget, extra_ms=extra_ms, adapt=adapt)
+    if budget is not None:
+        plan.slowdown = budget.slowdown
     opts = options
     if plan.options:
         opts = _deep_update(options or {}, plan.options)
