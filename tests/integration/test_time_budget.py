@@ -3,8 +3,8 @@
 One stack with a small processor timeout (10 s) and a visibility timeout above it (12 s, as on
 AWS where it is 6 × the timeout), so a redelivery always comes after the previous attempt's
 deadline. ``IMAGEPIPE_ENCODE_COST_SCALE`` makes the processor's estimates N× the calibrated table
-(a slower CPU, as on a small Lambda); the sizes below are chosen from the same table, so the
-outcomes hold whatever ``make bench`` fitted.
+(a slower CPU, as on a small Lambda) and ``IMAGEPIPE_CPU_SLOWDOWN`` pins the load factor; the
+sizes below are chosen from the same table, so the outcomes hold whatever ``make bench`` fitted.
 
 - a job whose encode cannot be estimated (AVIF speed 0) runs where it can be stopped and ends
   ``timeout`` at its deadline, inside the invocation, and is not retried;
@@ -12,6 +12,8 @@ outcomes hold whatever ``make bench`` fitted.
   setting fits is adapted (``facts.budget.adapted``) and succeeds;
 - an attempt killed by the runtime is not rerun: the next delivery fails it ``attempt_killed``;
 - a transient fault still retries;
+- ``format: best`` skips a candidate that cannot fit (with the reason), a sweep reports the cells
+  that cannot fit as skipped and measures the rest;
 - a small job queued behind a long one completes meanwhile.
 """
 
@@ -60,7 +62,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     os.environ[ENV_FLAG] = "1"  # the emulator (a child process) takes the fault-injection hook
     s = LocalStack(data_dir=tmp_path_factory.mktemp("budget-stack"), port=0, api_key=TEST_API_KEY, workers=2,
                    processor_timeout=TIMEOUT_S, visibility_timeout=VISIBILITY_S, max_receive_count=3,
-                   reconcile_interval=1.0, extra_env={"IMAGEPIPE_ENCODE_COST_SCALE": str(SCALE)})
+                   reconcile_interval=1.0,
+                   # the CPU slowdown is pinned so the outcomes below do not depend on this shared
+                   # machine's load (the load-average default is unit-tested)
+                   extra_env={"IMAGEPIPE_ENCODE_COST_SCALE": str(SCALE), "IMAGEPIPE_CPU_SLOWDOWN": "1"})
     try:
         s.start()
         yield s
@@ -186,3 +191,38 @@ def test_a_transient_fault_still_retries(stack):
     job = wait_job(stack, job_id, timeout=60)
     assert job["status"] == "succeeded", job
     assert int(job["attempts"]) == 2
+
+
+def _between_avif_and_jpeg(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """A size AVIF cannot encode in the time even at speed 10, while JPEG takes a small share."""
+    limit_ms = TIMEOUT_S * 1000
+    fastest = _scaled("avif", 10, 1_000_000, monkeypatch) / 1e6
+    side = _side_for(fastest, 1.5 * limit_ms / SAFETY)
+    w, h = side, side * 3 // 4
+    assert _scaled("jpeg:turbo", 1, w * h, monkeypatch) * SAFETY < 0.5 * limit_ms
+    return w, h
+
+
+def test_best_format_skips_a_candidate_that_cannot_fit(stack, monkeypatch):
+    w, h = _between_avif_and_jpeg(monkeypatch)
+    img = upload(stack, photo_bytes(w, h, "jpeg", seed=87, quality=60), "best.jpg")
+    job = wait_job(stack, submit_job(stack, img["image_id"], {"format": "best", "quality": 70}), timeout=60)
+    assert job["status"] == "succeeded", job
+    per_format = job["facts"]["search"]["per_format"]
+    assert "needs" in per_format["avif"]["skipped"] and "processor timeout" in per_format["avif"]["skipped"]
+    assert job["result"]["format"] in ("jpeg", "webp")
+    assert "avif" in job["facts"]["budget"]["skipped"]
+
+
+def test_a_sweep_reports_cells_that_cannot_fit_as_skipped(stack, monkeypatch):
+    from pipeline.client import Client
+
+    w, h = _between_avif_and_jpeg(monkeypatch)
+    img = upload(stack, photo_bytes(w, h, "jpeg", seed=88, quality=60), "sweep.jpg")
+    with Client(stack.api_url, TEST_API_KEY) as client:
+        started = client.sweep(img["image_id"], {"formats": ["jpeg", "avif"], "qualities": [50, 70]})
+        sweep = client.wait_sweep(started["sweep_id"], timeout=120)
+    assert {(p["format"], p["quality"]) for p in sweep["points"]} == {("jpeg", 50), ("jpeg", 70)}
+    skipped = sweep.get("skipped") or []
+    assert {(c["format"], c["quality"]) for c in skipped} == {("avif", 50), ("avif", 70)}, sweep
+    assert all("needs" in c["skipped"] for c in skipped)

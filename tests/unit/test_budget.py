@@ -243,3 +243,18 @@ def test_cpu_contention_slows_the_estimate_and_can_force_an_adaptation():
     busy.slowdown = 3.0  # e.g. a load average of 6 on 2 CPUs
     plan = plan_encode("avif", parse_recipe({}), 1000, 1000, budget=busy, costs=COSTS)
     assert plan.setting == 8 and plan.estimate_ms == pytest.approx(900.0)  # 300 ms × 3; 7 would need 1950
+
+
+def test_cpu_slowdown_from_the_environment_or_the_load(monkeypatch):
+    import os
+
+    from imagepipe.core.budget import contention
+
+    monkeypatch.setenv("IMAGEPIPE_CPU_SLOWDOWN", "2.5")
+    assert contention() == 2.5 and Budget.from_remaining(1000).slowdown == 2.5
+    monkeypatch.setenv("IMAGEPIPE_CPU_SLOWDOWN", "0.5")
+    with pytest.raises(InternalError, match="at least 1"):
+        contention()
+    monkeypatch.setenv("IMAGEPIPE_CPU_SLOWDOWN", "auto")
+    expected = max(1.0, round(os.getloadavg()[0] / (os.cpu_count() or 1), 2))
+    assert abs(contention() - expected) < 1.0  # the load average moves between the two reads

@@ -194,8 +194,18 @@ class Budget:
 
 
 def contention() -> float:
-    """How much slower than one free core the encode will run: the 1-minute load average per
-    CPU, at least 1 (an idle machine, or a Lambda sandbox with its own vCPU share)."""
+    """How much slower than one free core the encode will run: ``IMAGEPIPE_CPU_SLOWDOWN`` when
+    set to a number (≥ 1), else (``auto``, the default) the 1-minute load average per CPU, at
+    least 1 (an idle machine, or a Lambda sandbox with its own vCPU share)."""
+    raw = os.environ.get("IMAGEPIPE_CPU_SLOWDOWN", "auto").strip().lower()
+    if raw not in ("", "auto"):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InternalError(f"IMAGEPIPE_CPU_SLOWDOWN must be auto or a number, not {raw!r}") from None
+        if not math.isfinite(value) or value < 1:
+            raise InternalError(f"IMAGEPIPE_CPU_SLOWDOWN must be at least 1, not {raw!r}")
+        return value
     try:
         load = os.getloadavg()[0]
     except OSError:

@@ -36,7 +36,7 @@ from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
-from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted, from_code
+from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
 from imagepipe.service.images import uploaded_image
@@ -402,13 +402,11 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: B
         try:
             prepared = prepare(source, sweep_recipe(sweep.get("resize")), limits)
             prepare_ms = round((perf_counter() - t) * 1000.0, 3)
-            skipped: list[dict[str, Any]] = []  # cells the time budget had no room for
+            # cells the budget had no room for are reported (``skipped``, with the reason), not failed:
+            # a part whose every cell was skipped still succeeds, with no points
+            skipped: list[dict[str, Any]] = []
             points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics, budget=budget,
                                skipped=skipped)
-            if skipped and not points:  # nothing fit: the part fails, naming the limit
-                raise from_code(skipped[0]["code"],
-                                f"no cell of this part fits this invocation: {skipped[0]['skipped']}",
-                                details={"skipped": skipped})
         except ImagePipeError:
             raise
         except Exception as exc:  # an engine bug must not loop through retries
