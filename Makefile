@@ -7,20 +7,20 @@ PY := $(BIN)/python
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev browser run serve test lint bench clean
+.PHONY: install install-dev browser run serve test lint bench clean lock
 
 install: $(VENV)/.runtime-installed
 
-$(VENV)/.runtime-installed: requirements.txt lambda_src/requirements.txt
+$(VENV)/.runtime-installed: requirements.txt lambda_src/requirements.txt lambda_src/requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c lambda_src/requirements.lock
 	touch $@
 
 install-dev: $(VENV)/.dev-installed
 
 $(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c lambda_src/requirements.lock
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright never downloads its own browser here).
@@ -58,6 +58,12 @@ clean:
 .PHONY: audit
 audit: install-dev
 	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt -r lambda_src/requirements.txt
+
+# lambda_src/requirements.lock: the exact versions the Lambda bundle ships and the venv installs
+# (scripts/lock_lambda.py). Run after changing any requirements file.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) scripts/lock_lambda.py
 
 # Lambda deployment package (manylinux aarch64 wheels for CPython 3.12) -> build/lambda, build/lambda.zip
 .PHONY: package

@@ -5,8 +5,8 @@
 #   build/template.yaml  template.yaml with CodeUri pointing at build/lambda/
 #                        (deploy it with `sam deploy --template-file build/template.yaml`)
 # boto3/botocore/s3transfer are left out: the python3.12 Lambda runtime ships them.
-# Versions are pinned to what the project venv has installed (what the tests ran against);
-# --no-pin takes the newest wheels instead.
+# Versions are exactly lambda_src/requirements.lock (`make lock`), which the venv the tests run in
+# is installed with too; --no-pin takes the newest wheels allowed by requirements.txt instead.
 # --verify-imports PY312 also builds an x86_64 twin and imports the three handlers in it
 # with that (local) CPython 3.12 interpreter, proving the bundle is complete.
 #
@@ -42,13 +42,14 @@ EXCLUDE_RE='^(boto3|botocore|s3transfer)([<>=!~ ;\[]|$)'
 rm -rf "$PKG" "$ZIP"
 mkdir -p "$PKG"
 
-# 1. requirements minus what the runtime provides
-grep -vE '^\s*(#|$)' lambda_src/requirements.txt | grep -viE "$EXCLUDE_RE" > "$REQS"
-echo "== bundling: $(tr '\n' ' ' < "$REQS")"
+# 1. the lock (or, with --no-pin, the ranges) minus what the runtime provides
+SOURCE=lambda_src/requirements.lock
+(( PIN )) || SOURCE=lambda_src/requirements.txt
+grep -vE '^\s*(#|$)' "$SOURCE" | grep -viE "$EXCLUDE_RE" > "$REQS"
+echo "== bundling ($SOURCE): $(tr '\n' ' ' < "$REQS")"
 CONSTRAINTS=()
 if (( PIN )); then
-  "$PYTHON" -m pip freeze --disable-pip-version-check --exclude-editable > "$OUT/constraints.txt"
-  CONSTRAINTS=(--constraint "$OUT/constraints.txt")
+  CONSTRAINTS=(--constraint lambda_src/requirements.lock)
 fi
 
 # 2. wheels for the Lambda platform (Amazon Linux 2023, glibc 2.34): binary only, never sdists

@@ -296,7 +296,7 @@ class LambdaRuntime:
             WORKER_TIMEOUT: 0,
             WORKER_OOM: 0,
             "replaced": 0,
-            "peak_rss_mb": 0,  # highest RSS sampled in any busy worker (MiB, int)
+            "peak_rss_mb": 0.0,  # highest RSS sampled in any busy worker (MiB, as sampled)
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -399,7 +399,8 @@ class LambdaRuntime:
             return self._fail(worker, request_id, WORKER_CRASHED, "worker died during init", started)
         deadline_ms = time.time() * 1000 + spec.timeout_s * 1000
         worker.oom = False
-        worker.peak_rss_mb = read_rss_mb(worker.pid)
+        worker.peak_rss_mb = 0.0
+        self._sample_rss(worker)
         worker.busy = True
         self.stats["invocations"] += 1
         worker.invocations += 1
@@ -503,17 +504,23 @@ class LambdaRuntime:
         self.stats["replaced"] += 1
 
     # -- memory watchdog ---------------------------------------------------------------------
+    def _sample_rss(self, worker: _Worker) -> float:
+        """Read the worker's RSS and raise its invocation peak and the runtime's peak together:
+        one figure, never rounded, so the runtime's peak is never below an invocation's."""
+        rss = tree_rss_mb(worker.pid)  # with its forked children, as a Lambda sandbox counts
+        if rss > worker.peak_rss_mb:
+            worker.peak_rss_mb = rss
+            if rss > self.stats["peak_rss_mb"]:
+                self.stats["peak_rss_mb"] = rss
+        return rss
+
     def _watch(self) -> None:
         limit = float(self.spec.memory_mb)
         while not self._stop.wait(self.watchdog_interval):
             with self._lock:
                 busy = [w for w in self._workers if w.busy]
             for w in busy:
-                rss = tree_rss_mb(w.pid)
-                if rss > w.peak_rss_mb:
-                    w.peak_rss_mb = rss
-                    if rss > self.stats["peak_rss_mb"]:
-                        self.stats["peak_rss_mb"] = int(rss)
+                rss = self._sample_rss(w)
                 if rss > limit and not w.oom:
                     w.oom = True
                     with contextlib.suppress(ProcessLookupError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -76,7 +77,7 @@ def test_out_of_memory_is_detected_and_killed():
         res = rt.invoke({"mb": 2048})
         assert not res.ok and res.reason == WORKER_OOM, res
         assert res.peak_rss_mb > 256
-        assert rt.stats["peak_rss_mb"] > 256
+        assert rt.stats["peak_rss_mb"] >= res.peak_rss_mb > 256
         small = rt.invoke({"mb": 32})  # a fresh worker serves a small request fine
         assert small.ok and small.value == 1
 
@@ -135,3 +136,18 @@ def test_a_replacement_spawned_while_the_runtime_stops_is_not_left_running(monke
     while spawned[0].proc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not spawned[0].proc.is_alive()
+
+
+def test_runtime_peak_keeps_the_sampled_fraction(monkeypatch):
+    """The runtime's peak is the same figure as the invocation's, never rounded below it."""
+    import pipeline.stack.runtime as runtime
+
+    rt = runtime.LambdaRuntime.__new__(runtime.LambdaRuntime)
+    rt.stats = {"peak_rss_mb": 0.0}
+    worker = SimpleNamespace(pid=1, peak_rss_mb=0.0)
+    monkeypatch.setattr(runtime, "read_rss_mb", lambda pid: 256.7)
+    assert rt._sample_rss(worker) == 256.7
+    assert worker.peak_rss_mb == rt.stats["peak_rss_mb"] == 256.7
+    monkeypatch.setattr(runtime, "read_rss_mb", lambda pid: 100.0)
+    rt._sample_rss(worker)  # a lower sample lowers neither peak
+    assert worker.peak_rss_mb == rt.stats["peak_rss_mb"] == 256.7
