@@ -8,7 +8,9 @@ a line ``ms = fixed + per_mp × MP`` is fitted through the two points (CPU time 
 encoder's threads, best of ``--repeat`` runs each: wall time on a shared machine would measure
 the neighbours), and the table keeps, per setting, the slowest image's line (photos differ; the budget
 adds its ``SAFETY`` factor on top). ``--write`` replaces the generated block in
-``lambda_src/imagepipe/core/budget.py``; without it the table is printed. ``make bench`` runs it
+``lambda_src/imagepipe/core/budget.py``; without it the table is printed. With a corpus it also
+measures ``ENCODE_MEMORY_BPP`` (peak memory growth during one encode at 3 and 12 MP, each in a
+fresh process, bytes per pixel, the larger kept). ``make bench`` runs it
 with ``--write``.
 
 Figures are for the machine that runs it: set ``IMAGEPIPE_ENCODE_COST_SCALE`` on a slower one
@@ -105,6 +107,54 @@ def measure(images: list[tuple[str, Image.Image]], repeat: int,
     return table
 
 
+#: encoder -> the setting whose memory is measured (no setting was seen to change it)
+MEMORY_SETTING = {"avif": 6, "webp": 4, "webp:lossless": 4, "jpeg:turbo": 1, "png": 6, "gif": 0}
+MEMORY_SIZES_MP = (3.0, 12.0)
+_MEMORY_CHILD = """
+import io, resource, sys
+from PIL import Image
+from imagepipe.core.encode import Metadata, encode_image
+from imagepipe.core.recipe import parse_recipe
+path, mp, fmt, overrides = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+im = Image.open(path).convert("RGB")
+s = (mp * 1e6 / (im.width * im.height)) ** 0.5
+im = im.resize((max(16, int(im.width * s)), max(16, int(im.height * s))))
+spare = im.copy(); del spare  # the baseline's high-water mark covers one transient copy
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+encode_image(im, fmt, 80, parse_recipe(eval(overrides)), Metadata())
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) * 1024 / (im.width * im.height))
+"""
+
+
+def measure_memory(image_paths: list[Path], log: Any = print) -> dict[str, float]:
+    """encoder -> peak memory growth during one encode, bytes per pixel: the largest over the
+    photos and two sizes, each encode in a fresh process (the high-water mark is its own)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "lambda_src")}
+    out: dict[str, float] = {}
+    for encoder, setting in MEMORY_SETTING.items():
+        fmt, overrides, _settings = SETTINGS[encoder]
+        values = []
+        for path in image_paths:
+            for mp in MEMORY_SIZES_MP:
+                r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), str(mp), fmt,
+                                    repr(overrides(setting))], capture_output=True, text=True, env=env,
+                                   timeout=600, check=True)
+                values.append(float(r.stdout.strip()))
+        log(f"memory {encoder}: " + ", ".join(f"{v:.1f}" for v in values) + " B/px")
+        out[encoder] = round(max(0.5, max(values)) + 0.05, 1)
+    return out
+
+
+def render_memory(memory: dict[str, float]) -> str:
+    """The generated memory block of core/budget.py."""
+    body = ", ".join(f'"{k}": {v}' for k, v in memory.items())
+    return f"ENCODE_MEMORY_BPP: dict[str, float] = {{\n    {body},\n}}"
+
+
 def render(table: dict[str, dict[int, tuple[float, float]]]) -> str:
     """The generated block of core/budget.py."""
     lines = ["ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {"]
@@ -118,13 +168,20 @@ def render(table: dict[str, dict[int, tuple[float, float]]]) -> str:
     return "\n".join(lines)
 
 
-def write(table: dict[str, dict[int, tuple[float, float]]], path: Path = BUDGET_PY) -> None:
-    """Replace the block between the BEGIN/END markers in ``path``."""
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(r"(# BEGIN ENCODE_COSTS \(generated\)\n).*?(\n# END ENCODE_COSTS)", re.S)
+def _replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(# BEGIN {name} \(generated\)\n).*?(\n# END {name})", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"no ENCODE_COSTS markers in {path}")
-    path.write_text(pattern.sub(lambda m: m.group(1) + render(table) + m.group(2), text), encoding="utf-8")
+        raise SystemExit(f"no {name} markers in {BUDGET_PY}")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def write(table: dict[str, dict[int, tuple[float, float]]], path: Path = BUDGET_PY,
+          memory: dict[str, float] | None = None) -> None:
+    """Replace the blocks between the BEGIN/END markers in ``path``."""
+    text = _replace_block(path.read_text(encoding="utf-8"), "ENCODE_COSTS", render(table))
+    if memory is not None:
+        text = _replace_block(text, "ENCODE_MEMORY_BPP", render_memory(memory))
+    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,16 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=None, help="photo folder (default ../shared/corpus)")
     ap.add_argument("--images", type=int, default=3, help="photos per setting (default 3)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per point, the best kept (default 1)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     args = ap.parse_args(argv)
     from pipeline.bench import corpus as corpus_mod
 
     folder = args.corpus or corpus_mod.default_corpus(PROJECT_ROOT)
     images = _photos(Path(folder) if folder else None, max(1, args.images))
     print(f"images: {[n for n, _ in images]}, sizes {SIZES_MP} MP, best of {args.repeat}", file=sys.stderr)
-    table = measure(images, max(1, args.repeat), log=lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    table = measure(images, max(1, args.repeat), log=log)
+    memory = None
+    if folder and not args.no_memory:
+        memory = measure_memory([Path(folder) / name for name, _ in images[:2]], log=log)
     print(render(table))
+    if memory is not None:
+        print(render_memory(memory))
     if args.write:
-        write(table)
+        write(table, memory=memory)
         print(f"written to {BUDGET_PY}", file=sys.stderr)
     return 0
 

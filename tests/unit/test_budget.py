@@ -216,11 +216,11 @@ def test_a_killed_attempt_is_recognised_only_after_its_deadline():
 
 
 def test_an_encode_that_needs_more_memory_than_is_free_is_refused():
-    from imagepipe.core.budget import ENCODE_MEMORY_BPP, check_memory, memory_mb, own_rss_mb
+    from imagepipe.core.budget import ENCODE_MEMORY_BPP, MEMORY_SAFETY, check_memory, memory_mb, own_rss_mb
     from imagepipe.errors import OverMemoryBudget
 
     need = memory_mb("avif", 8000 * 6000)
-    assert need == pytest.approx(ENCODE_MEMORY_BPP["avif"] * 48e6 / 1048576)
+    assert need == pytest.approx(MEMORY_SAFETY * ENCODE_MEMORY_BPP["avif"] * 48e6 / 1048576)
     budget = budget_of(60_000)
     budget.memory_mb = own_rss_mb() + 64 + 300  # ≈ 300 MB free
     with pytest.raises(OverMemoryBudget) as info:

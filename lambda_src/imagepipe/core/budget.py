@@ -73,14 +73,19 @@ ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {
 }
 # END ENCODE_COSTS
 #: encoder -> peak memory of one encode beyond the image handed to it, in bytes per output pixel
-#: (growth of the peak RSS during the encode, measured on 3 and 12 MP crops of corpus photos:
+#: (growth of the peak RSS during the encode at 3 and 12 MP, ``pipeline.bench.encode_costs``:
 #: libavif/libaom ≈ 24–26, libwebp lossy 3.5–7, lossless ≈ 21; libjpeg and zlib stream). A
 #: 48 MP AVIF needs ≈ 1.2 GB: more than a 1024 MB processor has, whatever the speed.
+# BEGIN ENCODE_MEMORY_BPP (generated)
 ENCODE_MEMORY_BPP: dict[str, float] = {
-    "avif": 26.0, "webp": 7.0, "webp:lossless": 21.0, "jpeg:turbo": 0.5, "png": 0.5, "gif": 0.5,
+    "avif": 21.1, "webp": 3.2, "webp:lossless": 22.2, "jpeg:turbo": 0.6, "png": 0.6, "gif": 8.0,
 }
+# END ENCODE_MEMORY_BPP
 #: memory kept free beside the encode (the output buffer, the interpreter's own growth)
 MEMORY_MARGIN_MB = 64.0
+#: the memory estimate × this must fit: content moves it (AVIF 21 B/px on a smooth photo, 24–26
+#: on detailed ones)
+MEMORY_SAFETY = 1.2
 #: the estimate is multiplied by this before it is compared with the time left: photos differ
 #: in how hard they are to encode (the same 48 MP took 9 s smooth and 14 s detailed, AVIF speed 6)
 SAFETY = 1.5
@@ -228,7 +233,7 @@ def own_rss_mb() -> float:
 def memory_mb(encoder: str, pixels: int, frames: int = 1) -> float | None:
     """Estimated peak memory (MiB) of encoding ``pixels`` × ``frames``; None when unknown."""
     bpp = ENCODE_MEMORY_BPP.get(encoder)
-    return None if bpp is None else bpp * pixels * max(1, frames) / 1048576.0
+    return None if bpp is None else MEMORY_SAFETY * bpp * pixels * max(1, frames) / 1048576.0
 
 
 def check_memory(fmt: str, encoder: str, width: int, height: int, frames: int, budget: Budget | None) -> None:
@@ -238,7 +243,7 @@ def check_memory(fmt: str, encoder: str, width: int, height: int, frames: int, b
     if free is None or need is None or need <= free:
         return
     assert budget is not None and budget.memory_mb is not None
-    bpp = ENCODE_MEMORY_BPP[encoder] * max(1, frames)
+    bpp = MEMORY_SAFETY * ENCODE_MEMORY_BPP[encoder] * max(1, frames)
     max_px = max(0.0, free) * 1048576.0 / bpp
     scale = math.sqrt(max_px / (width * height))
     fits = [f for f, enc in (("jpeg", "jpeg:turbo"), ("webp", "webp")) if f != fmt
