@@ -17,6 +17,8 @@ from pipeline.presets import preset_hashes
 
 #: how many records the page loads at most (newest first)
 MAX_RECORDS = 2000
+#: the API's ``arrival`` values (``GET /jobs?arrival=``) and how the page names them
+ARRIVALS = {"presigned": "presigned upload", "direct": "direct upload (POST /images)", "drop": "bucket drop"}
 
 
 def _all_pages(fetch: Any, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
@@ -38,14 +40,31 @@ def _all_pages(fetch: Any, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=15, show_spinner="Loading images and jobs…")
-def load(api_url: str, generation: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load(api_url: str, generation: int,
+         arrival: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(jobs, images) from the API; cached for a few seconds per backend URL.
 
     ``generation`` (``st.session_state["data_generation"]``) is bumped by the Process page
     whenever a file finishes, so this session never sees a list without its own new jobs.
+    ``arrival`` is passed to the API (``GET /jobs?arrival=``): only what came in that way.
     """
     client = get_client()
-    return _all_pages(client.list_jobs), _all_pages(client.list_images)
+    return (_all_pages(lambda **kw: client.list_jobs(arrival=arrival, **kw)),
+            _all_pages(lambda **kw: client.list_images(arrival=arrival, **kw)))
+
+
+def _images_table(images: list[dict[str, Any]]) -> pd.DataFrame:
+    """The images tab: ``analytics.images_frame`` with how each image arrived."""
+    df = analytics.images_frame(images)
+    df.insert(2, "arrival", df["image_id"].map({i.get("image_id"): _arrival(i) for i in images}))
+    return df
+
+
+def _arrival(job: dict[str, Any]) -> str:
+    """How a job's (or an image's) image arrived, for the tables (records from before
+    ``arrival``: presigned)."""
+    way = ARRIVALS.get(job.get("arrival") or "presigned", str(job.get("arrival")))
+    return f"{way} ({job['drop_rule']})" if job.get("drop_rule") else way
 
 
 @st.cache_data(show_spinner=False)
@@ -116,21 +135,24 @@ def page() -> None:
     """The History & analytics page."""
     st.title("History & analytics")
     info = backend_or_stop()
-    top = st.columns([4, 1])
+    top = st.columns([3, 1.3, 1])
     top[0].caption(
         f"From the metadata table behind {md_escape(info.api_url)} (newest {MAX_RECORDS} records)."
     )
-    if top[1].button("Refresh", icon=":material/refresh:", key="hist.refresh"):
+    arrival = top[1].selectbox("Arrived by", [None, *ARRIVALS], key="hist.arrival",
+                               format_func=lambda a: "any way" if a is None else ARRIVALS[a])
+    if top[2].button("Refresh", icon=":material/refresh:", key="hist.refresh"):
         load.clear()
     try:
-        jobs, images = load(info.api_url, st.session_state.get("data_generation", 0))
+        jobs, images = load(info.api_url, st.session_state.get("data_generation", 0), arrival)
     except ImagePipeError as exc:
         show_api_error(exc, "Could not load the history")
         return
     df = analytics.jobs_frame(jobs, images, _preset_map())
+    df.insert(2, "arrival", df["job_id"].map({j.get("job_id"): _arrival(j) for j in jobs}))
     if df.empty:
         st.info("No jobs yet. Process some images on the Process page.")
-        st.dataframe(analytics.images_frame(images), hide_index=True)
+        st.dataframe(_images_table(images), hide_index=True)
         return
     shown = _filters(df)
     ok = shown[shown["status"] == "succeeded"]
@@ -169,7 +191,7 @@ def page() -> None:
         )
     with images_tab:
         st.dataframe(
-            analytics.images_frame(images),
+            _images_table(images),
             hide_index=True,
             width="stretch",
             height=min(420, 35 * (len(images) + 1) + 3),

@@ -1,4 +1,5 @@
-"""System page: which backend is in use, the health of each component, the configuration in effect."""
+"""System page: which backend is in use, the health of each component, the configuration in
+effect, and the presets and bucket drop rules the service uses (``GET /presets``)."""
 
 from __future__ import annotations
 
@@ -133,6 +134,61 @@ def _service_config(kind: str) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=_fit(len(rows)))
 
 
+def _recipe_summary(recipe: dict[str, Any]) -> str:
+    """``webp q80, inside 1600×1600`` for a canonical recipe."""
+    parts = [str(recipe.get("format") or "original")]
+    if recipe.get("quality") is not None and recipe.get("format") not in ("png", "gif", "original"):
+        parts[0] += f" q{recipe['quality']}"
+    resize = recipe.get("resize")
+    if resize:
+        parts.append(f"{resize.get('fit')} {resize.get('width') or '–'}×{resize.get('height') or '–'}")
+    parts.append(f"metadata {recipe.get('metadata')}")
+    return ", ".join(parts)
+
+
+def preset_rows(catalog: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per preset of ``GET /presets``."""
+    return [{"preset": p["name"] + (" (default)" if p["name"] == catalog.get("default") else ""),
+             "recipe": _recipe_summary(p["recipe"]), "recipe_hash": p["recipe_hash"],
+             "description": p.get("description", "")} for p in catalog.get("items", [])]
+
+
+def _action(rule: dict[str, Any]) -> str:
+    if rule.get("skip"):
+        return "skip (record only, no job)"
+    if rule.get("preset"):
+        return f"preset “{rule['preset']}”"
+    return f"recipe: {_recipe_summary(rule.get('recipe') or {})}"
+
+
+def drop_rule_rows(catalog: dict[str, Any]) -> list[dict[str, Any]]:
+    """The drop rules in the order they are tried, then the default rule."""
+    rows = [{"order": str(i), "prefix": r["prefix"], "action": _action(r)}
+            for i, r in enumerate(catalog.get("drop_rules", []), 1)]
+    rows.append({"order": "default", "prefix": "(anything else under the upload prefix)",
+                 "action": _action(catalog.get("drop_default") or {"skip": True})})
+    return rows
+
+
+def _presets_panel() -> None:
+    st.subheader("Presets and bucket drop rules")
+    try:
+        catalog = get_client().presets()
+    except ImagePipeError as exc:
+        show_api_error(exc, "Could not load the presets")
+        return
+    st.caption("What the service resolves `preset` to, and what happens to a file put into the source "
+               "bucket by any S3 client (the first matching prefix wins). Source: "
+               "`lambda_src/imagepipe/presets.json`, overridden by `IMAGEPIPE_PRESETS` (docs/api.md).")
+    p1, p2 = st.columns([3, 2])
+    presets = preset_rows(catalog)
+    p1.dataframe(pd.DataFrame(presets), hide_index=True, width="stretch", height=_fit(len(presets)),
+                 key="sys.presets")
+    rules = drop_rule_rows(catalog)
+    p2.dataframe(pd.DataFrame(rules), hide_index=True, width="stretch", height=_fit(len(rules)),
+                 key="sys.drop_rules")
+
+
 def _fit(n_rows: int) -> int:
     """A dataframe height that shows every row without an inner scrollbar."""
     return 35 * (n_rows + 1) + 3
@@ -175,6 +231,7 @@ def page() -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=_fit(len(rows)))
     with t2:
         _service_config(info.kind)
+    _presets_panel()
 
 
 page()

@@ -1,4 +1,5 @@
-"""``python -m pipeline serve|process``: the local stack, or the batch CLI."""
+"""``python -m pipeline serve|process|upload``: the local stack, the batch CLI, or uploads
+through the API."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="ImagePipe local tools")
     parser.add_argument(
         "command",
-        choices=["serve", "process"],
+        choices=["serve", "process", "upload"],
         help="serve: run the local stack; "
-        "process: batch-process images (see `python -m pipeline process --help`)",
+        "process: batch-process images (see `python -m pipeline process --help`); "
+        "upload: send files and folders through the API (see `python -m pipeline upload --help`)",
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -24,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.stack.serve import main as serve_main
 
         return serve_main(argv[1:])
+    if args.command == "upload":
+        from pipeline.upload_cli import main as upload_main
+
+        return upload_main(argv[1:])
     from pipeline.cli import main as cli_main  # written by the CLI's owner; imported only when used
 
     return int(cli_main(argv[1:]) or 0)

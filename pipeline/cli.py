@@ -26,7 +26,14 @@ from typing import Any
 import pipeline  # noqa: F401  (puts lambda_src on sys.path)
 from imagepipe.errors import ImagePipeError, InvalidRecipe, TooLarge, WorkerFailure
 from pipeline import cli_output
-from pipeline.cli_args import UsageError, build_parser, describe_invalid, load_recipe_file, recipe_from_args
+from pipeline.cli_args import (
+    UsageError,
+    build_parser,
+    describe_invalid,
+    load_recipe_file,
+    preset_recipe,
+    recipe_from_args,
+)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif",
                               ".tif", ".tiff", ".heic", ".heif"})
@@ -248,6 +255,8 @@ def _run(args: Any) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     base = load_recipe_file(args.recipe) if args.recipe else {}
+    if args.preset:
+        base = preset_recipe(args.preset)
     recipe = recipe_from_args(args, base)
     parse_recipe(recipe)  # a bad recipe is a usage error before any file is touched
     limits = _limits(args)

@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (recursive)")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--recipe", type=Path, help="recipe JSON file (docs/architecture.md); flags override it")
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--recipe", type=Path,
+                      help="recipe JSON file (docs/architecture.md); flags override it")
+    base.add_argument("--preset", help="start from this preset's recipe (the service's presets file, "
+                      "docs/api.md#presets-and-drop-rules); flags override it")
     p.add_argument("-j", "--jobs", type=int, help="worker processes (default: number of cores)")
     p.add_argument("--report", type=Path, help="write every file's facts to this .csv or .json")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-file table")
@@ -136,6 +140,15 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UsageError(f"recipe {path} must be a JSON object")
     return raw
+
+
+def preset_recipe(name: str) -> dict[str, Any]:
+    """The named preset's recipe (``lambda_src/imagepipe/presets.json``); unknown is a usage error."""
+    from pipeline.presets import PRESETS, get_preset
+
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return get_preset(name)
 
 
 def recipe_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ only when the API cannot have acted on it: a failed connect, or 429.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import random
 import time
@@ -190,6 +191,44 @@ class Client:
             raise _s3_error(resp)
         return {**presigned, "filename": filename, "content_type": content_type, "bytes": len(data)}
 
+    def upload_direct(self, source: str | Path | bytes, filename: str | None = None,
+                      content_type: str | None = None, recipe: dict[str, Any] | None = None,
+                      preset: str | None = None, form: bool = True) -> dict[str, Any]:
+        """``POST /images``: the bytes go to the API itself (up to its body cap, 4,706,304 bytes;
+        larger files: :meth:`upload`). ``form`` sends ``multipart/form-data``, else the raw body
+        with the options as query parameters. Returns the 201 body (``job_id`` with a recipe or
+        preset). Not retried after a 5xx: each call creates an image."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            path = Path(source)
+            data = path.read_bytes()
+            filename = filename or path.name
+        content_type = content_type or sniff_content_type(data, filename)
+        headers = {"x-api-key": self.api_key}
+        options: dict[str, str] = {}
+        if filename:
+            options["filename"] = filename
+        if recipe is not None:
+            options["recipe"] = json.dumps(recipe)
+        if preset is not None:
+            options["preset"] = preset
+        url = f"{self.api_url}/images"
+        if form:
+            resp = self._send("POST", url, idempotent=False, headers=headers, data=options,
+                              files={"file": (filename or "upload", data, content_type)})
+        else:
+            resp = self._send("POST", url, idempotent=False, params=options, content=data,
+                              headers={**headers, "content-type": content_type})
+        if resp.status_code != 201:
+            raise self._api_error(resp)
+        return resp.json()
+
+    def presets(self) -> dict[str, Any]:
+        """``GET /presets``: ``{"items": [{name, description, recipe, recipe_hash}], "default",
+        "drop_rules", "drop_default"}``, what the service resolves preset names to."""
+        return self.request("GET", "/presets")
+
     def process(self, image_id: str, recipe: dict[str, Any] | None = None,
                 preset: str | None = None) -> dict[str, Any]:
         """Queue a job (202); a duplicate request returns the same ``job_id``."""
@@ -260,13 +299,16 @@ class Client:
 
     # --- listings, images -----------------------------------------------------------------
 
-    def list_jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """One page of jobs, newest first: ``{"items", "next_cursor"}``."""
-        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor})
+    def list_jobs(self, limit: int = 20, cursor: str | None = None,
+                  arrival: str | None = None) -> dict[str, Any]:
+        """One page of jobs, newest first: ``{"items", "next_cursor"}`` (``arrival``: only jobs of
+        images that came in that way, ``presigned|direct|drop``; a page may then be short)."""
+        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor, "arrival": arrival})
 
-    def list_images(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """One page of images, newest first: ``{"items", "next_cursor"}``."""
-        return self.request("GET", "/images", params={"limit": limit, "cursor": cursor})
+    def list_images(self, limit: int = 20, cursor: str | None = None,
+                    arrival: str | None = None) -> dict[str, Any]:
+        """One page of images, newest first: ``{"items", "next_cursor"}`` (``arrival`` as for jobs)."""
+        return self.request("GET", "/images", params={"limit": limit, "cursor": cursor, "arrival": arrival})
 
     def iter_jobs(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every job, newest first, fetching pages lazily."""
@@ -346,7 +388,9 @@ class Client:
 
 def _job_body(image_id: str, recipe: dict[str, Any] | None, preset: str | None) -> dict[str, Any]:
     """One job request as ``POST /jobs`` and each ``POST /jobs/batch`` item take it."""
-    body: dict[str, Any] = {"image_id": image_id, "recipe": recipe or {}}
+    body: dict[str, Any] = {"image_id": image_id}
+    if recipe is not None or preset is None:  # a preset alone resolves to its recipe server-side
+        body["recipe"] = recipe or {}
     if preset is not None:
         body["preset"] = preset
     return body

@@ -68,8 +68,8 @@ for name in boto3 botocore s3transfer; do
   fi
 done
 
-# 3. our code (no caches, no requirements file)
-(cd lambda_src && find imagepipe -name '__pycache__' -prune -o -type f -name '*.py' -print) |
+# 3. our code and its data (presets.json), no caches, no requirements file
+(cd lambda_src && find imagepipe -name '__pycache__' -prune -o -type f \( -name '*.py' -o -name '*.json' \) -print) |
   while read -r f; do mkdir -p "$PKG/$(dirname "$f")"; cp "lambda_src/$f" "$PKG/$f"; done
 find "$PKG" -name '__pycache__' -type d -prune -exec rm -rf {} +
 

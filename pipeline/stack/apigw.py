@@ -26,6 +26,9 @@ from pipeline.stack.runtime import LambdaContext
 log = logging.getLogger("imagepipe.stack.apigw")
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
+#: the same limit on the whole event the function gets: a binary body arrives base64-encoded
+#: (4 bytes for every 3) next to the headers and request context, so it is reached first
+MAX_EVENT_BYTES = 6_291_456
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -77,6 +80,7 @@ class ApiConfig:
     cors_headers: Sequence[str] = ("content-type", "x-api-key")
     cors_max_age: int = 600
     max_body_bytes: int = MAX_BODY_BYTES
+    max_event_bytes: int = MAX_EVENT_BYTES
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "rejected": 0})
 
 
@@ -86,6 +90,11 @@ def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict[str, str], bytes]:
     return _json(status, {"error": {"code": code, "message": message}})
+
+
+def event_size(event: dict[str, Any]) -> int:
+    """The bytes of ``event`` as JSON, as Lambda counts its request payload."""
+    return len(json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
 def to_http(result: Any) -> tuple[int, dict[str, str], list[str], bytes]:
@@ -125,7 +134,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """The request body, or the ``(status, code, message)`` rejecting it (the connection is
         then closed: the rest of the body is not read)."""
         limit = self.server.config.max_body_bytes
-        too_large = (413, "payload_too_large", f"request body over {limit} bytes")
+        too_large = (413, "payload_too_large", f"request body over {limit} bytes (the Lambda event limit); "
+                     "upload large images with POST /uploads (a presigned S3 upload)")
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks: list[bytes] = []
             total = 0
@@ -228,6 +238,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
             domain_name=self.headers.get("Host", "localhost"),
         )
         event["requestContext"]["requestId"] = request_id
+        size = event_size(event)
+        if size > cfg.max_event_bytes:  # AWS refuses this before the function runs
+            cfg.stats["rejected"] += 1
+            s, h, b = _error(413, "payload_too_large",
+                             f"the Lambda event for this request would be {size} bytes, over Lambda's "
+                             f"{cfg.max_event_bytes}-byte request limit (a binary body is base64-encoded); "
+                             "upload large images with POST /uploads (a presigned S3 upload)")
+            return s, h, [], b
         ctx = LambdaContext(
             request_id, cfg.function_name, cfg.memory_mb, time.time() * 1000 + cfg.timeout_s * 1000
         )

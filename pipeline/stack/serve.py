@@ -226,6 +226,8 @@ class LocalStack:
         env.setdefault("POWERTOOLS_SERVICE_NAME", "imagepipe")
         if os.environ.get("IMAGEPIPE_LOG_LEVEL"):
             env["POWERTOOLS_LOG_LEVEL"] = os.environ["IMAGEPIPE_LOG_LEVEL"]
+        if os.environ.get("IMAGEPIPE_PRESETS"):  # the template's PresetsOverride, locally
+            env["IMAGEPIPE_PRESETS"] = os.environ["IMAGEPIPE_PRESETS"]
         env.update(self.extra_env)
         return env
 
@@ -506,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"API_URL={stack.api_url}", flush=True)
     print(f"API_KEY={stack.api_key}", flush=True)
     print(f"AWS_ENDPOINT_URL={stack.endpoint_url}", flush=True)
+    print(f"SOURCE_BUCKET={stack.env['IMAGEPIPE_SOURCE_BUCKET']}", flush=True)
+    print(f"DESTINATION_BUCKET={stack.env['IMAGEPIPE_DEST_BUCKET']}", flush=True)
     print(f"DATA_DIR={stack.data_dir}", flush=True)
     try:
         while not stop.wait(0.5):

@@ -69,6 +69,12 @@ def test_every_page_renders(app_env: Any) -> None:
     assert {"S3 source bucket", "SQS dead-letter queue", "DynamoDB metadata table"} <= set(health)
     assert set(health.values()) == {"ok"}, health
     assert any("All components healthy" in s.value for s in at.success)
+    # ... and lists the service's presets and drop rules (GET /presets)
+    frames = [df.value for df in at.dataframe]
+    presets = next(f for f in frames if "recipe_hash" in f.columns)
+    assert "Web 1600 WebP (default)" in set(presets["preset"])
+    rules = next(f for f in frames if "prefix" in f.columns)
+    assert list(rules["order"])[-1] == "default" and "uploads/thumbnails/" in set(rules["prefix"])
 
 
 def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
@@ -126,7 +132,15 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     row = jobs[jobs["job_id"] == photo.job_id].iloc[0]
     assert row["status"] == "succeeded" and row["output_format"] == "jpeg"
     assert row["preset"] == "Thumbnail 320 JPEG"
+    assert row["arrival"] == "presigned upload"
+    images = at.dataframe[1].value
+    assert images[images["image_id"] == photo.job["image_id"]].iloc[0]["arrival"] == "presigned upload"
     assert any(m.label == "Total per 1,000 images" for m in at.metric)
+    # filtered on another way in (GET /jobs?arrival=drop), the page's own uploads are not listed
+    at.selectbox(key="hist.arrival").set_value("drop").run()
+    _no_exception(at)
+    shown = at.dataframe[0].value if at.dataframe else None
+    assert shown is None or photo.job_id not in set(shown.get("job_id", []))
 
 
 def test_secrets_toml_selects_the_api_and_the_key_stays_masked(

@@ -193,3 +193,15 @@ def test_format_table_pads_columns():
     text = format_table(["a", "bbb"], [["xxxx", "y"]])
     lines = text.splitlines()
     assert lines[0] == "a     bbb" and lines[2] == "xxxx  y"
+
+
+def test_preset_is_the_base_the_flags_override():
+    from pipeline.cli_args import preset_recipe
+    from pipeline.presets import PRESETS
+
+    args = build_parser().parse_args(["in.jpg", "--out", "o", "--preset", "AVIF 2048", "--quality", "40"])
+    recipe = recipe_from_args(args, preset_recipe(args.preset))
+    assert recipe["format"] == "avif" and recipe["quality"] == 40
+    assert recipe["resize"] == PRESETS["AVIF 2048"]["resize"]
+    with pytest.raises(UsageError, match="unknown preset"):
+        preset_recipe("nope")

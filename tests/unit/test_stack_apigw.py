@@ -153,3 +153,21 @@ def test_invalid_content_length_is_400_not_a_hung_or_dropped_connection(gateway,
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
     assert httpx.get(gateway.url + "/plain").status_code == 200
+
+
+def test_an_event_over_lambdas_limit_is_413_before_the_function(gateway):
+    """A binary body is base64-encoded into the event: 4/3 of its size plus the request context
+    must fit Lambda's request limit, so the event can be over it while the raw body is under."""
+    n = len(SEEN)
+    cfg = gateway.config
+    saved = cfg.max_event_bytes
+    cfg.max_event_bytes = 1800
+    try:
+        ok = httpx.post(gateway.url + "/jobs", content=b"x" * 900, headers={"content-type": "text/plain"})
+        big = httpx.post(gateway.url + "/jobs", content=b"\x00" * 900,
+                         headers={"content-type": "application/octet-stream"})
+    finally:
+        cfg.max_event_bytes = saved
+    assert ok.status_code != 413
+    assert big.status_code == 413 and "POST /uploads" in big.json()["error"]["message"]
+    assert len(SEEN) == n + 1  # only the first request reached the function

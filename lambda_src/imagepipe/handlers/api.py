@@ -6,6 +6,8 @@ routing so that every path — known or not — answers 401 without a valid ``x-
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 from typing import Any
@@ -22,7 +24,7 @@ from imagepipe.errors import (
     NotFound,
     Unauthorized,
 )
-from imagepipe.service import api, sweeps
+from imagepipe.service import api, direct, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
@@ -63,13 +65,52 @@ def _body() -> str | None:
         raise BadRequest(f"request body cannot be decoded: {type(exc).__name__}") from None
 
 
+def _raw_body() -> bytes:
+    """The request body as bytes (API Gateway base64-encodes binary bodies)."""
+    event = app.current_event
+    body = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("request body is not valid base64") from None
+    return body.encode("utf-8", "surrogatepass")
+
+
+def _content_type() -> str:
+    return (app.current_event.headers or {}).get("content-type") or ""  # case-insensitive in Powertools v3
+
+
 def _query() -> dict[str, str]:
     return app.current_event.query_string_parameters or {}
 
 
+def _json_upload_body() -> str | None:
+    """``POST /uploads``'s JSON body; image bytes sent here get a 400 pointing to ``POST /images``."""
+    ct = _content_type().split(";", 1)[0].strip().lower()
+    hint = ("POST /uploads expects a JSON body {filename, content_type, size} and answers with a "
+            "presigned upload; to send the image bytes themselves use POST /images")
+    if ct.startswith(("image/", "multipart/")):
+        raise BadRequest(f"{hint} (got Content-Type {ct})")
+    try:
+        return _body()
+    except BadRequest:
+        raise BadRequest(f"{hint} (the body is not UTF-8 JSON)") from None
+
+
 @app.post("/uploads")
 def create_upload() -> tuple[dict[str, Any], int]:
-    return api.create_upload(BACKEND, _body()), 201
+    return api.create_upload(BACKEND, _json_upload_body()), 201
+
+
+@app.post("/images")
+def create_image() -> tuple[dict[str, Any], int]:
+    return direct.create_direct_image(BACKEND, _raw_body(), _content_type(), _query()), 201
+
+
+@app.get("/presets")
+def list_presets() -> dict[str, Any]:
+    return api.list_presets(BACKEND)
 
 
 @app.post("/jobs")

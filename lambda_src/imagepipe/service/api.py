@@ -14,6 +14,7 @@ from pydantic import Field, StrictInt, StrictStr
 
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.errors import (
+    BadRequest,
     ImagePipeError,
     InvalidRecipe,
     NotFound,
@@ -26,7 +27,7 @@ from imagepipe.service.config import ALLOWED_CONTENT_TYPES
 from imagepipe.service.images import image_or_404, require_uploaded, uploaded_image
 from imagepipe.service.jobs import new_job
 from imagepipe.service.messages import job_message
-from imagepipe.service.records import now_iso
+from imagepipe.service.records import ARRIVALS, now_iso
 from imagepipe.service.requests import RequestBody, page_params, parse_body
 from imagepipe.service.storage import safe_filename, upload_key
 
@@ -50,7 +51,7 @@ class JobRequest(RequestBody):
     """``POST /jobs``."""
 
     image_id: StrictStr = Field(min_length=1, max_length=100)
-    recipe: dict[str, Any] = Field(default_factory=dict)
+    recipe: dict[str, Any] | None = None
     preset: StrictStr | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -81,6 +82,24 @@ def validated_recipe(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
     walk(as_dict, "")
     return as_dict, recipe.recipe_hash()
+
+
+def resolve_recipe(backend: Backend, recipe: dict[str, Any] | None,
+                   preset: str | None) -> tuple[dict[str, Any], str] | None:
+    """The recipe a request asks for: ``recipe`` when given (``preset`` is then only its label),
+    else the named preset's recipe (422 ``invalid_recipe`` on field ``preset`` when unknown), else
+    ``None``. Both given: the explicit recipe runs, as it is (docs/api.md#presets)."""
+    if recipe is not None:
+        return validated_recipe(recipe)
+    if preset is not None:
+        found = backend.catalog.get(preset)
+        return found.recipe, found.recipe_hash
+    return None
+
+
+def list_presets(backend: Backend) -> dict[str, Any]:
+    """``GET /presets``: every preset with its recipe and hash, the default, the drop rules."""
+    return backend.catalog.public()
 
 
 def _download_name(job: dict[str, Any]) -> str:
@@ -116,51 +135,62 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         )
     if req.size > cfg.max_upload_bytes:
         raise PayloadTooLarge(f"{req.size} bytes is over the upload cap of {cfg.max_upload_bytes} bytes")
-    recipe_dict: dict[str, Any] | None = None
-    recipe_hash: str | None = None
-    if req.recipe is not None:
-        recipe_dict, recipe_hash = validated_recipe(req.recipe)
-
-    image_id = uuid.uuid4().hex
-    key = upload_key(cfg, image_id, req.filename)
-    image = {
-        "image_id": image_id,
-        "filename": safe_filename(req.filename),
-        "key": key,
-        "content_type": content_type,
-        "announced_bytes": req.size,
-        "status": "pending_upload",
-        "created_at": now_iso(),
-        "recipe": recipe_dict,
-        "recipe_hash": recipe_hash,
-        "preset": req.preset,
-    }
-    job_id = None
-    if recipe_dict is not None and recipe_hash is not None:
-        job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=req.preset)
-        job_id = job["job_id"]
-        image["job_id"] = job_id
+    resolved = resolve_recipe(backend, req.recipe, req.preset)
+    image, job = new_image(backend, req.filename, content_type, resolved, req.preset, arrival="presigned",
+                           announced_bytes=req.size)
     post = None
     try:
-        if job_id is None:
-            backend.records.put_image(image)
-        else:  # fresh ids: one BatchWriteItem for both records
-            backend.records.put_new_image_and_job(image, job)
-        post = backend.storage.presign_upload(key, content_type, req.size)  # no more than announced
+        write_new_image(backend, image, job)
+        post = backend.storage.presign_upload(image["key"], content_type, req.size)  # no more than announced
     finally:
         if post is None:
-            _forget_image(backend, image_id)
+            forget_image(backend, image["image_id"])
     return {
-        "image_id": image_id,
-        "key": key,
-        "job_id": job_id,
+        "image_id": image["image_id"],
+        "key": image["key"],
+        "job_id": image.get("job_id"),
         "upload": {"url": post["url"], "fields": post["fields"]},
         "expires_in": cfg.presign_expires,
         "max_bytes": cfg.max_upload_bytes,
     }
 
 
-def _forget_image(backend: Backend, image_id: str) -> None:
+def new_image(backend: Backend, filename: str, content_type: str,
+              resolved: tuple[dict[str, Any], str] | None, preset: str | None, *, arrival: str,
+              **extra: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A new image record (``pending_upload`` until its S3 event) under a fresh id, and its
+    upload job when a recipe was resolved (the S3 event runs it)."""
+    image_id = uuid.uuid4().hex
+    recipe_dict, recipe_hash = resolved if resolved is not None else (None, None)
+    image = {
+        "image_id": image_id,
+        "filename": safe_filename(filename),
+        "key": upload_key(backend.config, image_id, filename),
+        "content_type": content_type,
+        **extra,
+        "status": "pending_upload",
+        "created_at": now_iso(),
+        "recipe": recipe_dict,
+        "recipe_hash": recipe_hash,
+        "preset": preset,
+        "arrival": arrival,
+    }
+    job = None
+    if recipe_dict is not None and recipe_hash is not None:
+        job = new_job(image, recipe_dict, recipe_hash, trigger="s3", preset=preset)
+        image["job_id"] = job["job_id"]
+    return image, job
+
+
+def write_new_image(backend: Backend, image: dict[str, Any], job: dict[str, Any] | None) -> None:
+    """Write a :func:`new_image` (and its job: fresh ids, one ``BatchWriteItem`` for both)."""
+    if job is None:
+        backend.records.put_image(image)
+    else:
+        backend.records.put_new_image_and_job(image, job)
+
+
+def forget_image(backend: Backend, image_id: str) -> None:
     """``POST /uploads`` failed after (some of) its writes: remove them, so the client's retry
     (with a new image id) leaves no half-made image. Best effort: the request's own error is
     the one reported."""
@@ -194,7 +224,7 @@ def _create_job_record(backend: Backend, image: dict[str, Any], recipe_dict: dic
 def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
     """``POST /jobs`` → queue a job (the same id for a duplicate request)."""
     req: JobRequest = parse_body(JobRequest, raw_body)
-    recipe_dict, recipe_hash = validated_recipe(req.recipe)
+    recipe_dict, recipe_hash = resolve_recipe(backend, req.recipe, req.preset) or validated_recipe({})
     image = uploaded_image(backend, req.image_id)
     accepted, message = _create_job_record(backend, image, recipe_dict, recipe_hash, req.preset)
     if message is not None:
@@ -219,7 +249,7 @@ def create_jobs(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any
     rejected = 0
     for item in req.items:
         try:
-            recipe_dict, recipe_hash = _validated_once(recipes, item.recipe)
+            recipe_dict, recipe_hash = _validated_once(backend, recipes, item.recipe, item.preset)
             image = images.get(item.image_id)
             if image is None:
                 raise NotFound(f"no image {item.image_id!r}")
@@ -241,13 +271,13 @@ def create_jobs(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any
     return {"items": outcomes, "accepted": len(outcomes) - rejected, "rejected": rejected}
 
 
-def _validated_once(cache: dict[str, tuple[dict[str, Any], str] | ImagePipeError],
-                    raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """``validated_recipe`` with one validation per distinct recipe in a request."""
-    key = json.dumps(raw, sort_keys=True, default=str)
+def _validated_once(backend: Backend, cache: dict[str, tuple[dict[str, Any], str] | ImagePipeError],
+                    raw: dict[str, Any] | None, preset: str | None) -> tuple[dict[str, Any], str]:
+    """``resolve_recipe`` with one validation per distinct recipe (or preset) in a request."""
+    key = json.dumps([raw, preset if raw is None else None], sort_keys=True, default=str)
     if key not in cache:
         try:
-            cache[key] = validated_recipe(raw)
+            cache[key] = resolve_recipe(backend, raw, preset) or validated_recipe({})
         except ImagePipeError as exc:
             cache[key] = exc
     found = cache[key]
@@ -273,15 +303,25 @@ def get_job(backend: Backend, job_id: str) -> dict[str, Any]:
 def list_jobs(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
     """``GET /jobs`` newest first."""
     limit, cursor = page_params(query)
-    items, next_cursor = backend.records.list_jobs(limit, cursor)
+    items, next_cursor = backend.records.list_jobs(limit, cursor, arrival_param(query))
     return {"items": [present_job(backend, j) for j in items], "next_cursor": next_cursor}
 
 
 def list_images(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
     """``GET /images`` newest first."""
     limit, cursor = page_params(query)
-    items, next_cursor = backend.records.list_images(limit, cursor)
+    items, next_cursor = backend.records.list_images(limit, cursor, arrival_param(query))
     return {"items": items, "next_cursor": next_cursor}
+
+
+def arrival_param(query: dict[str, str] | None) -> str | None:
+    """``arrival`` from the query string: one of ``presigned``, ``direct``, ``drop`` (400 otherwise)."""
+    value = (query or {}).get("arrival")
+    if value is None:
+        return None
+    if value not in ARRIVALS:
+        raise BadRequest(f"arrival must be one of {', '.join(ARRIVALS)}")
+    return value
 
 
 def get_image(backend: Backend, image_id: str) -> dict[str, Any]:

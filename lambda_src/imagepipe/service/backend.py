@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagepipe.service.aws import Clients
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.config import Config
+from imagepipe.service.presets import Catalog, get_catalog
 from imagepipe.service.records import Records
 from imagepipe.service.storage import Storage
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Config, storage, records and the queue client."""
+    """Config, storage, records, the queue client and the presets/drop rules catalog."""
 
     config: Config
     storage: Storage
     records: Records
     sqs: Any
     clients: Clients
+    catalog: Catalog = field(default_factory=get_catalog)
 
     @classmethod
-    def create(cls, config: Config, clients: Clients) -> Backend:
-        """Wire the service objects to ``clients``."""
+    def create(cls, config: Config, clients: Clients, catalog: Catalog | None = None) -> Backend:
+        """Wire the service objects to ``clients`` (``catalog``: default from the environment)."""
         return cls(
             config=config,
             storage=Storage(clients.s3, config),
             records=Records(clients.table),
             sqs=clients.sqs,
             clients=clients,
+            catalog=catalog or get_catalog(),
         )
 
     @translate_aws_errors

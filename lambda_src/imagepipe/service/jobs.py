@@ -15,8 +15,16 @@ from typing import Any
 from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import Recipe, parse_recipe
-from imagepipe.errors import AttemptKilled, ImagePipeError, InternalError, NotFound, RetriesExhausted
+from imagepipe.errors import (
+    AttemptKilled,
+    ImagePipeError,
+    InternalError,
+    NotFound,
+    RetriesExhausted,
+    TooLarge,
+)
 from imagepipe.service.backend import Backend
+from imagepipe.service.drops import record_drop
 from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
 from imagepipe.service.records import ISO_FORMAT, make_job_id, now_iso, parse_iso, split_job_id
 from imagepipe.service.storage import output_key
@@ -45,9 +53,11 @@ def _since_ms(iso: str | None) -> float | None:
 
 
 def new_job(image: dict[str, Any], recipe: dict[str, Any], recipe_hash: str, *, trigger: str,
-            preset: str | None) -> dict[str, Any]:
-    """A job record (status set by ``Records.create_job``)."""
-    return {
+            preset: str | None, drop_rule: str | None = None) -> dict[str, Any]:
+    """A job record (status set by ``Records.create_job``). It carries its image's ``arrival``
+    (``presigned`` when the image has none: records from before arrivals were stored) and, for
+    the job a drop rule made, the rule (``drop_rule``)."""
+    job = {
         "job_id": make_job_id(image["image_id"], recipe_hash),
         "image_id": image["image_id"],
         "recipe": recipe,
@@ -58,7 +68,11 @@ def new_job(image: dict[str, Any], recipe: dict[str, Any], recipe_hash: str, *, 
         "filename": image.get("filename"),
         "created_at": now_iso(),
         "attempts": 0,
+        "arrival": image.get("arrival") or "presigned",
     }
+    if drop_rule is not None:
+        job["drop_rule"] = drop_rule
+    return job
 
 
 def summarize(facts: dict[str, Any], key: str, timings: dict[str, float]) -> dict[str, Any]:
@@ -125,10 +139,8 @@ class JobRunner:
         image_id = ev.key[len(cfg.upload_prefix):].split("/", 1)[0]
         landed = now_iso()
         image = records.record_upload(image_id, ev.key, ev.size, ev.etag, at=landed)  # conditional on the key
-        if image is None:
-            logger.warning("ignoring s3://%s/%s: no image record for it (not uploaded through the API)",
-                           ev.bucket, ev.key)
-            return "ignored"
+        if image is None:  # not made by POST /uploads or POST /images: dropped by an S3 client
+            return self.object_dropped(ev, final_attempt=final_attempt, budget=budget)
         if image.get("recipe") is None:
             return "uploaded"
         job_id = image.get("job_id") or make_job_id(image_id, image["recipe_hash"])
@@ -145,6 +157,35 @@ class JobRunner:
         records.create_job(job)
         return self.run_guarded(job["job_id"], final_attempt=final_attempt, source_key=ev.key,
                                 recipe_hint=image["recipe"], budget=budget)
+
+    def object_dropped(self, ev: ObjectCreated, *, final_attempt: bool = False,
+                       budget: Budget | None = None) -> str:
+        """An object dropped into the source bucket by any S3 client: record it once per object
+        version (``service/drops.py``) and run what its drop rule says. An object over the byte
+        cap is not downloaded: its job fails with the engine's ``too_large``."""
+        records = self.backend.records
+        drop = record_drop(self.backend, self.backend.catalog, ev)
+        if drop is None:
+            return "ignored"
+        image, first = drop.image, drop.created
+        if image.get("recipe") is None:
+            return "uploaded"  # a skip rule: recorded, not processed
+        job = new_job(image, image["recipe"], image["recipe_hash"], trigger="s3", preset=image.get("preset"),
+                      drop_rule=image.get("drop_rule"))
+        stored, _ = records.create_job(job)  # conditional: a duplicate event finds the same job
+        size = int(image.get("bytes") or 0)
+        err: ImagePipeError | None = None
+        if drop.superseded:
+            err = NotFound(f"s3://{ev.bucket}/{ev.key} was overwritten before this version was processed; "
+                           "the newer upload is its own image")
+        elif size > self.limits.max_bytes:
+            err = TooLarge(f"input is {size:,} bytes, above the cap of {self.limits.max_bytes:,}; "
+                           "it was recorded, not downloaded")
+        if err is not None:  # conditional: a job already done (a duplicate event) stays as it is
+            return "failed" if records.fail_job(stored["job_id"], err.code, err.message) else "skipped"
+        return self.run_guarded(stored["job_id"], final_attempt=final_attempt,
+                                source_key=ev.key if first else None,
+                                recipe_hint=image["recipe"] if first else None, budget=budget)
 
     def run_guarded(self, job_id: str, *, final_attempt: bool, source_key: str | None = None,
                     recipe_hint: dict[str, Any] | None = None, budget: Budget | None = None) -> str:

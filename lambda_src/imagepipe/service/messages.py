@@ -20,6 +20,7 @@ class ObjectCreated:
     size: int
     etag: str | None
     event_name: str
+    version_id: str | None = None  # only in events of a versioned bucket
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def _s3_record(rec: Any) -> ObjectCreated | None:
         size=int(obj.get("size") or 0),
         etag=str(etag) if etag else None,
         event_name=name,
+        version_id=str(obj["versionId"]) if obj.get("versionId") else None,
     )
 
 

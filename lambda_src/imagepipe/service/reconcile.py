@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from imagepipe.errors import RetriesExhausted
 from imagepipe.service.backend import Backend
+from imagepipe.service.drops import drop_image_id
 from imagepipe.service.messages import JobMessage, ObjectCreated, parse_body
 from imagepipe.service.records import make_job_id
 from imagepipe.service.sweeps import fail_dead_letter
@@ -44,6 +45,9 @@ def jobs_for_message(backend: Backend, body: str) -> list[str]:
         elif isinstance(item, ObjectCreated) and item.key.startswith(backend.config.upload_prefix):
             image_id = item.key[len(backend.config.upload_prefix):].split("/", 1)[0]
             image = backend.records.get_image(image_id)
+            if image is None or image.get("key") != item.key:  # a bucket drop: its id names the version
+                image_id = drop_image_id(item.bucket, item.key, item.version_id or item.etag or "")
+                image = backend.records.get_image(image_id)
             if image and image.get("recipe_hash"):
                 out.append(make_job_id(image_id, image["recipe_hash"]))
     return out

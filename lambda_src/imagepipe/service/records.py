@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from imagepipe.errors import BadRequest, NotFound, Throttled
@@ -30,6 +30,8 @@ IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 JOB_ID_RE = re.compile(r"^([0-9a-f]{32})-([0-9a-f]{16})$")
 TERMINAL = frozenset({"succeeded", "failed"})
 STATUSES = ("queued", "running", "succeeded", "failed")
+#: how an image arrived (stored on the image and its jobs as ``arrival``; none stored = presigned)
+ARRIVALS = ("presigned", "direct", "drop")
 _INTERNAL_KEYS = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 #: documents stored as JSON text (see :func:`as_json_text`)
 JSON_TEXT_FIELDS = ("recipe", "facts")
@@ -216,6 +218,18 @@ class Records:
         self.table.put_item(Item=_image_item(image), ConditionExpression="attribute_not_exists(pk)")
 
     @translate_aws_errors
+    def put_image_if_new(self, image: dict[str, Any]) -> bool:
+        """Create an image record unless one with this id exists (a duplicate S3 event of a bucket
+        drop, whose id derives from the object version); ``True`` when this call created it."""
+        try:
+            self.put_image(image)
+        except ClientError as exc:
+            if conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_aws_errors
     def put_new_image_and_job(self, image: dict[str, Any], job: dict[str, Any]) -> None:
         """Create a new image and its upload job in one ``BatchWriteItem``.
 
@@ -307,9 +321,10 @@ class Records:
             raise
 
     @translate_aws_errors
-    def list_images(self, limit: int = 20, cursor: str | None = None) -> Page:
-        """Images newest first, one page, and the cursor of the next page."""
-        return self._list("IMAGES", limit, cursor)
+    def list_images(self, limit: int = 20, cursor: str | None = None, arrival: str | None = None) -> Page:
+        """Images newest first, one page, and the cursor of the next page (``arrival``: only
+        images that came that way; the page may then hold fewer than ``limit``)."""
+        return self._list("IMAGES", limit, cursor, arrival)
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -440,9 +455,10 @@ class Records:
         return items
 
     @translate_aws_errors
-    def list_jobs(self, limit: int = 20, cursor: str | None = None) -> Page:
-        """Jobs of every image, newest first, one page, and the next page's cursor."""
-        return self._list("JOBS", limit, cursor)
+    def list_jobs(self, limit: int = 20, cursor: str | None = None, arrival: str | None = None) -> Page:
+        """Jobs of every image, newest first, one page, and the next page's cursor (``arrival``
+        as in :meth:`list_images`)."""
+        return self._list("JOBS", limit, cursor, arrival)
 
     # --- shared ----------------------------------------------------------------------------
 
@@ -457,13 +473,18 @@ class Records:
                 batch.delete_item(Key=key)
         return len(keys)
 
-    def _list(self, gsi1pk: str, limit: int, cursor: str | None) -> Page:
+    def _list(self, gsi1pk: str, limit: int, cursor: str | None, arrival: str | None = None) -> Page:
         kwargs: dict[str, Any] = {
             "IndexName": "gsi1",
             "KeyConditionExpression": Key("gsi1pk").eq(gsi1pk),
             "ScanIndexForward": False,
             "Limit": max(1, min(int(limit), MAX_PAGE)),
         }
+        if arrival is not None:  # records written before ``arrival`` existed came presigned
+            cond = Attr("arrival").eq(arrival)
+            if arrival == "presigned":
+                cond = cond | Attr("arrival").not_exists()
+            kwargs["FilterExpression"] = cond
         if cursor:
             kwargs["ExclusiveStartKey"] = decode_cursor(cursor, gsi1pk)
         resp = self.table.query(**kwargs)

@@ -108,6 +108,31 @@ class Storage:
         return obj["Body"].read()
 
     @translate_aws_errors
+    def peek_source(self, key: str, nbytes: int) -> tuple[bytes, str | None, str | None] | None:
+        """The first ``nbytes`` of an original, its stored ``Content-Type`` and its ETag (no quotes)
+        in one ranged GET (``None`` when the object is gone); the prefix guard of :meth:`get_source`."""
+        cfg = self.config
+        if not key.startswith(cfg.upload_prefix):
+            raise BadRequest(f"refusing key {key!r}: outside the upload prefix {cfg.upload_prefix!r}")
+        try:
+            obj = self.s3.get_object(Bucket=cfg.source_bucket, Key=key, Range=f"bytes=0-{max(0, nbytes - 1)}")
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+                return b"", None, None
+            raise
+        return obj["Body"].read(), obj.get("ContentType"), (obj.get("ETag") or "").strip('"') or None
+
+    @translate_aws_errors
+    def put_original(self, key: str, data: bytes, content_type: str) -> None:
+        """Store an original sent to ``POST /images`` (its S3 event then runs the upload job)."""
+        cfg = self.config
+        if not key.startswith(cfg.upload_prefix):
+            raise BadRequest(f"refusing to write {key!r}: outside the upload prefix")
+        self.s3.put_object(Bucket=cfg.source_bucket, Key=key, Body=data, ContentType=content_type)
+
+    @translate_aws_errors
     def put_output(self, key: str, data: bytes, content_type: str) -> None:
         """Write an output to the destination bucket (the only bucket outputs ever go to)."""
         cfg = self.config
