@@ -488,7 +488,7 @@ def timeout_error(plan: EncodePlan, width: int, height: int, budget: Budget) -> 
     """The ``JobTimeout`` for a stopped encode, saying what to change."""
 
     def make(elapsed_ms: float) -> JobTimeout:
-        adv = advice(plan.fmt, plan.encoder, width, height, 1, max(1.0, elapsed_ms))
+        adv = advice(plan.fmt, plan.encoder, width, height, 1, max(1.0, elapsed_ms / budget.slowdown))
         est = "unknown" if plan.estimate_ms is None else f"≈ {_fmt_s(plan.estimate_ms)}"
         msg = (f"the {plan.fmt} encode of {width}x{height} was stopped after {_fmt_s(elapsed_ms)} at the "
                f"invocation's deadline ({_fmt_s(budget.total_ms)} processor timeout; estimated {est}): "
