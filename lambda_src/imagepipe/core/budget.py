@@ -350,8 +350,9 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
     """Plan one encode of ``width``×``height`` (× ``frames``) as ``fmt`` under ``budget``.
 
     ``extra_ms`` is work that must also fit after the encode (metrics). Without a budget the
-    plan only carries the estimate. Raises ``OverTimeBudget`` when no setting fits (with
-    ``adapt=False``: when the recipe's own setting does not fit)."""
+    plan only carries the estimate. Raises ``OverMemoryBudget`` when the encode needs more memory
+    than is free, ``OverTimeBudget`` when no setting fits the time (with ``adapt=False``: when
+    the recipe's own setting does not fit)."""
     encoder, setting = encoder_of(fmt, recipe)
     pixels = width * height
     slow = budget.slowdown if budget is not None else 1.0
