@@ -110,3 +110,14 @@ def test_a_transient_failure_ends_the_attempt_so_the_redelivery_runs(backend):
     assert "attempt_deadline_at" not in backend.records.get_job(job_id)
     ok = JobRunner(backend, engine=BudgetEngine())
     assert ok.run_guarded(job_id, final_attempt=False, budget=Budget.from_remaining(30_000)) == "succeeded"
+
+
+def test_the_processor_builds_the_budget_from_the_lambda_context():
+    from imagepipe.handlers.processor import engine_budget
+    from pipeline.stack.runtime import LambdaContext
+
+    ctx = LambdaContext("req", "imagepipe-processor", 1024, time.time() * 1000 + 60_000)
+    budget = engine_budget(ctx)
+    assert budget is not None and budget.memory_mb == 1024.0
+    assert 54_000 < budget.left_ms() <= 55_000  # 60 s minus the 5 s reserve
+    assert engine_budget(object()) is None  # no context to ask: no budget
