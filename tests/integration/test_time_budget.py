@@ -14,6 +14,8 @@ sizes below are chosen from the same table, so the outcomes hold whatever ``make
 - a transient fault still retries;
 - ``format: best`` skips a candidate that cannot fit (with the reason), a sweep reports the cells
   that cannot fit as skipped and measures the rest;
+- an AVIF encode that needs more memory than the processor has is refused at once
+  (``over_memory_budget``);
 - a small job queued behind a long one completes meanwhile.
 """
 
@@ -226,3 +228,24 @@ def test_a_sweep_reports_cells_that_cannot_fit_as_skipped(stack, monkeypatch):
     skipped = sweep.get("skipped") or []
     assert {(c["format"], c["quality"]) for c in skipped} == {("avif", 50), ("avif", 70)}, sweep
     assert all("needs" in c["skipped"] for c in skipped)
+
+
+def test_an_encode_that_needs_more_memory_than_the_processor_has_is_refused_at_once(stack):
+    import io
+
+    from PIL import Image
+
+    from imagepipe.core.budget import MEMORY_MARGIN_MB, memory_mb
+
+    # a size whose AVIF encode cannot fit the 1024 MB processor even with nothing else in memory
+    w, h = 7600, 5600
+    assert memory_mb("avif", w * h) > 1024 - MEMORY_MARGIN_MB
+    buf = io.BytesIO()
+    Image.radial_gradient("L").resize((w, h)).convert("RGB").save(buf, "JPEG", quality=80)
+    img = upload(stack, buf.getvalue(), "huge.jpg")
+    job = wait_job(stack, submit_job(stack, img["image_id"], {"format": "avif", "quality": 50}), timeout=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "over_memory_budget", job
+    assert "processor memory" in job["error"]["message"] and "resize to at most" in job["error"]["message"]
+    assert int(job["attempts"]) == 1
+    assert _seconds(job, "started_at", "finished_at") < TIMEOUT_S / 2  # refused, not attempted
+    assert list_keys(s3(stack), DEST_BUCKET, f"outputs/{img['image_id']}/") == []
