@@ -143,12 +143,14 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
 
 
 def preset_recipe(name: str) -> dict[str, Any]:
-    """The named preset's recipe (``lambda_src/imagepipe/presets.json``); unknown is a usage error."""
+    """The preset's recipe by name or slug id (``lambda_src/imagepipe/presets.json``); unknown is
+    a usage error."""
     from pipeline.presets import PRESETS, get_preset
 
-    if name not in PRESETS:
-        raise UsageError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    return get_preset(name)
+    try:
+        return get_preset(name)
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
 def recipe_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,8 +30,12 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> dict[str, Any]:
-    """A fresh copy of the named preset's recipe (callers may mutate it). KeyError if unknown."""
-    return copy.deepcopy(PRESETS[name])
+    """A fresh copy of the preset's recipe, by name or slug id (callers may mutate it).
+    KeyError if unknown."""
+    found = _CATALOG.find(name)
+    if found is None:
+        raise KeyError(name)
+    return copy.deepcopy(found.recipe)
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:

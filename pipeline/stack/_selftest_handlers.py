@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 INIT_PID = os.getpid()  # module import = the worker's init phase
+time.sleep(float(os.environ.get("SELFTEST_INIT_SLEEP_S", "0")))  # a slow cold start, on request
 
 
 def echo(event: Any, context: Any) -> dict[str, Any]:

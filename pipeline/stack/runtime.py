@@ -397,6 +397,10 @@ class LambdaRuntime:
         if not worker.wait_ready(self.init_timeout):
             # the worker died during init (e.g. a crashing import); replace it
             return self._fail(worker, request_id, WORKER_CRASHED, "worker died during init", started)
+        # The timeout runs from the moment the event is handed over, as on AWS, where a cold
+        # start's init phase is not part of the function timeout: waiting for a replacement
+        # worker's init (slow on a loaded machine) must not eat into the invocation's time.
+        end = time.monotonic() + spec.timeout_s
         deadline_ms = time.time() * 1000 + spec.timeout_s * 1000
         worker.oom = False
         worker.peak_rss_mb = 0.0
@@ -411,7 +415,6 @@ class LambdaRuntime:
             return self._fail(
                 worker, request_id, WORKER_CRASHED, f"could not reach the worker: {exc}", started
             )
-        end = started + spec.timeout_s
         while True:
             remaining = end - time.monotonic()
             if remaining <= 0:

@@ -337,6 +337,18 @@ def test_get_presets(client: Client, presets: dict[str, Any]) -> None:
     assert {p["recipe_hash"]: p["name"] for p in presets["items"]} == preset_hashes()  # one source
 
 
+def test_a_preset_slug_works_in_a_url_and_the_job_keeps_the_preset_name(local_stack: Any) -> None:
+    """``curl ...?preset=thumbnail-320-jpeg``: no quoting of a display name with spaces."""
+    key = {"x-api-key": local_stack.api_key}
+    png = photo_bytes(120, 90, "png", seed=31)
+    resp = httpx.post(f"{local_stack.api_url}/images?filename=slug.png&preset=THUMBNAIL-320-jpeg",
+                      headers={**key, "content-type": "image/png"}, content=png)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    job = httpx.get(f"{local_stack.api_url}/jobs/{body['job_id']}", headers=key).json()
+    assert job["preset"] == "Thumbnail 320 JPEG"
+
+
 # --- the upload CLI ------------------------------------------------------------------------------
 
 

@@ -203,5 +203,6 @@ def test_preset_is_the_base_the_flags_override():
     recipe = recipe_from_args(args, preset_recipe(args.preset))
     assert recipe["format"] == "avif" and recipe["quality"] == 40
     assert recipe["resize"] == PRESETS["AVIF 2048"]["resize"]
+    assert preset_recipe("avif-2048") == PRESETS["AVIF 2048"]  # the slug id, as the API takes it
     with pytest.raises(UsageError, match="unknown preset"):
         preset_recipe("nope")

@@ -82,6 +82,8 @@ def test_the_environment_overrides_presets_by_name_and_replaces_rules():
         ({"presets": {"bad": {"recipe": {"format": "bmp"}}}}, "invalid recipe"),
         ({"default_preset": "nope"}, "default_preset"),
         ({"typo": 1}, "unknown key"),
+        ({"presets": {"web 1600 webp": {"recipe": {}}}}, "same as 'Web 1600 WebP'"),
+        ({"presets": {"!!": {"recipe": {}}}}, "must be non-empty"),
     ],
 )
 def test_a_bad_configuration_is_an_error_naming_it(override, words):
@@ -93,6 +95,16 @@ def test_unknown_preset_is_invalid_recipe_on_field_preset():
     with pytest.raises(InvalidRecipe) as exc:
         load_catalog({}).get("nope")
     assert exc.value.details[0]["field"] == "preset"
+
+
+def test_a_preset_is_found_by_name_or_slug_and_labelled_by_its_name():
+    cat = load_catalog({})
+    web = cat.get("Web 1600 WebP")
+    assert web.id == "web-1600-webp" and web.public()["id"] == "web-1600-webp"
+    assert cat.get("web-1600-webp") is web and cat.get("WEB-1600-WEBP") is web
+    assert cat.label("web-1600-webp") == "Web 1600 WebP"  # one preset, one label in History
+    assert cat.label("not-a-preset") == "not-a-preset" and cat.label(None) is None
+    assert len({p.id for p in cat.presets.values()}) == len(cat.presets)
 
 
 def test_merged_document_keeps_the_base_untouched():

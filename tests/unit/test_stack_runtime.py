@@ -72,6 +72,18 @@ def test_timeout_kills_the_worker():
         assert ok.ok and ok.value == "slept"
 
 
+def test_a_slow_init_does_not_count_against_the_timeout():
+    """As on AWS, the timeout starts when the event is handed over, not while the first
+    invocation waits for a (replacement) worker's init: a loaded machine made a 0 s invocation
+    time out after a kill because its replacement's init took longer than the timeout."""
+    with _rt("sleep", timeout=1, SELFTEST_INIT_SLEEP_S="1.5") as rt:
+        killed = rt.invoke({"seconds": 30})  # times out: the worker is replaced (a 1.5 s init)
+        assert killed.reason == WORKER_TIMEOUT
+        res = rt.invoke({"seconds": 0})  # waits for the replacement's init, then runs at once
+    assert res.ok and res.value == "slept", res
+    assert res.duration_ms >= 1000  # the caller still waited for the init
+
+
 def test_out_of_memory_is_detected_and_killed():
     with _rt("hog", timeout=30, memory=256) as rt:
         res = rt.invoke({"mb": 2048})

@@ -135,6 +135,7 @@ def create_upload(backend: Backend, raw_body: str | bytes | None) -> dict[str, A
         )
     if req.size > cfg.max_upload_bytes:
         raise PayloadTooLarge(f"{req.size} bytes is over the upload cap of {cfg.max_upload_bytes} bytes")
+    req.preset = backend.catalog.label(req.preset)
     resolved = resolve_recipe(backend, req.recipe, req.preset)
     image, job = new_image(backend, req.filename, content_type, resolved, req.preset, arrival="presigned",
                            announced_bytes=req.size)
@@ -224,6 +225,7 @@ def _create_job_record(backend: Backend, image: dict[str, Any], recipe_dict: dic
 def create_job(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any]:
     """``POST /jobs`` → queue a job (the same id for a duplicate request)."""
     req: JobRequest = parse_body(JobRequest, raw_body)
+    req.preset = backend.catalog.label(req.preset)
     recipe_dict, recipe_hash = resolve_recipe(backend, req.recipe, req.preset) or validated_recipe({})
     image = uploaded_image(backend, req.image_id)
     accepted, message = _create_job_record(backend, image, recipe_dict, recipe_hash, req.preset)
@@ -248,6 +250,7 @@ def create_jobs(backend: Backend, raw_body: str | bytes | None) -> dict[str, Any
     messages: list[str] = []
     rejected = 0
     for item in req.items:
+        item.preset = backend.catalog.label(item.preset)
         try:
             recipe_dict, recipe_hash = _validated_once(backend, recipes, item.recipe, item.preset)
             image = images.get(item.image_id)

@@ -132,9 +132,10 @@ def create_direct_image(backend: Backend, body: bytes, content_type: str | None,
     if sniffed is None:
         raise UnsupportedMediaType(
             f"the bytes sent as {declared} are not a JPEG, PNG, WebP, GIF or AVIF image")
-    resolved = resolve_recipe(backend, opts["recipe"], opts["preset"])
+    preset = backend.catalog.label(opts["preset"])
+    resolved = resolve_recipe(backend, opts["recipe"], preset)
     filename = opts["filename"] or f"upload.{sniffed.split('/')[1].replace('jpeg', 'jpg')}"
-    image, job = new_image(backend, filename, sniffed, resolved, opts["preset"], arrival="direct",
+    image, job = new_image(backend, filename, sniffed, resolved, preset, arrival="direct",
                            announced_bytes=len(data))
     stored = False
     try:

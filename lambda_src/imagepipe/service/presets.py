@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,9 +38,19 @@ class Preset:
     recipe_hash: str
     description: str = ""
 
+    @property
+    def id(self) -> str:
+        """The name as a URL- and shell-friendly slug: ``Web 1600 WebP`` -> ``web-1600-webp``."""
+        return preset_slug(self.name)
+
     def public(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "recipe": self.recipe,
+        return {"name": self.name, "id": self.id, "description": self.description, "recipe": self.recipe,
                 "recipe_hash": self.recipe_hash}
+
+
+def preset_slug(name: str) -> str:
+    """Lower case, every run of other characters one ``-``: how a preset may be named in a URL."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,23 @@ class Catalog:
     drop_rules: tuple[DropRule, ...] = ()
     drop_default: DropRule = field(default_factory=lambda: DropRule(prefix=None, skip=True))
 
-    def get(self, name: str) -> Preset:
-        """The named preset; ``InvalidRecipe`` (422, field ``preset``) when there is none."""
+    def find(self, name: str) -> Preset | None:
+        """The preset called ``name``, or whose slug ``name`` is (``web-1600-webp``, any case)."""
         found = self.presets.get(name)
+        if found is None:
+            slug = preset_slug(name)
+            found = next((p for p in self.presets.values() if p.id == slug), None)
+        return found
+
+    def label(self, name: str | None) -> str | None:
+        """What a job stores as its preset: the canonical name for a name or slug that resolves
+        (one preset, one label in History and the rollups), else ``name`` as given."""
+        found = self.find(name) if name is not None else None
+        return found.name if found is not None else name
+
+    def get(self, name: str) -> Preset:
+        """The preset by name or slug; ``InvalidRecipe`` (422, field ``preset``) when there is none."""
+        found = self.find(name)
         if found is None:
             raise InvalidRecipe(
                 f"unknown preset {name!r}; GET /presets lists them",
@@ -167,6 +192,11 @@ def build_catalog(doc: Mapping[str, Any], upload_prefix: str = "uploads/") -> Ca
         if not isinstance(entry, dict) or "recipe" not in entry:
             raise ValueError(f"preset {name!r} must be an object with a 'recipe'")
         recipe, recipe_hash = _canonical(entry["recipe"], f"preset {name!r}")
+        slug = preset_slug(name)
+        twin = next((p.name for p in presets.values() if p.id == slug), None)
+        if twin is not None or not slug:
+            raise ValueError(f"preset {name!r}: its slug {slug!r} must be non-empty and differ from "
+                             f"every other preset's (same as {twin!r})")
         presets[name] = Preset(name, recipe, recipe_hash, str(entry.get("description") or ""))
     default_preset = doc.get("default_preset")
     if default_preset is not None and default_preset not in presets:
