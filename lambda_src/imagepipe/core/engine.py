@@ -41,7 +41,7 @@ def process(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None, 
     """Run ``recipe`` on ``source_bytes``: decode, transform, encode, measure.
 
     Raises only ``imagepipe.errors.ImageError`` subclasses for bad input or recipes; with a
-    ``budget`` (core/budget.py) also ``OverTimeBudget`` and ``JobTimeout``.
+    ``budget`` (core/budget.py) also ``OverTimeBudget``, ``OverMemoryBudget`` and ``JobTimeout``.
     """
     t0 = time.perf_counter()
     prepared = prepare(source_bytes, recipe, limits)
