@@ -107,10 +107,10 @@ def _cost(df: pd.DataFrame) -> None:
         return
     memory = st.select_slider(
         "Processor memory (MB)",
-        [512, 1024, 1536, 1769, 2048, 3008, 4096],
+        [512, 1024, 1536, 1769, 1792, 2048, 3008, 4096],
         value=cost.DEFAULT_MEMORY_MB,
         key="hist.memory",
-        help="The SAM template's ProcessorMemorySize (default 1024 MB)",
+        help="The SAM template's ProcessorMemorySize (default 1792 MB)",
     )
     est = cost.estimate_per_1000(durations, memory)
     c1, c2 = st.columns([1, 1.4])

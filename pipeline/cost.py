@@ -33,7 +33,7 @@ SERVICE_OVERHEAD_MS = 15.0
 #: added to the engine's time when a job has no ``service_total`` (S3 read/write, DynamoDB), assumed
 ENGINE_ONLY_OVERHEAD_MS = 60.0
 #: the SAM template's ProcessorMemorySize default
-DEFAULT_MEMORY_MB = 1024
+DEFAULT_MEMORY_MB = 1792
 
 ASSUMPTIONS: list[tuple[str, str]] = [
     (

@@ -9,7 +9,6 @@ the local stack (``python -m pipeline serve`` prints both) or a deployed one ali
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import pipeline  # noqa: F401  (puts lambda_src on sys.path)
 from imagepipe.errors import ImagePipeError
 from pipeline import cli_output
 from pipeline.cli import discover
-from pipeline.cli_args import UsageError
+from pipeline.cli_args import UsageError, load_recipe_file
 from pipeline.client import Client
 
 
@@ -46,18 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each job (default 300)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-file table")
     return p
-
-
-def _load_recipe(path: Path) -> dict[str, Any]:
-    try:
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read the recipe file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"the recipe file {path} is not valid JSON: {exc}") from None
-    if not isinstance(recipe, dict):
-        raise UsageError(f"the recipe file {path} must hold a JSON object")
-    return recipe
 
 
 def upload_one(client: Client, path: Path, recipe: dict[str, Any] | None, preset: str,
@@ -110,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         files = discover(args.inputs, Path(os.devnull))
         if not files:
             raise UsageError("no image files found in the given folders")
-        recipe = _load_recipe(args.recipe) if args.recipe else None
+        recipe = load_recipe_file(args.recipe) if args.recipe else None
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

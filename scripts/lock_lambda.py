@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "lambda_src" / "requirements.lock"
+#: pure-Python packages published without wheels (kept in step with scripts/package_lambda.sh)
+SDIST_OK = ("pyvips",)
 
 
 def _resolve(args: list[str]) -> dict[str, str]:
@@ -49,8 +51,15 @@ def main() -> int:
         fh.writelines(f"{name}=={version}\n" for name, version in sorted(dev.items()))
         constraints = fh.name
     platforms = [f"--platform={p}_{opts.arch}" for p in ("manylinux2014", "manylinux_2_28", "manylinux_2_34")]
-    with tempfile.TemporaryDirectory() as target:
-        lam = _resolve([*platforms, "--only-binary=:all:", "--implementation=cp",
+    with tempfile.TemporaryDirectory() as target, tempfile.TemporaryDirectory() as wheels:
+        # pure-Python packages published as sdists only (pyvips): built into a py3-none-any wheel,
+        # as scripts/package_lambda.sh does, so the wheels-only platform resolution can see them
+        for name in SDIST_OK:
+            if name in dev:
+                subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet",
+                                "--disable-pip-version-check", "--no-deps", "--no-binary", name,
+                                "-w", wheels, f"{name}=={dev[name]}"], check=True)
+        lam = _resolve([*platforms, "--only-binary=:all:", "--implementation=cp", "--find-links", wheels,
                         f"--python-version={opts.python_version}", "--target", target,
                         "-r", str(ROOT / "lambda_src" / "requirements.txt"), "-c", constraints])
     Path(constraints).unlink()

@@ -9,9 +9,17 @@
 # is installed with too; --no-pin takes the newest wheels allowed by requirements.txt instead.
 # --verify-imports PY312 also builds an x86_64 twin and imports the three handlers in it
 # with that (local) CPython 3.12 interpreter, proving the bundle is complete.
+# --smoke PYTHON runs PYTHON -I -S (no site-packages: only the bundle and the stdlib) on the built
+# bundle: imports the engine and processes an image through libvips. Meant for a variant built for
+# the local machine (--arch $(uname -m) --python-version <local>); tests/unit/test_package_lambda.py.
+#
+# libvips comes from pyvips-binary (one self-contained libvips .so, manylinux_2_28). pyvips itself
+# is published as an sdist only: it is built here into a pure-Python wheel (py3-none-any), the
+# only package allowed to come from source (SDIST_OK). Every bundled ELF file's GLIBC symbol
+# versions are checked against the runtime's glibc (2.34 on the python3.12 runtime, AL2023).
 #
 # Usage: scripts/package_lambda.sh [--python-version 3.12] [--arch aarch64|x86_64] [--out build]
-#                                  [--no-pin] [--verify-imports /path/to/python3.12]
+#                                  [--no-pin] [--verify-imports /path/to/python3.12] [--smoke PYTHON]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +29,9 @@ OUT=build
 PYTHON=${PYTHON:-.venv/bin/python}
 PIN=1
 VERIFY_PY=""
+SMOKE_PY=""
+GLIBC_MAX=2.34  # Amazon Linux 2023 (python3.12 runtime)
+SDIST_OK=(pyvips)  # pure-Python packages published without wheels
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --python-version) PY_VERSION=$2; shift 2 ;;
@@ -28,7 +39,8 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift 2 ;;
     --no-pin) PIN=0; shift ;;
     --verify-imports) VERIFY_PY=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --smoke) SMOKE_PY=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -52,12 +64,26 @@ if (( PIN )); then
   CONSTRAINTS=(--constraint lambda_src/requirements.lock)
 fi
 
-# 2. wheels for the Lambda platform (Amazon Linux 2023, glibc 2.34): binary only, never sdists
+# 2a. pure-Python wheels for the SDIST_OK packages (built here; refused unless py3-none-any)
+WHEELS="$OUT/wheels"
+rm -rf "$WHEELS"; mkdir -p "$WHEELS"
+for name in "${SDIST_OK[@]}"; do
+  spec=$(grep -iE "^${name}([<>=!~ ;]|$)" "$REQS" | head -1 | sed 's/ *#.*//' || true)
+  [[ -z $spec ]] && continue
+  "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-binary "$name" \
+    -w "$WHEELS" "$spec" "${CONSTRAINTS[@]}"
+done
+if ls "$WHEELS"/*.whl >/dev/null 2>&1 && ls "$WHEELS"/*.whl | grep -v -- '-py3-none-any\.whl$'; then
+  echo "== a package built from source is not pure Python (above)" >&2; exit 1
+fi
+
+# 2b. wheels for the Lambda platform (Amazon Linux 2023, glibc 2.34): binary only, never sdists.
+#     manylinux_2_28 (pyvips-binary) = built against glibc 2.28, runs on any glibc >= 2.28.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-compile \
   --platform "manylinux2014_${ARCH}" \
   --platform "manylinux_2_28_${ARCH}" \
   --platform "manylinux_2_34_${ARCH}" \
-  --only-binary=:all: --implementation cp --python-version "$PY_VERSION" \
+  --only-binary=:all: --find-links "$WHEELS" --implementation cp --python-version "$PY_VERSION" \
   --target "$PKG" -r "$REQS" "${CONSTRAINTS[@]}"
 
 # A dependency must not have dragged the excluded packages back in.
@@ -78,6 +104,19 @@ if command -v file >/dev/null; then
   want=$([[ $ARCH == aarch64 ]] && echo "ARM aarch64" || echo "x86-64")
   bad=$(find "$PKG" -name '*.so*' -type f -print0 | xargs -0 -r file | grep ELF | grep -v "$want" || true)
   if [[ -n $bad ]]; then echo "== wrong-architecture binaries:" >&2; echo "$bad" >&2; exit 1; fi
+fi
+
+# 4b. every ELF file must run on the runtime's glibc: no GLIBC_x.y symbol version above GLIBC_MAX
+if command -v readelf >/dev/null; then
+  newest=$(find "$PKG" -name '*.so*' -type f -print0 | xargs -0 -r readelf -V --wide 2>/dev/null |
+           grep -oE 'GLIBC_[0-9]+\.[0-9]+' | sed 's/GLIBC_//' | sort -V | tail -1)
+  echo "== newest glibc symbol version needed: ${newest:-none} (runtime has $GLIBC_MAX)"
+  if [[ -n $newest && $(printf '%s\n%s\n' "$newest" "$GLIBC_MAX" | sort -V | tail -1) != "$GLIBC_MAX" ]]; then
+    echo "== a bundled library needs glibc $newest > $GLIBC_MAX" >&2; exit 1
+  fi
+fi
+if ! ls "$PKG"/pyvips_binary* >/dev/null 2>&1; then
+  echo "== pyvips-binary (libvips) is missing from the bundle: IMAGEPIPE_ENGINE=vips would fail" >&2; exit 1
 fi
 
 # 5. zip (deterministic order) and a template whose CodeUri is the built directory
@@ -120,4 +159,24 @@ import PIL.features
 print("== import check:", sys.version.split()[0], "webp", PIL.features.check("webp"), "avif", PIL.features.check("avif"))
 ')
   rm -rf "$TWIN"
+fi
+
+# 7. optional: the built bundle alone (no site-packages) imports the engine and processes an image
+#    through libvips, with the template's engine settings.
+if [[ -n $SMOKE_PY ]]; then
+  (cd "$PKG" && env -i PATH=/usr/bin:/bin IMAGEPIPE_ENGINE=vips IMAGEPIPE_VIPS_CONCURRENCY=1 \
+      "$SMOKE_PY" -I -S -c '
+import io, sys
+sys.path.insert(0, ".")
+from PIL import Image
+import imagepipe.core as core
+import pyvips
+assert all(not p.endswith("site-packages") for p in sys.path), sys.path
+buf = io.BytesIO()
+Image.new("RGB", (640, 480), (200, 30, 60)).save(buf, "JPEG", quality=90)
+r = core.process(buf.getvalue(), {"resize": {"width": 160}, "format": "webp"})
+assert r.facts["output"]["width"] == 160 and r.facts["fast_paths"][0].startswith("vips_"), r.facts
+print("== smoke:", sys.version.split()[0], "libvips", pyvips.version(0), pyvips.version(1), pyvips.version(2),
+      "from", pyvips.__file__.rsplit("/", 2)[0], r.facts["fast_paths"], r.facts["output"]["bytes"], "bytes webp")
+')
 fi

@@ -23,6 +23,15 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
+def link_set(paths: list[Path], dest: Path) -> Path:
+    """A folder of symlinks to ``paths`` (a subset of the corpus for one command)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        if not (dest / p.name).exists():
+            (dest / p.name).symlink_to(p.resolve())
+    return dest
+
+
 def _photo_like(width: int, height: int, seed: int, alpha: bool = False) -> Image.Image:
     """Smooth gradients + blobs + grain: compresses and resamples like a photo, not like noise."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline import PROJECT_ROOT
 from pipeline.bench import corpus
-from pipeline.bench.approaches import APPROACHES, ONLY_FOR, QUALITY
+from pipeline.bench.approaches import APPROACHES, DEFAULT_APPROACHES, ONLY_FOR, QUALITY
 from pipeline.bench.quality import Reference
 
 CHILD_TIMEOUT_S = 600
@@ -141,8 +141,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="timed runs per (image, format, approach)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks.md")
     p.add_argument("--json", type=Path, help="also write the raw measurements here")
-    p.add_argument("--formats", default="jpeg,webp")
-    p.add_argument("--approaches", default=",".join(APPROACHES))
+    p.add_argument("--formats", default="jpeg,webp,avif")
+    p.add_argument("--approaches", default=",".join(DEFAULT_APPROACHES))
+    p.add_argument("--cli-repeat", type=int, default=3, help="runs per command in the CLI comparison")
+    p.add_argument("--no-cli", action="store_true", help="skip the CLI-vs-pyvips comparison")
     p.add_argument("--only", help="comma-separated image names to include")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end local-stack benchmark")
     p.add_argument("--e2e-only", action="store_true", help="only the end-to-end benchmark")
@@ -197,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         idle: dict[str, float] = {}
         if not args.e2e_only:
             results, idle = measure_all(images, formats, approaches, args.repeat, work, log)
+        cli = None
+        if not args.e2e_only and not args.no_cli:
+            from pipeline.bench import cli_bench
+
+            sets = {"corpus": Path(paths[0]).parent}
+            if not generated:
+                sets["photos (JPEG)"] = cli_bench.photo_set(Path(folder), work / "photos")
+            if args.only:
+                sets = {"selection": corpus.link_set(paths, work / "selection")}
+            log("CLI vs pyvips ...")
+            cli = cli_bench.measure(sets, formats, args.cli_repeat, log)
         experiments_md = ""
         if not args.e2e_only and not args.no_experiments and not generated:
             from pipeline.bench import experiments
@@ -217,13 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     text = report.render(images=images, results=results, idle=idle, formats=formats,
                          approaches=approaches, repeat=args.repeat, corpus=corpus_label,
                          command=command.strip(), e2e=e2e, measured_at=measured_at,
-                         experiments=experiments_md)
+                         experiments=experiments_md, cli=cli)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     if args.json:
         meta = {"command": command.strip(), "corpus": corpus_label, "repeat": args.repeat,
                 "formats": formats, "approaches": approaches, "measured_at": measured_at,
-                "experiments": experiments_md}
+                "experiments": experiments_md, "cli": cli}
         args.json.write_text(json.dumps({"images": [asdict(i) for i in images],
                                          "results": [asdict(r) for r in results], "idle_mib": idle,
                                          "e2e": e2e, "meta": meta}, indent=1, default=str))
@@ -253,7 +266,7 @@ def _render_saved(args: argparse.Namespace) -> int:
     text = report.render(images=images, results=results, idle=saved["idle_mib"], formats=meta["formats"],
                          approaches=meta["approaches"], repeat=meta["repeat"], corpus=meta["corpus"],
                          command=meta["command"], e2e=saved.get("e2e"), measured_at=meta.get("measured_at"),
-                         experiments=meta.get("experiments", ""))
+                         experiments=meta.get("experiments", ""), cli=meta.get("cli"))
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out} from {args.render}", file=sys.stderr)
     return 0

@@ -1,5 +1,8 @@
 """The engine end to end on in-memory images: every input mode × output format, every recipe
-field, orientation, colour, metadata, watermark, animation, facts, and the sweep API."""
+field, orientation, colour, metadata, watermark, animation, facts, and the sweep API.
+
+Every test runs on both engines (``IMAGEPIPE_ENGINE=vips``, the default, and ``pillow``);
+``tests/unit/test_engine_parity.py`` compares their outputs with each other."""
 
 from __future__ import annotations
 
@@ -19,6 +22,13 @@ from tests.unit import imagegen as g
 MODES = ["RGB", "RGBA", "L", "LA", "P", "Pt", "CMYK", "I;16", "1"]
 FORMATS = ["jpeg", "png", "webp", "avif", "gif"]
 PIL_NAME = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
+
+
+@pytest.fixture(autouse=True, params=["vips", "pillow"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on the libvips decoder (default) and on the all-Pillow path."""
+    monkeypatch.setenv("IMAGEPIPE_ENGINE", request.param)
+    return str(request.param)
 
 
 def open_out(data: bytes) -> Image.Image:
@@ -147,10 +157,11 @@ def test_every_filter(filt: str) -> None:
         assert out.tobytes() != ref.tobytes()
 
 
-def test_jpeg_draft_fast_path_keeps_exact_size_and_quality() -> None:
+def test_jpeg_draft_fast_path_keeps_exact_size_and_quality(engine: str) -> None:
     src = g.photo_bytes(1600, 1200, "jpeg", quality=92)
     r = process(src, {"resize": {"width": 200}, "format": "png"})
-    assert any(f.startswith("jpeg_draft") for f in r.facts["fast_paths"])
+    shrink = "vips_thumbnail:1600x1200->200x150" if engine == "vips" else "jpeg_draft"
+    assert any(f.startswith(shrink) for f in r.facts["fast_paths"])
     assert open_out(r.data).size == (200, 150)
     full = Image.open(io.BytesIO(src)).resize((200, 150), Image.Resampling.LANCZOS)
     from imagepipe.core.metrics import compare
@@ -158,9 +169,10 @@ def test_jpeg_draft_fast_path_keeps_exact_size_and_quality() -> None:
     assert compare(full, open_out(r.data))["ssim"] > 0.97
 
 
-def test_no_draft_when_no_resize() -> None:
+def test_no_draft_when_no_resize(engine: str) -> None:
     r = process(g.photo_bytes(400, 300, "jpeg"), {"format": "png"})
-    assert r.facts["fast_paths"] == [] and open_out(r.data).size == (400, 300)
+    assert r.facts["fast_paths"] == (["vips_decode:400x300"] if engine == "vips" else [])
+    assert open_out(r.data).size == (400, 300)
 
 
 # --- orientation ----------------------------------------------------------------------------------

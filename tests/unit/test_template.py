@@ -464,7 +464,7 @@ def test_functions_handlers_runtime_and_architecture(tpl: dict[str, Any]) -> Non
 def test_parameters_defaults_match_the_contract(tpl: dict[str, Any]) -> None:
     params = tpl["Parameters"]
     assert params["MaxUploadBytes"]["Default"] == 26214400
-    assert params["ProcessorMemorySize"]["Default"] == 1024
+    assert params["ProcessorMemorySize"]["Default"] == 1792  # peak RSS at the pixel cap + headroom
     assert params["ProcessorTimeout"]["Default"] == 60
     assert params["MaxReceiveCount"]["Default"] == 3
     for name in ("ApiMemorySize", "ReservedConcurrency", "DashboardOrigin"):

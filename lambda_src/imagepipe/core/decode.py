@@ -84,6 +84,21 @@ def check_png_chunks(data: bytes) -> None:
     raise CorruptImage("the png is truncated (no IEND chunk)")
 
 
+def png_exif_chunk(data: bytes) -> bytes | None:
+    """The payload of a PNG's eXIf chunk wherever it is (before or after the image data), read
+    from the chunk headers without decoding; None when there is none."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        (length,) = struct.unpack_from(">I", data, pos)
+        ctype = data[pos + 4:pos + 8]
+        if ctype == b"eXIf":
+            return bytes(data[pos + 8:pos + 8 + length])
+        if ctype == b"IEND":
+            return None
+        pos += 12 + length
+    return None
+
+
 def sniff_format(data: bytes) -> str | None:
     """The allowlisted format ``data`` claims to be by its magic number, else None."""
     for offset, magic, name in _MAGIC:

@@ -95,21 +95,34 @@ def _ssim_formula(mu_a: np.ndarray, mu_b: np.ndarray, aa: np.ndarray, bb: np.nda
     return float(np.mean(num / den))
 
 
-def _block_sums(arrays: list[np.ndarray], h4: int) -> list[np.ndarray]:
-    """Exact int32 4×4 block sums of each of ``arrays`` (int32, ``h4`` × ``w4``), computed in
-    horizontal stripes that stay in cache."""
-    blocks: list[list[np.ndarray]] = [[] for _ in arrays]
-    for y0 in range(0, h4, _STRIPE):
-        for i, v in enumerate(arrays):
-            v = v[y0:min(h4, y0 + _STRIPE)]
-            r = v[0::4] + v[1::4] + v[2::4] + v[3::4]  # rows first: contiguous reads
-            blocks[i].append(r[:, 0::4] + r[:, 1::4] + r[:, 2::4] + r[:, 3::4])
-    return [np.concatenate(p) if len(p) > 1 else p[0] for p in blocks]
+def _stripe_sums(v: np.ndarray) -> np.ndarray:
+    """Exact int32 4×4 block sums of one stripe (rows and columns multiples of 4)."""
+    r = v[0::4] + v[1::4] + v[2::4] + v[3::4]  # rows first: contiguous reads
+    return r[:, 0::4] + r[:, 1::4] + r[:, 2::4] + r[:, 3::4]
 
 
 def _windows(s: np.ndarray) -> np.ndarray:
     """Mean of every 8×8 window (2×2 neighbouring 4×4 blocks) from exact block sums."""
     return (s[:-1, :-1] + s[1:, :-1] + s[:-1, 1:] + s[1:, 1:]).astype(np.float64) / 64.0
+
+
+def _luma_sums(a: np.ndarray, b: np.ndarray | None, h4: int, w4: int) -> list[np.ndarray]:
+    """Block sums of ``a``, ``a²`` (``b`` None) or of ``b``, ``b²``, ``a·b``: the uint8 planes are
+    widened to int32 one cache-sized stripe at a time, so no full-size temporary is ever made
+    (a fresh multi-megabyte array costs more in page faults than the arithmetic on it)."""
+    parts: list[list[np.ndarray]] = [[], []] if b is None else [[], [], []]
+    for y0 in range(0, h4, _STRIPE):
+        y1 = min(h4, y0 + _STRIPE)
+        x = a[y0:y1, :w4].astype(np.int32)
+        if b is None:
+            parts[0].append(_stripe_sums(x))
+            parts[1].append(_stripe_sums(x * x))
+            continue
+        y = b[y0:y1, :w4].astype(np.int32)
+        parts[0].append(_stripe_sums(y))
+        parts[1].append(_stripe_sums(y * y))
+        parts[2].append(_stripe_sums(x * y))
+    return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
 
 
 class LumaReference:
@@ -123,8 +136,7 @@ class LumaReference:
         if self.small:
             return
         self.h4, self.w4 = h // 4 * 4, w // 4 * 4
-        self.x = a[:self.h4, :self.w4].astype(np.int32)
-        bx, bxx = _block_sums([self.x, self.x * self.x], self.h4)
+        bx, bxx = _luma_sums(a, None, self.h4, self.w4)
         self.mu_a = _windows(bx)
         self.aa = _windows(bxx) - self.mu_a * self.mu_a
 
@@ -134,8 +146,7 @@ class LumaReference:
             raise ValueError(f"metric images differ in size: {self.a.shape} vs {b.shape}")
         if self.small:
             return _ssim_sliding(self.a, b)
-        y = b[:self.h4, :self.w4].astype(np.int32)
-        by, byy, bxy = _block_sums([y, y * y, self.x * y], self.h4)
+        by, byy, bxy = _luma_sums(self.a, b, self.h4, self.w4)
         mu_b = _windows(by)
         bb = _windows(byy) - mu_b * mu_b
         ab = _windows(bxy) - self.mu_a * mu_b

@@ -22,7 +22,7 @@ from PIL import Image
 
 from imagepipe.core import transform as tf
 from imagepipe.core import vips
-from imagepipe.core.decode import Opened, load_image, open_image, seek_frame
+from imagepipe.core.decode import Opened, load_image, open_image, png_exif_chunk, seek_frame
 from imagepipe.core.encode import (
     ANIMATABLE,
     CONTENT_TYPES,
@@ -48,6 +48,8 @@ from imagepipe.errors import (
     TooManyFrames,
     TooManyPixels,
 )
+
+vips.check_startup()  # IMAGEPIPE_ENGINE=vips without libvips: fail at import (cold start), not per job
 
 
 def _ms(t0: float) -> float:
@@ -183,12 +185,13 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     t0 = time.perf_counter()
     recipe = parse_recipe(recipe)
     limits = limits or Limits()
-    opened = open_image(bytes(source_bytes), limits)
+    data = bytes(source_bytes)
+    opened = open_image(data, limits)
     im = opened.image
-    # PNG's getexif() decodes the whole image (eXIf may follow the pixel data): use the header's
-    # eXIf now and look again after the guarded decode
-    header_exif = opened.format != "png"
-    exif = _read_exif(im) if header_exif else _png_header_exif(im)
+    # PNG's getexif() decodes the whole image (eXIf may follow the pixel data): the eXIf chunk is
+    # found by walking the chunk headers instead; the Pillow path looks again after its decode
+    is_png = opened.format == "png"
+    exif = _exif_of(png_exif_chunk(data)) if is_png else _read_exif(im)
     orientation = tf.orientation_from(exif)
     out_fmt = resolve_format(recipe.format, opened.format)
     # MPO (camera JPEG + preview pictures) and multi-page TIFF have frames but are not animations
@@ -208,20 +211,21 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     _check_plan(plan, out_fmt, opened.frames if keep_anim else 1, limits)  # before decoding
     fast: list[str] = []
     src_raw = (opened.width, opened.height)
-    if not keep_anim and vips.enabled() and vips.eligible(opened.format, opened.mode, 1, recipe.resize, plan,
-                                                          (ow, oh)):
-        # the libvips front end (core/vips.py) decodes + resizes; the rest runs in Pillow as usual.
-        # PNG EXIF then comes from the header only (an eXIf chunk after the image data is not seen)
-        im = vips.thumbnail(bytes(source_bytes), plan, orientation)
-        fast.append(f"vips_thumbnail:{src_raw[0]}x{src_raw[1]}->{im.width}x{im.height}")
-        src_raw = im.size
+    filter_name = recipe.resize.filter if recipe.resize else "lanczos"
+    keep16 = out_fmt == "png" and not recipe.png.palette
+    if vips.handles(opened.format, opened.mode, keep_anim, keep16):
+        # libvips (core/vips.py) decodes with shrink-on-load and, for plain Lanczos downscales,
+        # resizes; Pillow finishes whatever is left (crop, other filters) exactly as below
+        decoded = vips.decode(data, opened.format, opened.mode, src_raw, plan, orientation, filter_name)
+        im = decoded.image
+        fast.append(decoded.note)
     else:
         if not keep_anim and tf.apply_draft(im, plan, orientation, (ow, oh)):
             fast.append(f"jpeg_draft:{src_raw[0]}x{src_raw[1]}->{im.size[0]}x{im.size[1]}")
         load_image(im, opened.format)
-        if not header_exif:
-            exif = _read_exif(im)
-            if tf.orientation_from(exif) != orientation:  # no draft happened (not a JPEG): re-plan
+        if is_png:
+            exif = _read_exif(im)  # also EXIF in text chunks, which only the decode reads
+            if tf.orientation_from(exif) != orientation:
                 orientation = tf.orientation_from(exif)
                 ow, oh = (opened.height, opened.width) if tf.swaps_axes(orientation) else src_raw
                 plan = tf.plan_resize(ow, oh, recipe.resize)
@@ -253,10 +257,9 @@ def prepare(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None,
     )
 
 
-def _png_header_exif(im: Image.Image) -> Image.Exif:
-    """A PNG's eXIf chunk when it precedes the image data (as the PNG spec asks), without decoding."""
+def _exif_of(raw: bytes | None) -> Image.Exif:
+    """EXIF parsed from raw bytes (a PNG eXIf chunk); empty when absent or unreadable."""
     exif = Image.Exif()
-    raw = im.info.get("exif")
     if raw:
         try:
             exif.load(raw)

@@ -1,27 +1,35 @@
-"""Optional libvips front end: decode + shrink-on-load + Lanczos resize in one streaming pass.
+"""The libvips decoder: explicit loader, shrink-on-load and a streaming Lanczos resize.
 
-Off unless ``IMAGEPIPE_VIPS=on``; then ``pyvips`` must be importable, or jobs fail with
-``internal_error`` instead of silently taking the Pillow path (pyvips is a dev/bench dependency,
-not in ``lambda_src/requirements.txt``; the template sets the variable to ``off``).
+The engine's default (``IMAGEPIPE_ENGINE=vips``; ``pillow`` selects the all-Pillow path). With
+``vips`` configured and pyvips/libvips not importable, importing the engine raises
+``InternalError`` (a cold-start error on Lambda), and so does every job: never a silent fallback.
 
-Used only for the plain "make it smaller" case, where Pillow has to hold the whole decoded
-image (a 4096² WebP peaks at ~260 MB in Pillow's loader):
+What libvips does here is only *decode + resize*; everything after (orientation, ICC → sRGB,
+ops, letterbox, watermark, encoding, metrics) runs in Pillow on the small image, as on the
+Pillow path, so both paths share one pipeline and one set of encoders.
 
-- PNG or WebP input, 8-bit modes (RGB, RGBA, L, LA, P, 1), one frame kept (JPEG stays on
-  Pillow: its DCT-domain draft is already faster and leaner than libvips here);
-- ``resize`` with ``fit`` inside/contain/fill and the ``lanczos`` filter (libvips' thumbnail
-  kernel), target smaller than the source.
+Untrusted bytes: every check of ``core/decode.py`` (byte cap, format allowlist, pixel and frame
+caps from the header, PNG CRCs, GIF trailer) has already run on the header before libvips sees
+the bytes. libvips is then called through the one explicit loader of that format (never
+``new_from_buffer`` / ``thumbnail_buffer``, which sniff: pyvips-binary carries an SVG loader),
+every other loader is blocked (``operation_block_set``), untrusted operations are blocked,
+``fail_on="error"`` turns truncation and decoder errors into errors, access is sequential, the
+operation cache is off and the thread pool has ``IMAGEPIPE_VIPS_CONCURRENCY`` threads (default
+1: the Lambda below 1769 MB has at most one vCPU; the CLI and the local stack scale with worker
+processes). libvips' header must agree with Pillow's, or the input is ``corrupt_image``.
 
-Everything else stays on Pillow: the safety checks (allowlist, byte/pixel/frame caps, PNG CRCs)
-all run on the header *before* libvips sees the bytes; libvips decodes with
-``fail_on=error`` (truncated → ``corrupt_image``) and untrusted loaders blocked; orientation,
-colour (ICC → sRGB), ops, letterbox, watermark, encoding and metrics then run in Pillow on the
-small image, exactly as on the Pillow path. ``facts.fast_paths`` says when it was used.
+Which jobs (``handles``): one frame (animations kept → Pillow), JPEG/PNG/WebP/TIFF in 8-bit or
+16-bit RGB(A)/L(A) (PNG also palette and 1-bit). Pillow keeps CMYK, GIF (its decoder is what
+keeps palettes and animations right), 16-bit grey kept 16-bit for PNG output, and AVIF input
+(libvips' libheif decoder was 2× slower than Pillow's libavif + dav1d on a 2560×1600 AVIF and
+peaked at 746 MB vs 433 MB at the 49 MP cap). docs/engine.md has the line and the figures.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -30,60 +38,168 @@ from PIL import Image
 from imagepipe.core.transform import Plan, swaps_axes
 from imagepipe.errors import CorruptImage, InternalError
 
-ENV = "IMAGEPIPE_VIPS"
-_FORMATS = ("png", "webp")  # JPEG: Pillow's draft path is faster and leaner (docs/engine.md)
-_MODES = ("RGB", "RGBA", "L", "LA", "P", "1")
+ENGINE_ENV = "IMAGEPIPE_ENGINE"
+CONCURRENCY_ENV = "IMAGEPIPE_VIPS_CONCURRENCY"
+ENGINES = ("vips", "pillow")
+DEFAULT_ENGINE = "vips"
+
+#: our format -> the one libvips loader used for it (and the only loaders left unblocked)
+LOADERS: dict[str, str] = {
+    "jpeg": "jpegload_buffer",
+    "png": "pngload_buffer",
+    "webp": "webpload_buffer",
+    "tiff": "tiffload_buffer",
+}
+_UNBLOCKED = ("VipsForeignLoadJpegBuffer", "VipsForeignLoadPngBuffer", "VipsForeignLoadWebpBuffer",
+              "VipsForeignLoadTiffBuffer")
+_MODES = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}
+_PNG_ONLY_MODES = {"P", "1"}
 _BANDS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
+def engine() -> str:
+    """The configured engine: ``vips`` (default) or ``pillow``; anything else is a deployment bug."""
+    value = os.environ.get(ENGINE_ENV, DEFAULT_ENGINE).strip().lower() or DEFAULT_ENGINE
+    if value not in ENGINES:
+        raise InternalError(f"{ENGINE_ENV}={value!r} is not one of {', '.join(ENGINES)}")
+    return value
+
+
+def concurrency() -> int:
+    raw = os.environ.get(CONCURRENCY_ENV, "1").strip() or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InternalError(f"{CONCURRENCY_ENV}={raw!r} must be a positive integer")
+    return n
+
+
 @lru_cache(maxsize=1)
-def _pyvips() -> Any:
+def _import() -> Any:
     try:
         import pyvips  # type: ignore[import-not-found]
     except (ImportError, OSError):
         return None
     pyvips.cache_set_max(0)  # no operation cache: nothing stays resident between jobs
-    if hasattr(pyvips, "block_untrusted_set"):
-        pyvips.block_untrusted_set(True)
+    pyvips.cache_set_max_mem(0)
+    pyvips.cache_set_max_files(0)
+    pyvips.block_untrusted_set(True)
+    pyvips.operation_block_set("VipsForeignLoad", True)  # every loader, then ours back on
+    for name in _UNBLOCKED:
+        pyvips.operation_block_set(name, False)
+    pyvips.concurrency_set(concurrency())
     return pyvips
 
 
-def enabled() -> bool:
-    """``IMAGEPIPE_VIPS=on``; asking for it without pyvips installed is an error, not a fallback."""
-    if os.environ.get(ENV, "off").strip().lower() != "on":
-        return False
-    if _pyvips() is None:
-        raise InternalError(f"{ENV}=on but pyvips (and libvips) is not installed")
-    return True
+def _pyvips() -> Any:
+    """pyvips, configured for untrusted input, or None when it (or libvips) is not installed."""
+    return _import()
 
 
-def eligible(fmt: str, mode: str, frames_kept: int, resize: Any, plan: Plan,
-             oriented: tuple[int, int]) -> bool:
-    """True when the libvips front end can do this job's decode + resize exactly."""
-    if fmt not in _FORMATS or mode not in _MODES or frames_kept != 1 or resize is None:
+def require() -> Any:
+    """pyvips when the engine is ``vips``; raise ``InternalError`` when it cannot be loaded."""
+    pv = _import()
+    if pv is None:
+        raise InternalError(f"{ENGINE_ENV}=vips (the default) but pyvips/libvips cannot be imported; "
+                            f"install pyvips + pyvips-binary or set {ENGINE_ENV}=pillow")
+    return pv
+
+
+def check_startup() -> None:
+    """Cold-start check (run when the engine is imported): a bad engine setting, or ``vips``
+    without libvips, fails the import instead of the first job."""
+    if engine() == "vips":
+        require()
+
+
+def handles(fmt: str, mode: str, keep_anim: bool, keep_16bit: bool) -> bool:
+    """True when this input is decoded by libvips (the line is drawn in docs/engine.md)."""
+    if keep_anim or fmt not in LOADERS or engine() != "vips":
         return False
-    if resize.fit not in ("inside", "contain", "fill") or resize.filter != "lanczos" or plan.crop is not None:
-        return False
+    if mode in _PNG_ONLY_MODES:
+        return fmt == "png"
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        return fmt == "png" and not keep_16bit
+    return mode in _MODES  # CMYK, YCbCr, LAB, F, ... stay on Pillow
+
+
+@dataclass
+class Decoded:
+    """A decoded (maybe shrunk or fully resized) frame and how it was made."""
+
+    image: Image.Image
+    note: str
+
+
+def _shrink(src: tuple[int, int], target: tuple[float, float]) -> int:
+    """The largest shrink-on-load factor (1, 2, 4, 8) that keeps both sides ≥ the target."""
+    f = 1
+    for s in (2, 4, 8):
+        if math.ceil(src[0] / s) >= target[0] and math.ceil(src[1] / s) >= target[1]:
+            f = s
+    return f
+
+
+def _load(pv: Any, data: bytes, fmt: str, shrink: int) -> Any:
+    opts: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
+    if fmt == "jpeg" and shrink > 1:
+        opts["shrink"] = shrink
+    elif fmt == "webp" and shrink > 1:
+        opts["scale"] = 1.0 / shrink
+    return getattr(pv.Image, LOADERS[fmt])(data, **opts)
+
+
+def decode(data: bytes, fmt: str, mode: str, raw_size: tuple[int, int], plan: Plan, orientation: int,
+           filter_name: str) -> Decoded:
+    """Decode ``data`` with libvips: shrink-on-load, then (Lanczos, no crop) resize to the plan.
+
+    Returns a Pillow image in stored orientation: ``plan.content`` when libvips resized it,
+    else the (maybe shrunk) decode for Pillow to finish (crops, other filters, no resize).
+    """
+    pv = require()
+    w, h = raw_size
     cw, ch = plan.content
-    return cw < oriented[0] and ch < oriented[1]
-
-
-def thumbnail(data: bytes, plan: Plan, orientation: int) -> Image.Image:
-    """Decode and resize ``data`` to ``plan.content`` (stored orientation; Pillow orients after)."""
-    pyvips = _pyvips()
-    cw, ch = plan.content
-    rw, rh = (ch, cw) if swaps_axes(orientation) else (cw, ch)
+    rw, rh = (ch, cw) if swaps_axes(orientation) else (cw, ch)  # target in stored orientation
+    resizing = (rw, rh) != (w, h) or plan.crop is not None
+    full = (w, h)
+    if plan.crop is not None:  # the whole (uncropped) source scaled as the crop is
+        cropw, croph = (plan.crop[1], plan.crop[0]) if swaps_axes(orientation) else plan.crop
+        full = (rw * w / cropw, rh * h / croph)
+    elif resizing:
+        full = (rw, rh)
+    # shrink-on-load: JPEG in the DCT domain; opaque WebP in libwebp's scaler (which does not
+    # premultiply: with alpha it fringes edges, SSIM 0.9936 vs Pillow, so alpha WebP decodes whole)
+    can_shrink = fmt == "jpeg" or fmt == "webp" and mode == "RGB"
+    shrink = _shrink((w, h), full) if resizing and can_shrink else 1
+    vips_resize = resizing and plan.crop is None and filter_name == "lanczos" and rw <= w and rh <= h
     try:
-        im = pyvips.Image.thumbnail_buffer(data, rw, height=rh, size="force", no_rotate=True,
-                                           option_string="fail_on=error")
+        im = _load(pv, data, fmt, shrink)
+        exp = (math.ceil(w / shrink), math.ceil(h / shrink)) if fmt == "jpeg" else \
+            (round(w / shrink), round(h / shrink))
+        if shrink == 1 and (im.width, im.height) != (w, h) or abs(im.width - exp[0]) > 1 \
+                or abs(im.height - exp[1]) > 1:
+            raise CorruptImage(f"the {fmt} header is inconsistent (libvips reads {im.width}x{im.height}, "
+                               f"expected {w}x{h})")
+        if vips_resize and (im.width, im.height) != (rw, rh):
+            im = im.thumbnail_image(rw, height=rh, size="force", no_rotate=True)
         if im.format != "uchar":
-            im = im.cast("uchar", shift=True)  # 16-bit → 8-bit by >> 8 (scaled, not clipped)
-        mode = _BANDS.get(im.bands)
-        if mode is None:
-            raise CorruptImage(f"libvips produced {im.bands} bands")
+            im = im.cast("uchar", shift=True) if im.format == "ushort" else im.cast("uchar")
+        bands = im.bands
+        if bands not in _BANDS:
+            raise CorruptImage(f"libvips decoded {bands} bands")
         buf = im.write_to_memory()
-    except pyvips.Error as exc:
-        raise CorruptImage(f"the image is truncated or damaged (libvips: {str(exc).strip()[:300]})") from None
-    if (im.width, im.height) != (rw, rh):
-        raise CorruptImage(f"libvips returned {im.width}x{im.height}, expected {rw}x{rh}")
-    return Image.frombuffer(mode, (rw, rh), buf, "raw", mode, 0, 1)
+        size = (im.width, im.height)
+    except pv.Error as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise CorruptImage(f"the {fmt} is truncated or damaged (libvips: {reason})") from None
+    out_mode = _BANDS[bands]
+    pil = Image.frombuffer(out_mode, size, buf, "raw", out_mode, 0, 1)
+    if vips_resize:
+        note = f"vips_thumbnail:{w}x{h}->{size[0]}x{size[1]}"
+    elif shrink > 1:
+        note = f"vips_shrink_on_load:{w}x{h}->{size[0]}x{size[1]}"
+    else:
+        note = f"vips_decode:{w}x{h}"
+    return Decoded(image=pil, note=note)
