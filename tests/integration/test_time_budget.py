@@ -1,10 +1,11 @@
 """Work that cannot finish in time, through the local stack (issue 18).
 
-One stack with a small processor timeout (10 s) and a visibility timeout above it (12 s, as on
-AWS where it is 6 × the timeout), so a redelivery always comes after the previous attempt's
-deadline. ``IMAGEPIPE_ENCODE_COST_SCALE`` makes the processor's estimates N× the calibrated table
-(a slower CPU, as on a small Lambda) and ``IMAGEPIPE_CPU_SLOWDOWN`` pins the load factor; the
-sizes below are chosen from the same table, so the outcomes hold whatever ``make bench`` fitted.
+One stack (1024 MB processor) with a small processor timeout (10 s) and a visibility timeout
+above it (12 s, as on AWS where it is 6 × the timeout), so a redelivery always comes after the
+previous attempt's deadline. ``IMAGEPIPE_ENCODE_COST_SCALE`` makes the processor's estimates
+N× the calibrated table (a slower CPU, as on a small Lambda) and ``IMAGEPIPE_CPU_SLOWDOWN`` pins
+the load factor; the sizes below are chosen from the same table, so the outcomes hold whatever
+``make bench`` fitted.
 
 - a job whose encode cannot be estimated (AVIF speed 0) runs where it can be stopped and ends
   ``timeout`` at its deadline, inside the invocation, and is not retried;
@@ -50,6 +51,7 @@ from tests.unit.imagegen import photo_bytes
 
 TIMEOUT_S = 10
 VISIBILITY_S = 12
+MEMORY_MB = 1024  # below the template's default, so a ~42 MP AVIF cannot fit (test 7)
 SCALE = 20.0
 BOTO_TRIES = 4  # requests per boto3 call in the service (1 + 3 retries)
 NEVER_ESTIMATED = {"format": "avif", "quality": 50, "avif": {"speed": 0}}  # not in the table: stoppable
@@ -64,6 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     os.environ[ENV_FLAG] = "1"  # the emulator (a child process) takes the fault-injection hook
     s = LocalStack(data_dir=tmp_path_factory.mktemp("budget-stack"), port=0, api_key=TEST_API_KEY, workers=2,
                    processor_timeout=TIMEOUT_S, visibility_timeout=VISIBILITY_S, max_receive_count=3,
+                   processor_memory_mb=MEMORY_MB,
                    reconcile_interval=1.0,
                    # the CPU slowdown is pinned so the outcomes below do not depend on this shared
                    # machine's load (the load-average default is unit-tested)
@@ -237,9 +240,9 @@ def test_an_encode_that_needs_more_memory_than_the_processor_has_is_refused_at_o
 
     from imagepipe.core.budget import MEMORY_MARGIN_MB, memory_mb
 
-    # a size whose AVIF encode cannot fit the 1024 MB processor even with nothing else in memory
+    # a size whose AVIF encode cannot fit the processor's memory even with nothing else in it
     w, h = 7600, 5600
-    assert memory_mb("avif", w * h) > 1024 - MEMORY_MARGIN_MB
+    assert memory_mb("avif", w * h) > MEMORY_MB - MEMORY_MARGIN_MB
     buf = io.BytesIO()
     Image.radial_gradient("L").resize((w, h)).convert("RGB").save(buf, "JPEG", quality=80)
     img = upload(stack, buf.getvalue(), "huge.jpg")
