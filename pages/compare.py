@@ -1,6 +1,7 @@
 """Compare page (the compression lab): sweep one image over formats × qualities, plot the
 rate–distortion curves with the Pareto frontier, compare any two settings, get recommendations,
-and run a batch report of presets over several images. Backend only via ``pipeline.client``."""
+run a corpus study (many images × encoders, aggregated), and run a batch report of presets over
+several images. Backend only via ``pipeline.client``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
 from imagepipe.errors import ImagePipeError
 from pages.ui import imaging
-from pages.ui.compare_chart import diff_heatmap, rd_chart
+from pages.ui.compare_chart import diff_heatmap, rd_chart, study_chart
 from pages.ui.widgets import (
     backend_or_stop,
     comparison_pair,
@@ -32,13 +33,17 @@ SWEEP = K + "sweep"
 IMAGE_ID = K + "image_id"
 BYTES = K + "bytes"  # label -> variant bytes (and "original")
 REPORT = K + "report"
-FORMATS = ["jpeg", "webp", "avif", "png"]
+STUDY_ID = K + "study_id"
+STUDY = K + "study"
+STUDY_ENCODERS = ["jpeg", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl"]
+FORMATS = ["jpeg", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl", "png"]
 OPTIONS = {
     "none": [],
     "webp.method": [0, 2, 4, 6],
     "jpeg.subsampling": ["4:4:4", "4:2:2", "4:2:0"],
     "jpeg.progressive": [True, False],
     "avif.speed": [2, 4, 6, 8],
+    "jxl.effort": [3, 5, 7, 9],
 }
 ORIGINAL = "Original (resized like the sweep)"
 
@@ -148,6 +153,23 @@ def _bytes_of(client: Any, sweep: dict[str, Any], name: str) -> bytes:
     return cache[key]
 
 
+def _downloads(sweep: dict[str, Any], items: list[tuple[str, bytes, dict[str, Any] | None]]) -> None:
+    """The real encoded files of A and B. Previews above are decoded and shown as PNG, so JPEG XL
+    and HEIC show in any browser; these buttons hand out the actual bytes."""
+    cols = st.columns(len(items))
+    for col, (name, data, point) in zip(cols, items, strict=True):
+        if point is None:
+            continue  # the original is in History
+        col.download_button(
+            f"Download {point['label']}.{point['extension']}", data,
+            file_name=f"{point['label']}.{point['extension']}", mime=point["content_type"],
+            key=f"{K}dl-{sweep['sweep_id']}-{name}", on_click="ignore", icon=":material/download:",
+        )
+    if any(p is not None and p.get("extension") in ("jxl", "heic", "heif") for _n, _d, p in items):
+        st.caption("JPEG XL is shown converted to PNG (not every browser displays it); the download is the "
+                   "real file.")
+
+
 def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]]) -> None:
     by_label = {p["label"]: p for p in points}
     settings = {p["label"]: lab.setting_label(p) for p in points}
@@ -191,6 +213,7 @@ def _compare_two(client: Any, sweep: dict[str, Any], points: list[dict[str, Any]
         db,
         labels=(settings.get(a, "Original"), settings.get(b, "Original")),
     )
+    _downloads(sweep, [(n, d, by_label.get(n)) for n, d in ((a, da), (b, db))])
     with st.expander("Difference heatmap", expanded=False):
         gain = st.slider("Amplify differences", 1, 16, 4, key=K + "gain")
         try:
@@ -362,6 +385,120 @@ def _previous_sweeps(client: Any, image_id: str) -> None:
         st.session_state.pop(K + "cheapest", None)
 
 
+def _study_progress() -> None:
+    """Polls the running study; reruns the page once it has finished."""
+    study_id = st.session_state.get(STUDY_ID)
+    if not study_id:
+        return
+    try:
+        study = get_client().get_study(study_id)
+    except ImagePipeError as exc:
+        _error(exc)
+        return
+    st.session_state[STUDY] = study
+    prog = study.get("progress") or {}
+    st.progress(
+        float(prog.get("fraction") or 0.0),
+        text=f"Study {study['status']}: {prog.get('images_done', 0)}/{prog.get('images_total', 0)} images, "
+        f"{prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts",
+    )
+    if study["status"] in ("succeeded", "failed"):
+        st.rerun(scope="app")
+
+
+def _study_results(study: dict[str, Any]) -> None:
+    prog = study.get("progress") or {}
+    for im in study.get("images") or []:
+        if im.get("status") in ("failed", "missing"):
+            codes = ", ".join(sorted({str(e.get("code")) for e in im.get("errors") or []})) or im["status"]
+            st.warning(f"{md_escape(str(im.get('filename') or im['image_id']))}: {safe_code(codes)} "
+                       "(left out of the aggregate)")
+    metric = st.radio("Score", ["ssimulacra2", "ssim"], horizontal=True, key=K + "study_metric",
+                      format_func=lambda m: {"ssimulacra2": "SSIMULACRA2", "ssim": "SSIM"}[m])
+    curves = lab.study_curves_frame(study)
+    if curves.empty:
+        st.info("No image finished successfully: nothing to aggregate.")
+        return
+    st.altair_chart(study_chart(curves, metric), width="stretch")
+    st.markdown(f"**Bytes saved against {md_escape(study['baseline'])} at equal {metric.upper()}** "
+                f"over {prog.get('images_aggregated', 0)} images (bootstrap 95% interval over the images)")
+    st.dataframe(
+        lab.study_savings_frame(study, metric), hide_index=True, width="stretch",
+        column_config={"saved_pct": st.column_config.NumberColumn("saved %", format="%.1f"),
+                       "ci_low": st.column_config.NumberColumn("95% CI low", format="%.1f"),
+                       "ci_high": st.column_config.NumberColumn("95% CI high", format="%.1f"),
+                       "bytes_ratio": st.column_config.NumberColumn("bytes ratio", format="%.3f"),
+                       "encode_ms_median": st.column_config.NumberColumn("median encode ms", format="%.0f")},
+    )
+    c1, c2 = st.columns(2)
+    c1.download_button("Points as CSV", lab.study_points_csv(study),
+                       file_name=f"study-{study['study_id']}.csv", mime="text/csv", key=K + "study_csv",
+                       on_click="ignore", icon=":material/download:")
+    c2.download_button("Study as JSON (with codec versions)", lab.study_json(study),
+                       file_name=f"study-{study['study_id']}.json", mime="application/json",
+                       key=K + "study_json", on_click="ignore", icon=":material/download:")
+
+
+def _study(client: Any, images: list[dict[str, Any]]) -> None:
+    """Corpus study: several images × encoders × qualities, aggregated per encoder."""
+    st.subheader("Study: encoders over a corpus")
+    st.caption("One sweep per image (fanned out like any sweep), SSIMULACRA2 measured, aggregated into "
+               "rate–distortion curves and bytes saved against a baseline at equal score.")
+    if not images:  # none uploaded (or the API is unreachable, already reported above)
+        st.info("Upload images (Process page) to run a study.")
+        return
+    by_id = {i["image_id"]: i for i in images}
+    chosen = st.multiselect("Images", list(by_id), key=K + "study_images",
+                            format_func=lambda i: _image_label(by_id[i]))
+    c1, c2, c3 = st.columns(3)
+    encoders = c1.multiselect("Encoders", STUDY_ENCODERS, default=STUDY_ENCODERS, key=K + "study_encoders")
+    baseline = c2.selectbox("Baseline", encoders or ["jpeg"], key=K + "study_baseline")
+    width = c3.number_input("Resize width", 64, 4000, 1200, step=100, key=K + "study_width")
+    lo, hi = st.slider("Quality range", 10, 100, (40, 90), key=K + "study_q")
+    n_q = st.slider("Qualities in the range", 2, 10, 5, key=K + "study_nq")
+    qualities = sorted({round(lo + (hi - lo) * i / max(1, n_q - 1)) for i in range(n_q)})
+    study: dict[str, Any] | None = st.session_state.get(STUDY)
+    running = study is not None and study.get("status") not in ("succeeded", "failed")
+    if st.button(f"Run study ({len(chosen)} images × {len(encoders)} encoders × {len(qualities)} qualities)",
+                 key=K + "study_go", icon=":material/science:",
+                 disabled=not chosen or not encoders or running):
+        grid = {"formats": encoders, "qualities": qualities, "metrics": ["ssimulacra2"]}
+        try:
+            started = client.study(chosen, grid, {"width": int(width), "height": int(width), "fit": "inside"},
+                                   baseline=baseline)
+        except ImagePipeError as exc:
+            _error(exc)
+        else:
+            st.session_state[STUDY_ID] = started["study_id"]
+            st.session_state[STUDY] = study = {"study_id": started["study_id"], "status": "queued"}
+            running = True
+    try:
+        earlier = client.list_studies(limit=20)["items"]
+    except ImagePipeError as exc:
+        _error(exc)
+        earlier = []
+    if earlier and not running:
+        ids = {s["study_id"]: s for s in earlier}
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        pick = c1.selectbox("Earlier studies", list(ids), key=K + "study_prev",
+                            format_func=lambda i: f"{ids[i].get('created_at', '')[:19].replace('T', ' ')} · "
+                            f"{len(ids[i].get('image_ids') or [])} images · "
+                            f"{'/'.join((ids[i].get('grid') or {}).get('formats') or [])}")
+        if c2.button("Open", key=K + "study_open", icon=":material/history:") and pick:
+            try:
+                st.session_state[STUDY] = study = client.get_study(pick)
+                st.session_state[STUDY_ID] = pick
+            except ImagePipeError as exc:
+                _error(exc)
+            running = study is not None and study.get("status") not in ("succeeded", "failed")
+    if study is None:
+        return
+    if running:
+        st.fragment(_study_progress, run_every=2.0)()
+    else:
+        _study_results(study)
+
+
 def page() -> None:
     """The Compare page."""
     st.title("Compare")
@@ -413,6 +550,8 @@ def page() -> None:
                 st.rerun()
         else:
             _results(client, sweep)
+    st.divider()
+    _study(client, images)
     st.divider()
     _batch_report(client, images)
 

@@ -20,6 +20,7 @@ from pages.ui.widgets import (
     render_facts,
     safe_code,
 )
+from pipeline.client import sniff_content_type
 from pipeline.dashboard_backend import get_client
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
@@ -35,9 +36,14 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
 
 
-def _content_type(name: str, declared: str | None) -> str:
-    if declared:
+def _content_type(name: str, declared: str | None, data: bytes = b"") -> str:
+    """The browser's type, unless it is missing or generic (browsers know no type for .jxl, and
+    not always for .heic): then the magic bytes, then the file name."""
+    if declared and declared not in ("application/octet-stream", "binary/octet-stream"):
         return declared
+    sniffed = sniff_content_type(data, None)
+    if sniffed != "application/octet-stream":
+        return sniffed
     guessed, _ = mimetypes.guess_type(name)
     return guessed or "application/octet-stream"
 
@@ -48,7 +54,7 @@ def _inputs() -> list[FileTask]:
         "Drop images here",
         accept_multiple_files=True,
         key="process.files",
-        help="JPEG, PNG, WebP, AVIF, GIF, TIFF, BMP … up to 25 MiB each. "
+        help="JPEG, PNG, WebP, AVIF, GIF, HEIC/HEIF, JPEG XL … up to 25 MiB each. "
         "Other files are sent too and come back with a typed error.",
     )
     samples = sample_files()
@@ -63,12 +69,13 @@ def _inputs() -> list[FileTask]:
             names = [p.name for p in samples]
             chosen = st.multiselect("Samples", names, default=names, key="process.samples")
     tasks = [
-        FileTask(name=f.name, data=f.getvalue(), content_type=_content_type(f.name, f.type))
+        FileTask(name=f.name, data=f.getvalue(), content_type=_content_type(f.name, f.type, f.getvalue()))
         for f in uploaded or []
     ]
     for name in chosen:
         path = SAMPLES_DIR / name
-        tasks.append(FileTask(name=name, data=path.read_bytes(), content_type=_content_type(name, None)))
+        data = path.read_bytes()
+        tasks.append(FileTask(name=name, data=data, content_type=_content_type(name, None, data)))
     return tasks
 
 

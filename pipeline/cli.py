@@ -36,8 +36,8 @@ from pipeline.cli_args import (
 )
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif",
-                              ".tif", ".tiff", ".heic", ".heif"})
-_EXT_BY_FORMAT = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+                              ".tif", ".tiff", ".heic", ".heif", ".jxl"})
+_EXT_BY_FORMAT = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif", "jxl": "jxl"}
 
 
 @dataclasses.dataclass(frozen=True)

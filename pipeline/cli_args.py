@@ -10,7 +10,7 @@ from typing import Any
 
 from imagepipe.errors import InvalidRecipe
 
-FORMATS = ("jpeg", "png", "webp", "avif", "gif", "original", "best")
+FORMATS = ("jpeg", "png", "webp", "avif", "gif", "jxl", "original", "best")
 FITS = ("contain", "cover", "fill", "inside")
 FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 POSITIONS = ("top-left", "top", "top-right", "left", "center", "right",
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"))
+    r.add_argument("--jpeg-encoder", choices=("turbo", "mozjpeg", "jpegli"),
+                   help="JPEG encoder: libjpeg-turbo (default), mozjpeg (smaller, slower), jpegli")
+    r.add_argument("--jxl-effort", type=int, help="JPEG XL effort 1 (fast) – 9 (small), default 7")
+    r.add_argument("--jxl-lossless", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--webp-method", type=int)
     r.add_argument("--lossless", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--avif-speed", type=int)
@@ -105,7 +109,8 @@ _FLAT: dict[str, tuple[str, ...]] = {
     "metadata": ("metadata",), "color": ("color",), "background": ("background",),
     "grayscale": ("ops", "grayscale"), "sharpen": ("ops", "sharpen"), "blur": ("ops", "blur"),
     "progressive": ("jpeg", "progressive"), "optimize": ("jpeg", "optimize"),
-    "subsampling": ("jpeg", "subsampling"),
+    "subsampling": ("jpeg", "subsampling"), "jpeg_encoder": ("jpeg", "encoder"),
+    "jxl_effort": ("jxl", "effort"), "jxl_lossless": ("jxl", "lossless"),
     "webp_method": ("webp", "method"), "lossless": ("webp", "lossless"),
     "avif_speed": ("avif", "speed"),
     "png_compress_level": ("png", "compress_level"), "palette": ("png", "palette"),

@@ -54,6 +54,12 @@ def sniff_content_type(data: bytes, filename: str | None = None) -> str:
         return "image/webp"
     if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in data[8:64]):
         return "image/avif"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"):
+        return "image/heic"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"mif1", b"msf1"):
+        return "image/heif"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "image/jxl"
     if filename:
         guessed, _ = mimetypes.guess_type(filename)
         if guessed:
@@ -379,6 +385,30 @@ class Client:
         """Poll until the sweep is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s."""
         return self._poll(lambda: self.get_sweep(sweep_id), timeout, interval,
                           lambda s: f"sweep {sweep_id} still {s.get('status')} after {timeout:g} s "
+                                    f"({(s.get('progress') or {}).get('fraction', 0):.0%} done)")
+
+    def study(self, image_ids: list[str], grid: dict[str, Any], resize: dict[str, Any] | None = None,
+              baseline: str = "jpeg:turbo", name: str | None = None) -> dict[str, Any]:
+        """Start a corpus study (202): one sweep per image; ``{"study_id", "sweeps", "cells", ...}``."""
+        body: dict[str, Any] = {"image_ids": list(image_ids), "grid": grid, "baseline": baseline}
+        if resize is not None:
+            body["resize"] = resize
+        if name:
+            body["name"] = name
+        return self.request("POST", "/studies", json=body, ok=(202,))
+
+    def get_study(self, study_id: str) -> dict[str, Any]:
+        """A study: ``status``, ``progress``, per-image ``images``, the ``summary`` and ``versions``."""
+        return self.request("GET", f"/studies/{study_id}")
+
+    def list_studies(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of studies, newest first."""
+        return self.request("GET", "/studies", params={"limit": limit, "cursor": cursor})
+
+    def wait_study(self, study_id: str, timeout: float = 300.0, interval: float = 0.5) -> dict[str, Any]:
+        """Poll until the study is ``succeeded`` or ``failed``; ``WaitTimeout`` after ``timeout`` s."""
+        return self._poll(lambda: self.get_study(study_id), timeout, interval,
+                          lambda s: f"study {study_id} still {s.get('status')} after {timeout:g} s "
                                     f"({(s.get('progress') or {}).get('fraction', 0):.0%} done)")
 
     def health(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ returns; the only network access is through a ``pipeline.client.Client`` passed 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,10 +25,17 @@ METRICS = ("ssim", "psnr", "ssimulacra2")
 SIZE_AXES = ("bytes", "bpp")
 
 
+def series(p: dict[str, Any]) -> str:
+    """The encoder a point belongs to: ``jpeg:mozjpeg``, ``webp``, ...; the default JPEG encoder
+    (``jpeg:turbo``, and points from before encoders were a sweep axis) shows as ``jpeg``."""
+    enc = p.get("encoder")
+    return str(p["format"] if not enc or enc == "jpeg:turbo" else enc)
+
+
 def setting_label(p: dict[str, Any]) -> str:
-    """``"webp q80 method=6"`` / ``"png lossless"``."""
+    """``"webp q80 method=6"`` / ``"jpeg:mozjpeg q80"`` / ``"png lossless"``."""
     q = "lossless" if p.get("quality") is None else f"q{p['quality']}"
-    s = f"{p['format']} {q}"
+    s = f"{series(p)} {q}"
     if p.get("option_name"):
         s += f" {str(p['option_name']).split('.')[-1]}={p.get('option_value')}"
     return s
@@ -51,7 +59,8 @@ def pareto_frontier(points: Sequence[dict[str, Any]], metric: str = "ssim",
 
 
 def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.DataFrame:
-    """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``)."""
+    """One row per point with ``setting``, ``kib`` and ``pareto`` (on the frontier for ``metric``);
+    ``format`` holds the encoder (:func:`series`), the lab's axis."""
     cols = ["label", "setting", "format", "quality", "option_name", "option_value", "bytes", "kib", "bpp",
             "ssim", "psnr", "ssimulacra2", "encode_ms", "width", "height", "pareto"]
     if not points:
@@ -59,18 +68,18 @@ def points_frame(points: Sequence[dict[str, Any]], metric: str = "ssim") -> pd.D
     on = {p["label"] for p in pareto_frontier(points, metric)}
     rows = []
     for p in points:
-        rows.append({**{k: p.get(k) for k in cols}, "setting": setting_label(p),
+        rows.append({**{k: p.get(k) for k in cols}, "setting": setting_label(p), "format": series(p),
                      "kib": round(p["bytes"] / 1024, 2), "pareto": p["label"] in on,
                      "option_value": None if p.get("option_value") is None else str(p["option_value"])})
     return pd.DataFrame(rows, columns=cols)
 
 
 def recommend(points: Sequence[dict[str, Any]], metric: str = "ssim", minimum: float = 0.95) -> pd.DataFrame:
-    """Per format, the smallest point with ``metric >= minimum`` (formats that never reach it are
-    listed with ``meets = False`` and their best score), cheapest first."""
+    """Per encoder (:func:`series`), the smallest point with ``metric >= minimum`` (those that
+    never reach it are listed with ``meets = False`` and their best score), cheapest first."""
     by_fmt: dict[str, list[dict[str, Any]]] = {}
     for p in points:
-        by_fmt.setdefault(p["format"], []).append(p)
+        by_fmt.setdefault(series(p), []).append(p)
     rows = []
     for fmt, pts in by_fmt.items():
         ok = [p for p in pts if p.get(metric) is not None and p[metric] >= minimum]
@@ -174,3 +183,52 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     for col in ("width", "height", "original_bytes", "output_bytes"):  # ints stay ints beside blanks
         df[col] = df[col].astype("Int64")
     return df.to_csv(index=False)
+
+
+# --- corpus studies ---------------------------------------------------------------------------------
+
+STUDY_POINT_COLUMNS = ["study_id", "image_id", "filename", "encoder", "format", "quality", "bytes", "bpp",
+                       "ssim", "psnr", "ssimulacra2", "encode_ms", "width", "height"]
+
+
+def study_curves_frame(study: dict[str, Any]) -> pd.DataFrame:
+    """The study's rate–distortion curves: one row per encoder × quality (means over images)."""
+    rows = [{"encoder": enc, **row} for enc, rs in ((study.get("summary") or {}).get("curves") or {}).items()
+            for row in rs]
+    cols = ["encoder", "quality", "n", "bpp_mean", "bpp_median", "ssimulacra2_mean", "ssim_mean",
+            "encode_ms_median"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def study_savings_frame(study: dict[str, Any], metric: str = "ssimulacra2") -> pd.DataFrame:
+    """Per encoder: bytes vs the baseline at equal ``metric`` with the 95% interval, images
+    counted and median encode time; the biggest saving first."""
+    summary = study.get("summary") or {}
+    saved = (summary.get("bytes_saved") or {}).get(metric) or {}
+    ms = summary.get("encode_ms_median") or {}
+    rows = []
+    for enc, v in saved.items():
+        ci = v.get("saved_pct_ci") or [None, None]
+        rows.append({"encoder": enc, "bytes_ratio": v.get("bytes_ratio"), "saved_pct": v.get("saved_pct"),
+                     "ci_low": ci[0], "ci_high": ci[1], "n_images": v.get("n_images"),
+                     "encode_ms_median": ms.get(enc)})
+    df = pd.DataFrame(rows, columns=["encoder", "bytes_ratio", "saved_pct", "ci_low", "ci_high", "n_images",
+                                     "encode_ms_median"])
+    return df.sort_values("saved_pct", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def study_points_csv(study: dict[str, Any]) -> str:
+    """Every measured point of every image as CSV (one row per image × setting)."""
+    rows = []
+    for im in study.get("images") or []:
+        for p in im.get("points") or []:
+            rows.append({"study_id": study.get("study_id"), "image_id": im.get("image_id"),
+                         "filename": im.get("filename"), **{k: p.get(k) for k in STUDY_POINT_COLUMNS[3:]}})
+    return pd.DataFrame(rows, columns=STUDY_POINT_COLUMNS).to_csv(index=False)
+
+
+def study_json(study: dict[str, Any]) -> str:
+    """The whole study (grid, per-image points, summary, codec and library ``versions``) as JSON."""
+    keep = ("study_id", "name", "created_at", "status", "baseline", "grid", "resize", "progress", "summary",
+            "versions", "images")
+    return json.dumps({k: study.get(k) for k in keep}, indent=1, sort_keys=True, default=str)

@@ -93,3 +93,26 @@ def diff_heatmap(a: Image.Image, b: Image.Image, gain: float = 4.0) -> tuple[Ima
         "share_over_8": round(float((d > 8).mean()), 4) if d.size else 0.0,
     }
     return img, stats
+
+
+def study_chart(curves: pd.DataFrame, metric: str = "ssimulacra2") -> alt.Chart:
+    """A study's rate–distortion curves: mean bits per pixel (x) against the mean ``metric`` (y)
+    over the images, one line per encoder, qualities in tooltips. ``curves`` is
+    ``pipeline.lab.study_curves_frame`` output."""
+    y_field = f"{metric}_mean"
+    data = curves.dropna(subset=["bpp_mean", y_field])
+    return (
+        alt.Chart(data)
+        .mark_line(point=True, strokeWidth=1.5)
+        .encode(
+            x=alt.X("bpp_mean:Q", title="Bits per pixel (mean over images)", scale=alt.Scale(zero=False)),
+            y=alt.Y(f"{y_field}:Q", title=f"{AXIS_TITLES[metric]}, mean", scale=alt.Scale(zero=False)),
+            color=alt.Color("encoder:N", title="Encoder"),
+            order=alt.Order("quality:Q"),
+            tooltip=[alt.Tooltip("encoder:N"), alt.Tooltip("quality:Q"), alt.Tooltip("n:Q", title="images"),
+                     alt.Tooltip("bpp_mean:Q", format=".3f"), alt.Tooltip(f"{y_field}:Q", format=".3f"),
+                     alt.Tooltip("encode_ms_median:Q", title="median encode ms", format=".0f")],
+        )
+        .properties(height=380)
+        .interactive()
+    )

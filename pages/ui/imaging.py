@@ -1,7 +1,9 @@
 """Pillow helpers for showing results: checkerboard, wipe comparison, 1:1 zoom crops.
 
 Everything here works on decoded first frames and returns Pillow images; the pages turn
-them into PNG bytes for ``st.image``. No HTML is built from image data.
+them into PNG bytes for ``st.image``. No HTML is built from image data. So formats a browser
+may not show (JPEG XL, HEIC/HEIF) are previewed like any other: decoded here (their Pillow
+plugins are registered below) and shown as PNG; downloads stay the real files.
 """
 
 from __future__ import annotations
@@ -9,7 +11,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import pillow_heif
+import pillow_jxl  # noqa: F401  (registers the JPEG XL plugin)
 from PIL import Image, ImageDraw, ImageOps
+
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 #: longest side of the images the pages display (larger ones are downscaled for the screen)
 DISPLAY_MAX_SIDE = 1200

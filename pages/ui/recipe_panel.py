@@ -18,7 +18,9 @@ from imagepipe.errors import InvalidRecipe
 from pipeline.presets import DEFAULT_PRESET, get_preset, preset_names
 
 P = "rp."
-FORMATS = ["jpeg", "png", "webp", "avif", "gif", "original", "best"]
+FORMATS = ["jpeg", "png", "webp", "avif", "jxl", "gif", "original", "best"]
+JPEG_ENCODERS = ["turbo", "mozjpeg", "jpegli"]
+CANDIDATES = ["jpeg", "jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl", "png", "gif"]
 FITS = ["inside", "contain", "cover", "fill"]
 FILTERS = ["lanczos", "bicubic", "bilinear", "hamming", "box", "nearest"]
 SUBSAMPLING = ["4:2:0", "4:2:2", "4:4:4"]
@@ -74,6 +76,11 @@ def recipe_to_state(recipe: dict[str, Any]) -> dict[str, Any]:
         P + "jpeg.progressive": r["jpeg"]["progressive"],
         P + "jpeg.optimize": r["jpeg"]["optimize"],
         P + "jpeg.subsampling": r["jpeg"]["subsampling"],
+        P + "jpeg.encoder": r["jpeg"]["encoder"],
+        P + "avif.subsampling": r["avif"]["subsampling"],
+        P + "jxl.effort": r["jxl"]["effort"],
+        P + "jxl.lossless": r["jxl"]["lossless"],
+        P + "candidates": list(r["candidates"] or []),
         P + "webp.method": r["webp"]["method"],
         P + "webp.lossless": r["webp"]["lossless"],
         P + "avif.speed": r["avif"]["speed"],
@@ -124,9 +131,15 @@ def state_to_recipe(s: dict[str, Any]) -> dict[str, Any]:
         "progressive": bool(s[P + "jpeg.progressive"]),
         "optimize": bool(s[P + "jpeg.optimize"]),
         "subsampling": s[P + "jpeg.subsampling"],
+        "encoder": s.get(P + "jpeg.encoder", "turbo"),
     }
     recipe["webp"] = {"method": int(s[P + "webp.method"]), "lossless": bool(s[P + "webp.lossless"])}
-    recipe["avif"] = {"speed": int(s[P + "avif.speed"])}
+    recipe["avif"] = {"speed": int(s[P + "avif.speed"]),
+                      "subsampling": s.get(P + "avif.subsampling", "4:2:0")}
+    recipe["jxl"] = {"effort": int(s.get(P + "jxl.effort", 7)),
+                     "lossless": bool(s.get(P + "jxl.lossless", False))}
+    if recipe["format"] == "best" and s.get(P + "candidates"):
+        recipe["candidates"] = list(s[P + "candidates"])
     recipe["png"] = {
         "compress_level": int(s[P + "png.compress_level"]),
         "palette": bool(s[P + "png.palette"]),
@@ -283,7 +296,8 @@ def _advanced() -> None:
             "Format",
             FORMATS,
             key=P + "format",
-            help="original keeps the input's format; best picks the smallest of JPEG/WebP/AVIF",
+            help="original keeps the input's format; best picks the smallest of its candidates "
+            "(default JPEG/WebP/AVIF)",
         )
         auto = c2.checkbox(
             "Auto quality",
@@ -327,11 +341,19 @@ def _advanced() -> None:
         j.checkbox("Progressive", key=P + "jpeg.progressive")
         j.checkbox("Optimize", key=P + "jpeg.optimize")
         j.selectbox("Subsampling", SUBSAMPLING, key=P + "jpeg.subsampling")
+        j.selectbox("Encoder", JPEG_ENCODERS, key=P + "jpeg.encoder",
+                    help="turbo = libjpeg-turbo; mozjpeg = smaller, ≈5× slower; jpegli = baseline 4:2:0 only")
         w.markdown("**WebP**")
         w.slider("Method", 0, 6, key=P + "webp.method")
         w.checkbox("Lossless", key=P + "webp.lossless")
         a.markdown("**AVIF**")
         a.slider("Speed", 0, 10, key=P + "avif.speed")
+        a.selectbox("Chroma", ["4:2:0", "4:4:4"], key=P + "avif.subsampling")
+        a.markdown("**JPEG XL**")
+        a.slider("Effort", 1, 9, key=P + "jxl.effort")
+        a.checkbox("Lossless JXL", key=P + "jxl.lossless")
+        st.multiselect("Candidates for best (empty = JPEG/WebP/AVIF)", CANDIDATES, key=P + "candidates",
+                       disabled=st.session_state.get(P + "format") != "best")
         p.markdown("**PNG**")
         p.slider("Compress level", 0, 9, key=P + "png.compress_level")
         p.checkbox("Palette", key=P + "png.palette")

@@ -153,3 +153,49 @@ def test_compare_page_sweep_with_ssimulacra2(app_env: Any) -> None:
     _no_exception(at)
     spec = _chart_specs(at)[0]
     assert spec["layer"][0]["encoding"]["y"]["field"] == "ssimulacra2"
+
+
+def test_compare_page_study_over_two_images(app_env: Any) -> None:
+    """The Study section: two images × two JPEG encoders × two qualities → progress until done,
+    the RD chart (a line per encoder), the savings table vs the baseline, CSV and JSON exports
+    (the JSON records the codec versions)."""
+    with Client(app_env.api_url, app_env.api_key) as c:
+        ids = [c.upload(photo_jpeg(240, 160, seed=s), f"study-{s}.jpg")["image_id"] for s in (21, 22)]
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    _no_exception(at)
+    at.multiselect(key=K + "study_images").set_value(ids).run()
+    at.multiselect(key=K + "study_encoders").set_value(["jpeg", "jpeg:mozjpeg"]).run()
+    at.selectbox(key=K + "study_baseline").set_value("jpeg").run()
+    at.number_input(key=K + "study_width").set_value(160).run()
+    at.slider(key=K + "study_nq").set_value(3).run()
+    at.button(key=K + "study_go").click().run()
+    _no_exception(at)
+    deadline = time.monotonic() + 120
+    while at.session_state[K + "study"].get("status") not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, at.session_state[K + "study"].get("progress")
+        time.sleep(0.5)
+        at.run()
+        _no_exception(at)
+    at.run()
+    _no_exception(at)
+    study = at.session_state[K + "study"]
+    assert study["status"] == "succeeded" and study["progress"]["images_aggregated"] == 2
+    spec = next(s for s in _chart_specs(at) if s.get("mark", {}).get("type") == "line")
+    assert spec["encoding"]["color"]["field"] == "encoder"
+    savings = next(d.value for d in at.dataframe if "saved_pct" in d.value.columns)
+    assert set(savings["encoder"]) == {"jpeg:turbo", "jpeg:mozjpeg"}
+    from pipeline import lab
+
+    exported = json.loads(lab.study_json(study))
+    assert exported["versions"]["libvips"] and exported["summary"]["baseline"] == "jpeg:turbo"
+    rows = list(csv.DictReader(io.StringIO(lab.study_points_csv(study))))
+    assert len(rows) == 2 * 2 * 3 and {r["image_id"] for r in rows} == set(ids)
+    prev = at.selectbox(key=K + "study_prev")
+    assert prev.value == study["study_id"] and "2 images · jpeg/jpeg:mozjpeg" in prev.options[0]
+    # a fresh session reopens it
+    at.session_state[K + "study"] = None
+    at.button(key=K + "study_open").click().run()
+    _no_exception(at)
+    assert at.session_state[K + "study"]["study_id"] == study["study_id"]
+    assert any("saved_pct" in d.value.columns for d in at.dataframe)

@@ -217,3 +217,12 @@ def test_job_facts_from_result() -> None:
     assert facts["saved_pct"] == pytest.approx(75.0)
     assert facts["ratio"] == 4.0 and facts["input_width"] == 2000
     assert Recipe().recipe_hash()  # the engine model is importable where the pages run
+
+
+def test_panel_round_trips_the_encoder_fields() -> None:
+    raw = {"format": "best", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 80},
+           "jpeg": {"encoder": "mozjpeg"}, "avif": {"subsampling": "4:4:4"},
+           "jxl": {"effort": 5, "lossless": False}, "candidates": ["jpeg", "avif", "jxl"]}
+    back = parse_recipe(state_to_recipe(recipe_to_state(raw)))
+    assert back == parse_recipe(raw)
+    assert back.recipe_hash() == parse_recipe(raw).recipe_hash()

@@ -134,6 +134,16 @@ def test_real_success_responses_match_the_schema(local_stack):
         time.sleep(0.5)
     assert got["status"] == "succeeded" and len(got.get("points") or []) == 2, got
     call("GET /sweeps", 200, query={"limit": 5})
+    study = call("POST /studies", 202, body={"image_ids": [image_id],
+                                             "grid": {"formats": ["jpeg", "jxl"], "qualities": [50, 80]}})
+    deadline = time.monotonic() + 120
+    while True:  # a finished study (per-image points, summary, versions) against the schema
+        got = call("GET /studies/{study_id}", 200, path_parameters={"study_id": study["study_id"]})
+        if got["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert got["status"] == "succeeded" and got["summary"]["curves"], got
+    call("GET /studies", 200, query={"limit": 5})
     call("GET /health", 200)
     call("DELETE /images/{image_id}", 204, path_parameters={"image_id": bad["image_id"]})
     record_figures("schema_on_real_resources", {"calls": dict(seen)})

@@ -196,6 +196,10 @@ def build_cases() -> list[Case]:
              code="too_many_pixels"),
         Case("gif_500_frames", ig.animated_gif(500, 16, 16), "anim.gif", "image/gif", expect=failed,
              code="too_many_frames"),
+        Case("truncated_heic", ig.truncated(ig.encode(ig.photo_like(64, 48), "heif"), 0.5), "t.heic",
+             "image/heic", expect=failed, code="corrupt_image"),
+        Case("jxl_header_20000x15000", ig.jxl_header_only(20000, 15000), "big.jxl", "image/jxl",
+             expect=failed, code="too_many_pixels", trigger="job"),
     ]
     odd: list[Case] = []
     quad = gen.quadrants()
@@ -227,6 +231,9 @@ def build_cases() -> list[Case]:
         Case("tiff_as_jpeg", ig.photo_bytes(20, 10, "tiff"), "t.tiff", "image/jpeg", check=size_is(20, 10)),
         Case("webp_input", ig.photo_bytes(30, 20, "webp"), "w.webp", "image/webp", check=size_is(30, 20)),
         Case("avif_input", ig.photo_bytes(30, 20, "avif"), "a.avif", "image/avif", check=size_is(30, 20)),
+        Case("heic_input", ig.photo_bytes(30, 20, "heif"), "a.heic", "image/heic", check=size_is(30, 20)),
+        Case("jxl_input", ig.photo_bytes(30, 20, "jxl"), "a.jxl", "image/jxl", check=size_is(30, 20),
+             trigger="job"),
         Case("animated_gif_first_frame", gif, "anim.gif", "image/gif", check=size_is(24, 16, "PNG")),
         Case("one_pixel", ig.photo_bytes(1, 1, "png"), "1.png", "image/png", check=size_is(1, 1)),
         Case("extreme_aspect_10000x1", ig.photo_bytes(10000, 1, "png"), "wide.png", "image/png",

@@ -11,6 +11,8 @@ Stable API — other suites import these; add functions, don't change signatures
 - ``with_exif_orientation(jpeg_bytes_or_img, orientation) -> bytes``: JPEG with that EXIF tag.
 - ``exif_bytes(make=..., model=..., gps=..., orientation=..., artist=..., copyright=...)``.
 - ``srgb_icc()`` / ``adobe_like_icc()``: ICC profile bytes; ``with_icc(img, fmt, icc)``.
+- ``jxl_header_only(w, h)``: a JPEG XL codestream whose SizeHeader claims w × h (no pixels);
+  ``encode(img, "jxl" | "heif")`` writes JPEG XL / HEIC through the registered plugins.
 - bad inputs: ``truncated(data, keep=0.5)``, ``png_header_only(w, h)``, ``pdf_bytes()``,
   ``eps_bytes()``, ``svg_bytes()``, ``text_bytes()``.
 """
@@ -24,8 +26,10 @@ import zlib
 import numpy as np
 from PIL import Image, ImageCms, ImageDraw
 
+import imagepipe.core.plugins  # noqa: F401  (registers the JPEG XL and HEIF plugins for ``encode``)
+
 _FMT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF",
-        "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
+        "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP", "jxl": "JXL", "heif": "HEIF", "heic": "HEIF"}
 
 
 def _rgb_array(w: int, h: int, seed: int) -> np.ndarray:
@@ -307,3 +311,26 @@ def svg_bytes() -> bytes:
 def text_bytes() -> bytes:
     """Plain text that is not an image."""
     return b"hello, this is definitely not an image\n" * 4
+
+
+def jxl_header_only(w: int, h: int) -> bytes:
+    """A JPEG XL codestream signature + SizeHeader claiming ``w`` × ``h`` (and nothing else)."""
+    bits: list[int] = []
+
+    def put(v: int, n: int) -> None:
+        bits.extend((v >> i) & 1 for i in range(n))
+
+    def size(v: int) -> None:
+        for sel, n in enumerate((9, 13, 18, 30)):
+            if v - 1 < (1 << n):
+                put(sel, 2)
+                put(v - 1, n)
+                return
+
+    put(0, 1)  # not div8
+    size(h)
+    put(0, 3)  # explicit width
+    size(w)
+    bits += [0] * (-len(bits) % 8)
+    body = bytes(sum(bits[i + j] << j for j in range(8)) for i in range(0, len(bits), 8))
+    return b"\xff\x0a" + body + b"\x00" * 16

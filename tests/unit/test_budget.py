@@ -261,3 +261,19 @@ def test_cpu_slowdown_from_the_environment_or_the_load(monkeypatch):
     monkeypatch.setenv("IMAGEPIPE_CPU_SLOWDOWN", "auto")
     expected = max(1.0, round(os.getloadavg()[0] / (os.cpu_count() or 1), 2))
     assert abs(contention() - expected) < 1.0  # the load average moves between the two reads
+
+
+def test_libvips_encoders_are_never_forked():
+    # libvips' worker threads do not survive a fork: a forked mozjpeg encode never returns
+    r = parse_recipe({"format": "jpeg", "jpeg": {"encoder": "mozjpeg"}})
+    plan = plan_encode("jpeg", r, 4000, 3000, budget=budget_of(10_000), costs=COSTS)
+    assert plan.encoder == "jpeg:mozjpeg" and plan.estimate_ms is None and not plan.stoppable
+    jpegli = plan_encode("jpeg", parse_recipe({"jpeg": {"encoder": "jpegli"}}), 4000, 3000,
+                         budget=budget_of(10_000), costs=COSTS)
+    assert jpegli.stoppable  # unknown cost, forkable
+
+
+def test_a_mozjpeg_encode_under_a_budget_completes():
+    data = photo_bytes(600, 400)
+    result = process(data, {"format": "jpeg", "jpeg": {"encoder": "mozjpeg"}}, budget=budget_of(20_000))
+    assert result.data[:2] == b"\xff\xd8" and result.facts["budget"]["stoppable"] is False

@@ -205,6 +205,10 @@ def test_download_from_job_dict_without_api_key():
     (b"GIF89a...", None, "image/gif"),
     (b"RIFF\x00\x00\x00\x00WEBPVP8 ", None, "image/webp"),
     (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00", None, "image/avif"),
+    (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic", "x.bin", "image/heic"),
+    (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1", None, "image/heif"),
+    (b"\xff\x0a\xfa\x00", "photo", "image/jxl"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl ", None, "image/jxl"),
     (b"unknown", "x.png", "image/png"),
     (b"unknown", None, "application/octet-stream"),
 ])

@@ -15,9 +15,10 @@ ARCH_EXAMPLE = {
     "resize": {"width": 1600, "height": 1600, "fit": "inside", "upscale": False, "filter": "lanczos"},
     "format": "webp",
     "quality": 80,
-    "jpeg": {"progressive": True, "optimize": True, "subsampling": "4:2:0"},
+    "jpeg": {"progressive": True, "optimize": True, "subsampling": "4:2:0", "encoder": "turbo"},
     "webp": {"method": 4, "lossless": False},
-    "avif": {"speed": 6},
+    "avif": {"speed": 6, "subsampling": "4:2:0"},
+    "jxl": {"effort": 7, "lossless": False},
     "png": {"compress_level": 6, "palette": False, "colors": 256},
     "metadata": "strip",
     "color": "srgb",
@@ -28,6 +29,7 @@ ARCH_EXAMPLE = {
     "animation": {"keep": False, "max_frames": 100},
     "target": None,
     "max_bytes": None,
+    "candidates": None,
 }
 
 
@@ -73,10 +75,38 @@ def test_hash_is_stable_16_hex_and_canonical() -> None:
     # the documented formula, computed independently
     import hashlib
 
-    canon = json.dumps(a.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    doc = a.model_dump(mode="json")
+    # fields added after the first release stay out of the hash at their default
+    del doc["jpeg"]["encoder"], doc["avif"]["subsampling"], doc["jxl"], doc["candidates"]
+    canon = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert a.recipe_hash() == hashlib.sha256(canon.encode()).hexdigest()[:16]
     # pinned: the hash names stored outputs, so it must not change across releases by accident
     assert Recipe().recipe_hash() == "a41af2c27dc11db7"
+
+
+def test_later_fields_change_the_hash_only_when_set() -> None:
+    base = parse_recipe({"format": "best", "quality": 80})
+    same = parse_recipe({"format": "best", "quality": 80, "jpeg": {"encoder": "turbo"},
+                         "jxl": {"effort": 7}, "avif": {"subsampling": "4:2:0"}, "candidates": None})
+    assert base.recipe_hash() == same.recipe_hash()
+    hashes = {base.recipe_hash()}
+    for extra in ({"jpeg": {"encoder": "mozjpeg"}}, {"jpeg": {"encoder": "jpegli"}}, {"jxl": {"effort": 3}},
+                  {"jxl": {"lossless": True}}, {"avif": {"subsampling": "4:4:4"}},
+                  {"candidates": ["jpeg", "jxl"]}):
+        hashes.add(parse_recipe({"format": "best", "quality": 80, **extra}).recipe_hash())
+    assert len(hashes) == 7
+
+
+def test_encoder_jxl_and_candidates_validation() -> None:
+    assert bad_fields({"jpeg": {"encoder": "libjpeg"}}) == ["jpeg.encoder"]
+    assert bad_fields({"jxl": {"effort": 10}}) == ["jxl.effort"]
+    assert bad_fields({"avif": {"subsampling": "4:2:2"}}) == ["avif.subsampling"]
+    assert bad_fields({"format": "jpeg", "candidates": ["jpeg"]}) == ["candidates"]
+    assert bad_fields({"format": "best", "candidates": ["jpeg", "jpeg"]}) == ["candidates"]
+    assert bad_fields({"format": "best", "candidates": []}) == ["candidates"]
+    assert "candidates" in bad_fields({"format": "best", "candidates": ["bmp"]})[0]
+    r = parse_recipe({"format": "jxl", "jxl": {"effort": 3, "lossless": True}})
+    assert (r.format, r.jxl.effort, r.jxl.lossless) == ("jxl", 3, True)
 
 
 def test_background_case_is_normalised_for_the_hash() -> None:

@@ -142,3 +142,49 @@ def test_sweep_is_limited_by_the_side_limits_of_its_own_formats_only() -> None:
     assert [(p["format"], p["width"], p["height"]) for p in r["points"]] == [("jpeg", 17000, 8)]
     with pytest.raises(InvalidRecipe, match="webp supports at most 16383 px"):
         sweep(wide, {"formats": ["webp"], "qualities": [80]})
+
+
+# --- the encoder axis -------------------------------------------------------------------------------
+
+
+def test_encoder_axis_points_match_independent_jobs() -> None:
+    src = g.photo_bytes(160, 100, "png", seed=11)
+    grid = {"formats": ["jpeg", "jpeg:mozjpeg", "jpeg:jpegli", "jxl"], "qualities": [50, 80]}
+    res = sweep(src, grid)
+    pts = {p["label"]: p for p in res["points"]}
+    assert set(pts) == {"jpeg-q50", "jpeg-q80", "jpeg-mozjpeg-q50", "jpeg-mozjpeg-q80",
+                        "jpeg-jpegli-q50", "jpeg-jpegli-q80", "jxl-q50", "jxl-q80"}
+    assert {p["encoder"] for p in res["points"]} == {"jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "jxl"}
+    for label, enc, fmt in (("jpeg-mozjpeg-q80", "mozjpeg", "jpeg"), ("jpeg-jpegli-q50", "jpegli", "jpeg"),
+                            ("jxl-q80", None, "jxl"), ("jpeg-q50", "turbo", "jpeg")):
+        p = pts[label]
+        recipe = {"format": fmt, "quality": p["quality"], **({"jpeg": {"encoder": enc}} if enc else {})}
+        assert p["bytes"] == len(process(src, recipe).data)
+    assert pts["jpeg-mozjpeg-q80"]["bytes"] < pts["jpeg-q80"]["bytes"]
+
+
+def test_encoder_axis_grid_rules() -> None:
+    with pytest.raises(InvalidRecipe) as ei:
+        parse_grid({"formats": ["jpeg", "jpeg:turbo"], "qualities": [50]})
+    assert ei.value.details[0]["field"] == "grid.formats"
+    with pytest.raises(InvalidRecipe) as ei:
+        parse_grid({"formats": ["jpeg:jpegli"], "qualities": [50],
+                    "option": {"name": "jpeg.subsampling", "values": ["4:4:4"]}})
+    assert ei.value.details[0]["field"] == "grid.option.name"
+    with pytest.raises(InvalidRecipe) as ei:
+        parse_grid({"formats": ["jpeg:mozjpeg"], "qualities": [50],
+                    "option": {"name": "jpeg.subsampling", "values": ["4:2:2"]}})
+    assert ei.value.details[0]["field"] == "grid.option.values"
+    g2 = parse_grid({"formats": ["jpeg:mozjpeg", "jpeg:jpegli", "jxl"], "qualities": [50, 70],
+                     "option": {"name": "jpeg.subsampling", "values": ["4:4:4", "4:2:0"]}})
+    cells = g2.cells()
+    assert [c.label() for c in cells if c.encoder == "jpegli"] == ["jpeg-jpegli-q50", "jpeg-jpegli-q70"]
+    assert len([c for c in cells if c.encoder == "mozjpeg"]) == 4
+    parts = plan_parts(g2)
+    assert sorted(c.label() for part in parts for c in part) == sorted(c.label() for c in cells)
+    assert all(len({c.encoder_name for c in part}) == 1 for part in parts)
+    for c in cells:
+        assert Cell.from_dict(c.to_dict()) == c
+    g3 = parse_grid({"formats": ["jxl"], "qualities": [60],
+                     "option": {"name": "jxl.effort", "values": [1, 7]}})
+    assert [c.options() for c in g3.cells()] == [{"jxl": {"effort": 1}}, {"jxl": {"effort": 7}}]

@@ -4,10 +4,15 @@
   is better for both): the lowest quality meeting the target (binary search over 1–100, assuming
   the score grows with quality), then ``max_bytes`` is checked;
 - quality "auto" with only ``max_bytes``: the highest quality whose output fits;
-- format "best": every candidate format (JPEG/WebP/AVIF, or PNG/WebP/AVIF when the image has
-  alpha, GIF/WebP for kept animations) goes through the above (or is encoded at the fixed
-  quality); with an SSIM target (or a fixed quality) the smallest output that meets the
-  constraints wins, with only ``max_bytes`` the highest-SSIM output under the size wins.
+- format "best": every candidate (the recipe's ``candidates``, else JPEG/WebP/AVIF, PNG/WebP/AVIF
+  when the image has alpha, GIF/WebP for kept animations; a candidate is a format or a JPEG
+  encoder such as ``jpeg:mozjpeg``, and ``jpeg`` means the recipe's ``jpeg.encoder``) goes
+  through the above (or is encoded at the fixed quality); with a target (or a fixed quality)
+  the smallest output that meets the constraints wins, with only ``max_bytes`` the
+  highest-SSIM output under the size wins.
+- chroma: when no candidate reaches a score target with 4:2:0 chroma, the candidates that can
+  encode 4:4:4 (JPEG through turbo or mozjpeg, AVIF) are searched again at 4:4:4 before
+  ``TargetUnreachable`` (SSIMULACRA2, unlike luma SSIM, sees what 4:2:0 loses).
 
 Every probe is measured against one :class:`imagepipe.core.metrics.Reference` of the prepared
 image (its reference side is computed once per search, not once per probe).
@@ -24,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
-from imagepipe.core.encode import MAX_SIDE
+from imagepipe.core.encode import ANIMATABLE, MAX_SIDE, split_encoder
 from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
 from imagepipe.core.transform import has_alpha
@@ -37,24 +42,53 @@ from imagepipe.errors import (
     TargetUnreachable,
 )
 
-LOSSY = ("jpeg", "webp", "avif")
+LOSSY = ("jpeg", "webp", "avif", "jxl")
+#: the default ``best`` candidates (JPEG XL is opt-in through ``candidates``)
+DEFAULT_CANDIDATES: tuple[str, ...] = ("jpeg", "webp", "avif")
 
 
 def candidates(prepared: Prepared) -> list[str]:
-    """Formats ``best`` chooses from for this image: those whose side limit holds it (when none
-    does, the first one, whose encode then explains the limit as an ``InvalidRecipe``)."""
-    if prepared.frames is not None:
-        fmts = ["gif", "webp"]
+    """What ``best`` chooses from for this image: the recipe's ``candidates`` (those that can hold
+    a kept animation, when it is one) or the defaults, less those whose side limit is too short
+    (when none fits, the first one, whose encode then explains the limit as an ``InvalidRecipe``)."""
+    r = prepared.recipe
+    if r.candidates is not None:
+        names = list(r.candidates)
+        if prepared.frames is not None:
+            names = [n for n in names if n in ANIMATABLE]
+            if not names:
+                msg = f"none of the candidates {list(r.candidates)} can hold an animation (animation.keep)"
+                raise InvalidRecipe(msg, details=[{"field": "candidates", "message": msg}])
+    elif prepared.frames is not None:
+        names = ["gif", "webp"]
     elif has_alpha(prepared.image):
-        fmts = ["png", "webp", "avif"]
+        names = ["png", "webp", "avif"]
     else:
-        fmts = ["jpeg", "webp", "avif"]
+        names = list(DEFAULT_CANDIDATES)
     side = max(prepared.image.size)
-    return [f for f in fmts if side <= MAX_SIDE[f]] or fmts[:1]
+    return [n for n in names if side <= MAX_SIDE[n.partition(":")[0]]] or names[:1]
+
+
+def resolve(prepared: Prepared, name: str) -> tuple[str, dict[str, Any] | None, str]:
+    """A candidate name -> (format, ``encode_variant`` options, encoder name)."""
+    if name == "jpeg":
+        name = f"jpeg:{prepared.recipe.jpeg.encoder}"
+    fmt, options = split_encoder(name)
+    return fmt, options, name
 
 
 def _is_lossless(prepared: Prepared, fmt: str) -> bool:
-    return fmt not in LOSSY or (fmt == "webp" and prepared.recipe.webp.lossless)
+    r = prepared.recipe
+    return fmt not in LOSSY or (fmt == "webp" and r.webp.lossless) or (fmt == "jxl" and r.jxl.lossless)
+
+
+def _can_444(prepared: Prepared, name: str) -> bool:
+    """Whether a second search at 4:4:4 chroma can differ from the 4:2:0 one for this candidate."""
+    fmt, _options, enc = resolve(prepared, name)
+    r = prepared.recipe
+    if fmt == "jpeg":
+        return enc != "jpeg:jpegli" and r.jpeg.subsampling != "4:4:4" and prepared.image.mode != "L"
+    return fmt == "avif" and r.avif.subsampling != "4:4:4" and prepared.image.mode != "L"
 
 
 class _Search:
@@ -72,28 +106,38 @@ class _Search:
 
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
+        self.chroma: str | None = None  # "4:4:4" during the second pass
         mp = prepared.image.width * prepared.image.height / 1e6
         #: measuring one probe, for the budget: SSIM + PSNR, and SSIMULACRA2 (≈ 0.2 s/MP) when asked
         self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
 
-    def _encode(self, fmt: str, q: int) -> tuple[bytes, dict[str, Any]]:
+    def _encode(self, fmt: str, q: int, options: dict[str, Any] | None,
+                name: str) -> tuple[bytes, dict[str, Any]]:
         """One probe's encode; under a budget, planned (``OverBudget`` when it cannot fit)."""
         if self.budget is None:
-            return encode_variant(self.prepared, fmt, q)
-        data, facts, plan = encode_within(self.prepared, self.budget, fmt, q, extra_ms=self.probe_extra_ms)
+            return encode_variant(self.prepared, fmt, q, options)
+        data, facts, plan = encode_within(self.prepared, self.budget, fmt, q, options,
+                                          extra_ms=self.probe_extra_ms)
         if plan.adapted is not None:
-            self.adapted[fmt] = plan.adapted
+            self.adapted[name] = plan.adapted
         return data, facts
 
-    def attempt(self, fmt: str, q: int) -> Any:
+    def attempt(self, name: str, q: int) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap."""
+        fmt, options, enc = resolve(self.prepared, name)
+        if self.chroma is not None:
+            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": self.chroma}}
         try:
-            data, facts = self._encode(fmt, q)
+            data, facts = self._encode(fmt, q, options, name)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
         except OutputTooLarge:
             res = None
         entry: dict[str, Any] = {"format": fmt, "quality": q, "bytes": len(res[0]) if res else None,
                                  "ssim": res[2].get("ssim") if res else None}
+        if enc != fmt:
+            entry["encoder"] = enc
+        if self.chroma is not None:
+            entry["subsampling"] = self.chroma
         if self.metric != "ssim":
             entry[self.metric] = res[2].get(self.metric) if res else None
         self.tried.append(entry)
@@ -111,20 +155,21 @@ class _Search:
         return score is not None and score >= self.min_score
 
 
-def _search(s: _Search, fmt: str) -> Any:
+def _search(s: _Search, name: str) -> Any:
     prepared, r = s.prepared, s.prepared.recipe
+    fmt = resolve(prepared, name)[0]
     if r.quality != "auto":
-        res = s.attempt(fmt, int(r.quality))
+        res = s.attempt(name, int(r.quality))
         return res if s.meets(res) else None
     if _is_lossless(prepared, fmt):
-        res = s.attempt(fmt, 100)
+        res = s.attempt(name, 100)
         return res if s.meets(res) else None
     lo, hi = 1, 100
     best = None
     if s.min_score is not None:  # lowest quality whose score reaches the target
         while lo <= hi:
             mid = (lo + hi) // 2
-            res = s.attempt(fmt, mid)
+            res = s.attempt(name, mid)
             score = res[2].get(s.metric) if res is not None else None
             if score is not None and score >= s.min_score:
                 best, hi = res, mid - 1
@@ -133,7 +178,7 @@ def _search(s: _Search, fmt: str) -> Any:
         return best if s.meets(best) else None
     while lo <= hi:  # only max_bytes: highest quality that fits
         mid = (lo + hi) // 2
-        res = s.attempt(fmt, mid)
+        res = s.attempt(name, mid)
         if s.meets(res, with_target=False):
             best, lo = res, mid + 1
         else:
@@ -155,16 +200,26 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
             details=[{"field": "target.metric", "message": "ssimulacra2 is undefined below 8x8 pixels"}])
     s = _Search(prepared, budget)
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
-    winners = []
     skipped: dict[str, OverBudget] = {}
-    for fmt in fmts:
-        try:
-            res = _search(s, fmt)
-        except OverBudget as exc:  # only under a budget: this candidate cannot fit the invocation
-            skipped[fmt] = exc
-            continue
-        if res is not None:
-            winners.append(list(res))
+
+    def search_all(names: list[str]) -> list[list[Any]]:
+        found = []
+        for name in names:
+            try:
+                res = _search(s, name)
+            except OverBudget as exc:  # only under a budget: this candidate cannot fit the invocation
+                skipped[name] = exc
+                continue
+            if res is not None:
+                found.append([*res, name])
+        return found
+
+    winners = search_all(fmts)
+    second = [n for n in fmts if _can_444(prepared, n) and n not in skipped] \
+        if r.target is not None and not winners else []
+    if second:  # 4:2:0 chroma cannot reach the score: try 4:4:4 where the encoder has it
+        s.chroma = "4:4:4"
+        winners = search_all(second)
     if not winners:
         if skipped and len(skipped) == len(fmts):
             if len(skipped) == 1:
@@ -175,21 +230,24 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
             raise cls(f"no candidate format fits this invocation: {reasons}",
                       details={"skipped": {f: e.details for f, e in skipped.items()}})
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
+        also = f" (4:4:4 chroma tried too for {'/'.join(second)})" if second else ""
         details: dict[str, Any] = {"goal": goal, "tried": s.tried}
         if skipped:
             details["skipped"] = {f: e.message for f, e in skipped.items()}
-        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}", details=details)
+        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}{also}", details=details)
     if r.quality == "auto" and r.target is None and len(winners) > 1:
         # only a size cap: the best-looking output under it wins (ties: the smaller)
-        data, facts, metrics = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
+        data, facts, metrics, chosen_name = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
     else:
-        data, facts, metrics = min(winners, key=lambda w: len(w[0]))
+        data, facts, metrics, chosen_name = min(winners, key=lambda w: len(w[0]))
     per_format: dict[str, dict[str, Any]] = {}
     for w in winners:
         row = {"quality": w[1]["quality"], "bytes": len(w[0]), "ssim": (w[2] or {}).get("ssim")}
         if s.metric != "ssim":
             row[s.metric] = (w[2] or {}).get(s.metric)
-        per_format[w[1]["format"]] = row
+        if s.chroma is not None:
+            row["subsampling"] = s.chroma
+        per_format[w[3]] = row
     for fmt in fmts:
         empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
         if fmt in skipped:
@@ -197,16 +255,22 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
         if s.metric != "ssim":
             empty[s.metric] = None
         per_format.setdefault(fmt, empty)
-        if fmt in s.adapted:
-            per_format[fmt]["adapted"] = s.adapted[fmt]
-    search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": {
-        "format": facts["format"], "quality": facts["quality"]}, "per_format": per_format, "trace": s.tried}
+    for name, adapted in s.adapted.items():  # keyed by candidate name, like per_format
+        if name in per_format:
+            per_format[name]["adapted"] = adapted
+    chosen = {"format": facts["format"], "quality": facts["quality"], "encoder": facts["encoder"]}
+    if s.chroma is not None:
+        chosen["subsampling"] = s.chroma
+    search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": chosen,
+                              "per_format": per_format, "trace": s.tried}
+    if second:
+        search["chroma_444_tried"] = second
     if s.min_score is not None:
         search["metric"] = s.metric
     if metrics is not None:
         search["metrics"] = metrics
     if budget is not None:
-        chosen_adapted = s.adapted.get(facts["format"])
+        chosen_adapted = s.adapted.get(chosen_name)
         search["budget"] = {"left_ms": round(budget.left_ms(), 1), "skipped": sorted(skipped),
                             **({"adapted": chosen_adapted} if chosen_adapted else {})}
     return data, facts, search

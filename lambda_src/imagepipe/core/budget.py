@@ -91,6 +91,9 @@ MEMORY_SAFETY = 1.2
 SAFETY = 1.5
 #: encodes estimated above this run in a child process that can be killed at the deadline
 STOPPABLE_FROM_MS = 1000.0
+#: encoders that must run in-thread: they call libvips, whose worker threads do not survive a
+#: fork (measured: a forked mozjpeg encode never returns). They are fast, so they are not stopped.
+IN_THREAD_ONLY: frozenset[str] = frozenset({"jpeg:mozjpeg"})
 #: metrics after the encode (SSIM + PSNR + decoding the output), per output megapixel
 METRICS_MS_PER_MP = 60.0
 
@@ -366,10 +369,11 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
         return EncodePlan(fmt, encoder, setting, est, None)
     check_memory(fmt, encoder, width, height, frames, budget)  # no setting changes the memory it needs
     left = budget.left_ms()
+    forkable = encoder not in IN_THREAD_ONLY
     if est is None:  # unknown cost: run it where the deadline can stop it
-        return EncodePlan(fmt, encoder, setting, None, left, stoppable=True)
+        return EncodePlan(fmt, encoder, setting, None, left, stoppable=forkable)
     if _fits(est, extra_ms, left):
-        return EncodePlan(fmt, encoder, setting, est, left, stoppable=est >= STOPPABLE_FROM_MS)
+        return EncodePlan(fmt, encoder, setting, est, left, stoppable=forkable and est >= STOPPABLE_FROM_MS)
     eff = EFFORT.get(encoder)
     tried: list[dict[str, Any]] = [{"setting": setting, "estimate_ms": round(est, 1)}]
     if adapt and eff is not None and setting is not None:
@@ -389,7 +393,7 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
                               f"(with margin) for {width}x{height}; {_fmt_s(left)} were left",
                 }
                 return EncodePlan(fmt, encoder, s, e, left, options={section: {name: s}}, adapted=adapted,
-                                  stoppable=e >= STOPPABLE_FROM_MS)
+                                  stoppable=forkable and e >= STOPPABLE_FROM_MS)
     adv = advice(fmt, encoder, width, height, frames, left / slow, costs)
     best = min(t["estimate_ms"] for t in tried)
     setting_txt = "" if len(tried) == 1 else " even at its fastest setting"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from imagepipe.core import plugins
 from imagepipe.core.limits import Limits
 from imagepipe.errors import (
     CorruptImage,
@@ -40,8 +41,11 @@ ALLOWED_FORMATS: dict[str, str] = {
     "GIF": "gif",
     "AVIF": "avif",
     "TIFF": "tiff",
+    "JXL": "jxl",  # pillow-jxl-plugin (core/plugins.py)
+    "HEIF": "heif",  # pillow-heif, HEIC and HEIF (core/plugins.py); input only
 }
-_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", "AVIF", "TIFF"]
+# AVIF before HEIF: an AVIF is Pillow's own plugin's, even when its brands also say mif1
+_OPEN_FORMATS = ["JPEG", "PNG", "WEBP", "GIF", "AVIF", "TIFF", "JXL", "HEIF"]
 
 #: magic-number sniffing, only to tell "damaged file of an allowed format" (corrupt_image)
 #: from "not an allowed format" (unsupported_format) when Pillow cannot identify the bytes.
@@ -55,6 +59,10 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (4, b"ftypavis", "avif"),
     (0, b"II*\x00", "tiff"),
     (0, b"MM\x00*", "tiff"),
+    (0, plugins.JXL_CODESTREAM, "jxl"),
+    (0, plugins.JXL_CONTAINER, "jxl"),
+    *((4, b"ftyp" + brand, "heif") for brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis",
+                                                   b"mif1", b"msf1")),
 )
 
 # Exceptions Pillow's decoders raise on damaged data.
@@ -112,7 +120,7 @@ class Opened:
     """An opened, header-checked image whose pixels are not decoded yet."""
 
     image: Image.Image
-    format: str  # ours: jpeg|png|webp|gif|avif|tiff
+    format: str  # ours: jpeg|png|webp|gif|avif|tiff|jxl|heif
     width: int
     height: int
     mode: str
@@ -152,6 +160,13 @@ def open_image(data: bytes, limits: Limits) -> Opened:
         raise TooLarge(f"input is {n:,} bytes, above the cap of {limits.max_bytes:,}",
                        details={"bytes": n, "max_bytes": limits.max_bytes})
     claimed = sniff_format(data)
+    if claimed == "jxl":  # the JXL plugin decodes every pixel inside Image.open: check the header first
+        try:
+            jw, jh = plugins.jxl_size(data)
+        except ValueError as exc:
+            raise CorruptImage(f"the jxl header is damaged or incomplete: {exc}") from None
+        if jw * jh > limits.max_pixels:
+            raise _too_many_pixels(jw, jh, limits)
     try:
         with _bomb_is_error(limits):
             im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
@@ -161,7 +176,8 @@ def open_image(data: bytes, limits: Limits) -> Opened:
         if claimed is not None:
             raise CorruptImage(f"the {claimed} header is damaged or incomplete") from None
         raise UnsupportedFormat(
-            "not an accepted image format (accepted: JPEG, PNG, WebP, GIF, AVIF, TIFF)") from None
+            "not an accepted image format (accepted: JPEG, PNG, WebP, GIF, AVIF, TIFF, JPEG XL, HEIC/HEIF)"
+        ) from None
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot read the {claimed or 'image'} header: {exc}") from None
     fmt = ALLOWED_FORMATS.get(im.format or "")

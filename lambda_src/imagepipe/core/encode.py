@@ -10,20 +10,43 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
+from PIL import Image, features
 
+from imagepipe.core import jpegenc, plugins
 from imagepipe.core.recipe import Recipe
-from imagepipe.core.transform import gray_of, has_alpha, i16_to_l
+from imagepipe.core.transform import SRGB_ICC, gray_of, has_alpha, i16_to_l
 from imagepipe.errors import InvalidRecipe, OutputTooLarge
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif",
-                 "gif": "image/gif"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif"}
+                 "gif": "image/gif", "jxl": "image/jxl"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif", "gif": "gif", "jxl": "jxl"}
 ANIMATABLE = ("gif", "webp", "png", "avif")
-_PIL = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
+_PIL = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF", "jxl": "JXL"}
 
 #: largest side each encoder (and its decoders) supports
-MAX_SIDE = {"jpeg": 65500, "webp": 16383, "avif": 32768, "gif": 65535, "png": 2**31 - 1}
+MAX_SIDE = {"jpeg": 65500, "webp": 16383, "avif": 32768, "gif": 65535, "png": 2**31 - 1, "jxl": 2**30}
+
+#: every encoder by the name facts, sweeps, studies and the cost table (core/budget.py) use
+ENCODERS: tuple[str, ...] = ("jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl", "png", "gif")
+
+
+def encoder_name(fmt: str, recipe: Recipe) -> str:
+    """The encoder that writes ``fmt`` under ``recipe``: ``jpeg:<jpeg.encoder>`` or the format."""
+    return f"jpeg:{recipe.jpeg.encoder}" if fmt == "jpeg" else fmt
+
+
+def split_encoder(name: str) -> tuple[str, dict[str, dict[str, str]] | None]:
+    """``"jpeg:mozjpeg"`` -> ``("jpeg", {"jpeg": {"encoder": "mozjpeg"}})``; a format -> (it, None)."""
+    fmt, _, enc = name.partition(":")
+    return fmt, ({fmt: {"encoder": enc}} if enc else None)
+
+
+def codec_versions() -> dict[str, str | None]:
+    """The codec and library versions behind every encoder (recorded with study exports)."""
+    pillow = {f"pillow_{k}": features.version(k) for k in ("jpg", "webp", "avif", "zlib")}
+    return {"pillow": Image.__version__, **pillow, **jpegenc.versions(),
+            "pillow_jxl_plugin": jpegenc.dist_version("pillow-jxl-plugin"),
+            "pillow_heif": plugins.pillow_heif.__version__}
 
 #: EXIF tags kept by ``metadata: keep_copyright_icc``
 COPYRIGHT_TAGS = (0x013B, 0x8298)  # Artist, Copyright
@@ -51,8 +74,8 @@ class Frames:
 
 def resolve_format(fmt: str, input_format: str) -> str:
     """``original`` -> the input's format (TIFF input -> PNG); concrete formats unchanged."""
-    if fmt == "original":
-        return {"tiff": "png"}.get(input_format, input_format)
+    if fmt == "original":  # HEIC/HEIF is read, never written: an iPhone photo becomes a JPEG
+        return {"tiff": "png", "heif": "jpeg"}.get(input_format, input_format)
     return fmt
 
 
@@ -124,7 +147,9 @@ def _for_webp_avif(im: Image.Image, fmt: str) -> Image.Image:
     im = _to_8bit(im)
     if im.mode in ("RGB", "RGBA"):
         return im
-    if fmt == "avif" and im.mode == "L":
+    if fmt in ("avif", "jxl") and im.mode == "L":
+        return im
+    if fmt == "jxl" and im.mode == "LA":
         return im
     if has_alpha(im):  # LA, PA, P with a transparent index (RGBA returned above)
         return im.convert("RGBA")
@@ -138,7 +163,7 @@ def prepare_for(im: Image.Image, fmt: str, recipe: Recipe) -> Image.Image:
         return _for_jpeg(im, bg)
     if fmt == "png":
         return _for_png(im, recipe)
-    if fmt in ("webp", "avif"):
+    if fmt in ("webp", "avif", "jxl"):
         return _for_webp_avif(im, fmt)
     if fmt == "gif":
         return _for_gif(im)
@@ -167,10 +192,19 @@ def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict
     elif fmt == "webp":
         opts = {"quality": quality, "method": recipe.webp.method, "lossless": recipe.webp.lossless}
     elif fmt == "avif":
-        opts = {"quality": quality, "speed": recipe.avif.speed}
+        opts = {"quality": quality, "speed": recipe.avif.speed, "subsampling": recipe.avif.subsampling}
+    elif fmt == "jxl":
+        opts = {"quality": quality, "effort": recipe.jxl.effort, "lossless": recipe.jxl.lossless,
+                "use_container": bool(meta.exif)}
     elif fmt == "gif":
         opts = {"optimize": False}
-    if fmt != "gif":
+    if fmt == "jxl":  # the plugin writes EXIF but no ICC profile (JPEG XL's default space is sRGB)
+        if meta.exif:
+            opts["exif"] = meta.exif
+        if meta.icc and meta.icc != SRGB_ICC:
+            msg = "jxl output cannot embed this ICC profile; use color: srgb"
+            raise InvalidRecipe(msg, details=[{"field": "color", "message": msg}])
+    elif fmt != "gif":
         if meta.exif:
             opts["exif"] = meta.exif
         if meta.icc:
@@ -198,6 +232,11 @@ def encode_image(im: Image.Image, fmt: str, quality: int, recipe: Recipe,
                  meta: Metadata) -> tuple[bytes, str]:
     """Encode one still image. Returns (bytes, mode actually written)."""
     out = clean_info(prepare_for(im, fmt, recipe))
+    if fmt == "jpeg" and recipe.jpeg.encoder != "turbo":
+        enc = jpegenc.encode_mozjpeg if recipe.jpeg.encoder == "mozjpeg" else jpegenc.encode_jpegli
+        out = out if out.mode in ("RGB", "L") else out.convert("RGB")
+        data = jpegenc.insert_metadata(enc(out, quality, recipe.jpeg), meta.exif, meta.icc)
+        return data, "RGB" if recipe.jpeg.encoder == "jpegli" else out.mode
     buf = io.BytesIO()
     out.save(buf, _PIL[fmt], **save_options(fmt, quality, recipe, meta))
     return buf.getvalue(), out.mode

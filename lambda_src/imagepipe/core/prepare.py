@@ -34,6 +34,7 @@ from imagepipe.core.encode import (
     check_output,
     encode_frames,
     encode_image,
+    encoder_name,
     resolve_format,
 )
 from imagepipe.core.limits import Limits
@@ -292,7 +293,7 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
     t0 = time.perf_counter()
     recipe = prepared.recipe
     if options:
-        allowed = {"jpeg", "webp", "avif", "png", "background"}
+        allowed = {"jpeg", "webp", "avif", "jxl", "png", "background"}
         unknown = set(options) - allowed
         if unknown:
             raise InvalidRecipe(f"unknown encode options: {sorted(unknown)}",
@@ -327,14 +328,14 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
     facts = {
         "format": fmt, "width": w, "height": h, "mode": mode, "bytes": len(data), "frames": n_frames,
         "content_type": CONTENT_TYPES[fmt], "extension": EXTENSIONS[fmt], "quality": q,
-        "encode_ms": _ms(t0),
+        "encoder": encoder_name(fmt, recipe), "encode_ms": _ms(t0),
     }
     return data, facts
 
 
 def decode_output(data: bytes) -> Image.Image:
     """Decode our own encoded output (first frame) for measuring."""
-    im = Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP", "AVIF", "GIF"])
+    im = Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP", "AVIF", "GIF", "JXL"])
     im.load()
     return im
 

@@ -19,9 +19,13 @@ from imagepipe.errors import InvalidRecipe
 
 Fit = Literal["contain", "cover", "fill", "inside"]
 Filter = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
-Format = Literal["jpeg", "png", "webp", "avif", "gif", "original", "best"]
+Format = Literal["jpeg", "png", "webp", "avif", "gif", "jxl", "original", "best"]
 #: formats an encoder exists for (``original`` and ``best`` resolve to one of these)
-CONCRETE_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "avif", "gif")
+CONCRETE_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp", "avif", "gif", "jxl")
+JpegEncoder = Literal["turbo", "mozjpeg", "jpegli"]
+#: what ``format: best`` may choose from: a format, or a JPEG encoder by name (``jpeg`` alone
+#: means the recipe's ``jpeg.encoder``)
+Candidate = Literal["jpeg", "jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl", "png", "gif"]
 Position = Literal["top-left", "top", "top-right", "left", "center", "right",
                    "bottom-left", "bottom", "bottom-right", "tiled"]
 
@@ -54,6 +58,9 @@ class JpegOptions(_Model):
     progressive: bool = True
     optimize: bool = True
     subsampling: Literal["4:4:4", "4:2:2", "4:2:0"] = "4:2:0"
+    #: ``turbo`` = Pillow's libjpeg-turbo; ``mozjpeg`` = libvips jpegsave with trellis
+    #: quantisation, optimized scans, quant table 3, overshoot deringing; ``jpegli`` = pyjpegli
+    encoder: JpegEncoder = "turbo"
 
 
 class WebpOptions(_Model):
@@ -63,6 +70,14 @@ class WebpOptions(_Model):
 
 class AvifOptions(_Model):
     speed: Annotated[int, Field(ge=0, le=10)] = 6
+    subsampling: Literal["4:4:4", "4:2:0"] = "4:2:0"
+
+
+class JxlOptions(_Model):
+    """JPEG XL (libjxl through pillow-jxl-plugin): effort 1 (fast) – 9 (small); lossless ignores quality."""
+
+    effort: Annotated[int, Field(ge=1, le=9)] = 7
+    lossless: bool = False
 
 
 class PngOptions(_Model):
@@ -121,6 +136,7 @@ class Recipe(_Model):
     jpeg: JpegOptions = JpegOptions()
     webp: WebpOptions = WebpOptions()
     avif: AvifOptions = AvifOptions()
+    jxl: JxlOptions = JxlOptions()
     png: PngOptions = PngOptions()
     metadata: Literal["strip", "keep", "keep_copyright_icc"] = "strip"
     color: Literal["srgb", "keep"] = "srgb"
@@ -130,6 +146,8 @@ class Recipe(_Model):
     animation: Animation = Animation()
     target: Target | None = None
     max_bytes: Annotated[int, Field(ge=100)] | None = None
+    #: ``format: best`` only: what it chooses from (default: jpeg, webp, avif; see core/auto.py)
+    candidates: Annotated[list[Candidate], Field(min_length=1, max_length=9)] | None = None
 
     @field_validator("background")
     @classmethod
@@ -155,12 +173,28 @@ class Recipe(_Model):
             raise ValueError('quality|quality "auto" needs a target or max_bytes')
         if self.target is not None and self.quality != "auto":
             raise ValueError('target|target needs quality "auto"')
+        if self.candidates is not None:
+            if self.format != "best":
+                raise ValueError('candidates|candidates needs format "best"')
+            if len(set(self.candidates)) != len(self.candidates):
+                raise ValueError("candidates|duplicate candidate")
         return self
 
     def canonical_json(self) -> str:
-        """The canonical JSON (sorted keys, no spaces) the hash is computed over."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False)
+        """The canonical JSON (sorted keys, no spaces) the hash is computed over.
+
+        Fields added after the first release are left out while they hold their default, so a
+        recipe that does not use them keeps the hash (and so the job ids and output keys) it had.
+        """
+        doc = self.model_dump(mode="json")
+        for path, default in _LATER_DEFAULTS:
+            *parents, leaf = path
+            node = doc
+            for k in parents:
+                node = node[k]
+            if node.get(leaf) == default:
+                del node[leaf]
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def recipe_hash(self) -> str:
         """First 16 hex chars of sha256 over ``canonical_json()``: equal recipes, equal hash."""
@@ -172,6 +206,15 @@ class Recipe(_Model):
         if len(h) == 3:
             h = "".join(c * 2 for c in h)
         return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+#: fields added after the first release, with the default at which they stay out of the hash
+_LATER_DEFAULTS: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("jpeg", "encoder"), "turbo"),
+    (("avif", "subsampling"), "4:2:0"),
+    (("jxl",), JxlOptions().model_dump(mode="json")),
+    (("candidates",), None),
+)
 
 
 def _field_and_message(err: dict[str, Any]) -> tuple[str, str]:

@@ -3,8 +3,11 @@
 The image is decoded and transformed (resized) ONCE with :func:`imagepipe.core.prepare`; every
 grid cell is then one ``encode_variant`` + one ``measure`` on that prepared image. A grid is
 
-    {"formats": ["jpeg", "webp", "avif"], "qualities": [40, 60, 80],
-     "option": {"name": "webp.method", "values": [2, 4, 6]}}      # option optional
+    {"formats": ["jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl"],
+     "qualities": [40, 60, 80], "option": {"name": "webp.method", "values": [2, 4, 6]}}   # option optional
+
+``formats`` is the encoder axis: a format, or for JPEG an encoder (``jpeg`` alone = ``jpeg:turbo``,
+Pillow's libjpeg-turbo, as before encoders were an axis).
 
 The option varies one codec setting; it only applies to its own format (``webp.method`` to
 WebP), every other format gets one point per quality. Lossless PNG ignores quality: one point.
@@ -30,15 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
+from imagepipe.core.encode import split_encoder
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference
 from imagepipe.core.prepare import Prepared, encode_variant, measure, prepare, reference
 from imagepipe.errors import InvalidRecipe, OverBudget
 
-#: formats a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
-SWEEP_FORMATS: tuple[str, ...] = ("jpeg", "webp", "avif", "png")
+#: encoders a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
+SWEEP_FORMATS: tuple[str, ...] = ("jpeg", "jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl",
+                                  "png")
 LOSSLESS_FORMATS: frozenset[str] = frozenset({"png"})
-MAX_FORMATS = 6
+MAX_FORMATS = 8
 MAX_QUALITIES = 20
 MAX_OPTION_VALUES = 4
 MAX_CELLS = 160
@@ -46,10 +51,13 @@ MAX_CELLS = 160
 #: is 10–50× slower to encode than JPEG (≈ 2–12 s a cell for a 4 MP image on a loaded 2-core
 #: machine), so its parts are small; every part decodes + resizes once.
 MAX_PART_CELLS = 20
-PART_CELLS = {"jpeg": 20, "webp": 10, "avif": 3, "png": 1}
+#: mozjpeg (trellis) encodes ≈ 5× slower than turbo, JPEG XL (effort 7) ≈ 15×.
+PART_CELLS = {"jpeg": 20, "jpeg:turbo": 20, "jpeg:mozjpeg": 10, "jpeg:jpegli": 20, "webp": 10, "avif": 3,
+              "jxl": 5, "png": 1}
 #: smaller parts when the grid asks for SSIMULACRA2 (≈ 0.8 s a point at 4 MP here, 2–3× that on a
 #: 1 GB Lambda's ≈ 0.6 vCPU): a JPEG part of 20 such points could approach the 60 s timeout
-PART_CELLS_SSIMULACRA2 = {"jpeg": 6, "webp": 5, "avif": 2, "png": 1}
+PART_CELLS_SSIMULACRA2 = {"jpeg": 6, "jpeg:turbo": 6, "jpeg:mozjpeg": 5, "jpeg:jpegli": 6, "webp": 5,
+                          "avif": 2, "jxl": 3, "png": 1}
 
 #: option name -> (format, recipe section, field, allowed values)
 OPTIONS: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {
@@ -57,7 +65,18 @@ OPTIONS: dict[str, tuple[str, str, str, tuple[Any, ...]]] = {
     "jpeg.subsampling": ("jpeg", "jpeg", "subsampling", ("4:4:4", "4:2:2", "4:2:0")),
     "jpeg.progressive": ("jpeg", "jpeg", "progressive", (True, False)),
     "avif.speed": ("avif", "avif", "speed", tuple(range(11))),
+    "jxl.effort": ("jxl", "jxl", "effort", tuple(range(1, 10))),
 }
+#: JPEG encoders a JPEG option does not apply to (pyjpegli exposes quality only), and option
+#: values an encoder cannot write (libvips has no 4:2:2)
+OPTION_SKIPS: dict[str, frozenset[str]] = {"jpeg.subsampling": frozenset({"jpegli"}),
+                                           "jpeg.progressive": frozenset({"jpegli"})}
+OPTION_UNSUPPORTED: dict[tuple[str, str], tuple[Any, ...]] = {("jpeg.subsampling", "mozjpeg"): ("4:2:2",)}
+
+
+def canonical_encoder(name: str) -> str:
+    """``jpeg`` -> ``jpeg:turbo``; any other name unchanged."""
+    return "jpeg:turbo" if name == "jpeg" else name
 
 
 def _bad(field: str, message: str) -> InvalidRecipe:
@@ -87,16 +106,19 @@ class Grid:
     def cells(self) -> list[Cell]:
         """Every grid cell, in format / quality / option order."""
         out: list[Cell] = []
-        for fmt in self.formats:
+        for entry in self.formats:
+            fmt, _, enc = entry.partition(":")
+            enc_field = enc if enc and enc != "turbo" else None
             if fmt in LOSSLESS_FORMATS:
                 out.append(Cell(fmt, None))
                 continue
-            opt_here = self.option_name is not None and OPTIONS[self.option_name][0] == fmt
+            opt_here = (self.option_name is not None and OPTIONS[self.option_name][0] == fmt
+                        and (enc or "turbo") not in OPTION_SKIPS.get(self.option_name, frozenset()))
             for q in self.qualities:
                 if opt_here:
-                    out.extend(Cell(fmt, q, self.option_name, v) for v in self.option_values)
+                    out.extend(Cell(fmt, q, self.option_name, v, enc_field) for v in self.option_values)
                 else:
-                    out.append(Cell(fmt, q))
+                    out.append(Cell(fmt, q, encoder=enc_field))
         return out
 
 
@@ -108,17 +130,27 @@ class Cell:
     quality: int | None
     option_name: str | None = None
     option_value: Any = None
+    encoder: str | None = None  # JPEG only: mozjpeg or jpegli (None = turbo)
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder by its facts name: ``jpeg:turbo``, ``jpeg:mozjpeg``, ``webp``, ..."""
+        return f"jpeg:{self.encoder or 'turbo'}" if self.format == "jpeg" else self.format
 
     def options(self) -> dict[str, Any] | None:
         """The ``encode_variant`` options for this cell."""
-        if self.option_name is None:
-            return None
-        _fmt, section, field, _allowed = OPTIONS[self.option_name]
-        return {section: {field: self.option_value}}
+        out: dict[str, Any] = {}
+        if self.encoder is not None:
+            out = split_encoder(self.encoder_name)[1] or {}
+        if self.option_name is not None:
+            _fmt, section, field, _allowed = OPTIONS[self.option_name]
+            out[section] = {**out.get(section, {}), field: self.option_value}
+        return out or None
 
     def label(self) -> str:
-        """A short unique name, e.g. ``webp-q80-method4`` (also used in object keys)."""
-        parts = [self.format, "lossless" if self.quality is None else f"q{self.quality}"]
+        """A short unique name, e.g. ``webp-q80-method4`` or ``jpeg-mozjpeg-q80`` (also in object keys)."""
+        parts = [self.format, *([self.encoder] if self.encoder else []),
+                 "lossless" if self.quality is None else f"q{self.quality}"]
         if self.option_name is not None:
             v = str(self.option_value).replace(":", "")
             parts.append(f"{self.option_name.split('.')[1]}{v}")
@@ -126,11 +158,13 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "quality": self.quality, "option_name": self.option_name,
-                "option_value": self.option_value}
+                "option_value": self.option_value, "encoder": self.encoder_name}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
-        return cls(d["format"], d.get("quality"), d.get("option_name"), d.get("option_value"))
+        enc = str(d.get("encoder") or "").partition(":")[2] or None
+        return cls(d["format"], d.get("quality"), d.get("option_name"), d.get("option_value"),
+                   None if enc == "turbo" else enc)
 
 
 def parse_grid(raw: Any) -> Grid:
@@ -147,8 +181,8 @@ def parse_grid(raw: Any) -> Grid:
     for f in formats:
         if f not in SWEEP_FORMATS:
             raise _bad("grid.formats", f"{f!r} is not one of {list(SWEEP_FORMATS)}")
-    if len(set(formats)) != len(formats):
-        raise _bad("grid.formats", "duplicate format")
+    if len({canonical_encoder(f) for f in formats}) != len(formats):
+        raise _bad("grid.formats", "duplicate format (jpeg is jpeg:turbo)")
     if len(formats) > MAX_FORMATS:
         raise _bad("grid.formats", f"at most {MAX_FORMATS} formats")
     qualities = raw.get("qualities")
@@ -170,8 +204,10 @@ def parse_grid(raw: Any) -> Grid:
         if name not in OPTIONS:
             raise _bad("grid.option.name", f"{name!r} is not one of {sorted(OPTIONS)}")
         fmt, _section, _field, allowed = OPTIONS[name]
-        if fmt not in formats:
-            raise _bad("grid.option.name", f"{name} needs {fmt} among the formats")
+        takers = [f for f in formats if f.partition(":")[0] == fmt
+                  and (f.partition(":")[2] or "turbo") not in OPTION_SKIPS.get(name, frozenset())]
+        if not takers:
+            raise _bad("grid.option.name", f"{name} needs {fmt} among the formats (an encoder it applies to)")
         vals = opt["values"]
         if not isinstance(vals, list) or not vals:
             raise _bad("grid.option.values", "a non-empty list")
@@ -180,6 +216,10 @@ def parse_grid(raw: Any) -> Grid:
                 raise _bad("grid.option.values", f"{v!r} is not one of {list(allowed)}")
         if len(set(vals)) != len(vals):
             raise _bad("grid.option.values", "duplicate value")
+        for f in takers:
+            refused = [v for v in vals if v in OPTION_UNSUPPORTED.get((name, f.partition(":")[2]), ())]
+            if refused:
+                raise _bad("grid.option.values", f"{f} cannot encode {name} {refused[0]!r}")
         if len(vals) > MAX_OPTION_VALUES:
             raise _bad("grid.option.values", f"at most {MAX_OPTION_VALUES} values")
         values = tuple(vals)
@@ -211,9 +251,9 @@ def plan_parts(grid: Grid, max_cells: int | None = None) -> list[list[Cell]]:
     parts: list[list[Cell]] = []
     all_cells = grid.cells()
     sizes = PART_CELLS_SSIMULACRA2 if "ssimulacra2" in grid.metrics else PART_CELLS
-    for fmt in grid.formats:
-        size = max_cells or sizes.get(fmt, MAX_PART_CELLS)
-        cells = [c for c in all_cells if c.format == fmt]
+    for entry in grid.formats:
+        size = max_cells or sizes.get(entry, MAX_PART_CELLS)
+        cells = [c for c in all_cells if c.encoder_name == canonical_encoder(entry)]
         for i in range(0, len(cells), size):
             parts.append(cells[i:i + size])
     return parts
@@ -255,6 +295,7 @@ def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
     w, h = facts["width"], facts["height"]
     point = {
         **cell.to_dict(),
+        "encoder": facts["encoder"],
         "label": cell.label(),
         "bytes": len(data),
         "bpp": round(len(data) * 8 / max(1, w * h), 5),

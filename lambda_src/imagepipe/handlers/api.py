@@ -24,7 +24,7 @@ from imagepipe.errors import (
     NotFound,
     Unauthorized,
 )
-from imagepipe.service import api, direct, sweeps
+from imagepipe.service import api, direct, studies, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
@@ -162,6 +162,21 @@ def list_sweeps() -> dict[str, Any]:
 @app.get("/sweeps/<sweep_id>")
 def get_sweep(sweep_id: str) -> dict[str, Any]:
     return sweeps.get_sweep(BACKEND, sweep_id)
+
+
+@app.post("/studies")
+def create_study() -> tuple[dict[str, Any], int]:
+    return studies.create_study(BACKEND, _body()), 202
+
+
+@app.get("/studies")
+def list_studies() -> dict[str, Any]:
+    return studies.list_studies(BACKEND, _query())
+
+
+@app.get("/studies/<study_id>")
+def get_study(study_id: str) -> dict[str, Any]:
+    return studies.get_study(BACKEND, study_id)
 
 
 @app.get("/health")

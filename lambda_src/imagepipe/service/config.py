@@ -9,7 +9,8 @@ from functools import lru_cache
 
 #: Content types ``POST /uploads`` accepts.
 ALLOWED_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
+    {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif",
+     "image/jxl", "image/heic", "image/heif"}
 )
 
 

@@ -86,6 +86,7 @@ def summarize(facts: dict[str, Any], key: str, timings: dict[str, float]) -> dic
         "bytes": out.get("bytes"),
         "frames": out.get("frames"),
         "content_type": out.get("content_type"),
+        "encoder": out.get("encoder"),
         "original_bytes": (facts.get("input") or {}).get("bytes"),
         "compression_ratio": facts.get("compression_ratio"),
         "bits_per_pixel": facts.get("bits_per_pixel"),

@@ -11,7 +11,7 @@ SNIFF_BYTES = 64
 
 
 def sniff_image_type(head: bytes) -> str | None:
-    """``image/jpeg|png|gif|webp|avif`` from the leading bytes, ``None`` for anything else."""
+    """``image/jpeg|png|gif|webp|avif|heic|heif|jxl`` from the leading bytes, ``None`` for anything else."""
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -22,6 +22,12 @@ def sniff_image_type(head: bytes) -> str | None:
         return "image/webp"
     if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in head[8:SNIFF_BYTES]):
         return "image/avif"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"):
+        return "image/heic"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"mif1", b"msf1"):
+        return "image/heif"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "image/jxl"
     return None
 
 

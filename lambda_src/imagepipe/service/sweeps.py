@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from functools import lru_cache
 from time import perf_counter
 from typing import Any
 
@@ -35,7 +36,7 @@ from pydantic import Field, StrictStr
 from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
-from imagepipe.core.sweep import Cell, parse_grid, plan_parts, sweep_recipe
+from imagepipe.core.sweep import Cell, Grid, parse_grid, plan_parts, sweep_recipe
 from imagepipe.errors import ImagePipeError, InternalError, NotFound, RetriesExhausted
 from imagepipe.service.awserrors import translate_aws_errors
 from imagepipe.service.backend import Backend
@@ -236,7 +237,7 @@ def _store(backend: Backend) -> SweepStore:
 # --- API ------------------------------------------------------------------------------------
 
 
-def _resize(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+def validated_resize(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     """The resize validated as the recipe's ``resize`` section (canonical form)."""
     if raw is None:
         return None
@@ -247,8 +248,14 @@ def create_sweep(backend: Backend, raw_body: str | bytes | None) -> dict[str, An
     """``POST /sweeps`` → 202 ``{sweep_id, status, parts, cells}``; one queue message per part."""
     req: SweepRequest = parse_body(SweepRequest, raw_body)
     grid = parse_grid(req.grid)
-    resize = _resize(req.resize)
+    resize = validated_resize(req.resize)
     image = uploaded_image(backend, req.image_id)
+    return start_sweep(backend, image, grid, resize)
+
+
+def start_sweep(backend: Backend, image: dict[str, Any], grid: Grid, resize: dict[str, Any] | None,
+                study_id: str | None = None) -> dict[str, Any]:
+    """Store a sweep of an uploaded ``image`` and queue its parts (``POST /sweeps`` and studies)."""
     parts = plan_parts(grid)
     sweep_id = new_sweep_id(image["image_id"])
     sweep = {
@@ -261,6 +268,7 @@ def create_sweep(backend: Backend, raw_body: str | bytes | None) -> dict[str, An
         "parts_total": len(parts),
         "cells_total": len(grid.cells()),
         "created_at": now_iso(),
+        **({"study_id": study_id} if study_id else {}),
     }
     store = _store(backend)
     store.create(sweep)
@@ -368,6 +376,14 @@ def run_sweep_part(backend: Backend, msg: SweepPartMessage, limits: Limits, *,
         raise
 
 
+@lru_cache(maxsize=1)
+def _versions() -> dict[str, str | None]:
+    """The codec and library versions that encoded a part (studies export them)."""
+    from imagepipe.core.encode import codec_versions
+
+    return codec_versions()
+
+
 def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: Budget | None = None) -> str:
     from imagepipe.core.prepare import prepare
     from imagepipe.core.sweep import run_cells
@@ -420,7 +436,8 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: B
                                    "format": cells[0].format})
         return "missing" if after == "missing" else "failed"
     after = store.finish_part(msg.sweep_id, msg.part, "succeeded", {
-        "points": points, "format": cells[0].format, **({"skipped": skipped} if skipped else {}),
+        "points": points, "format": cells[0].format, "encoder": cells[0].encoder_name,
+        "versions": _versions(), **({"skipped": skipped} if skipped else {}),
         "timings_ms": {"download": download_ms, "prepare": prepare_ms,
                        "total": round((perf_counter() - t0) * 1000.0, 3)},
     })

@@ -1,0 +1,87 @@
+"""Pillow plugins beyond Pillow's own: JPEG XL (pillow-jxl-plugin) and HEIF/HEIC (pillow-heif).
+
+Importing this module registers both with Pillow once per process. ``decode.open_image`` still
+names the plugins it lets ``Image.open`` try (the allowlist), so registering them enables
+nothing by itself. pillow-heif is used to *decode* only (its wheels also bundle the GPL x265
+encoder, which ImagePipe never calls; tests use it to make HEIF files).
+
+JPEG XL's Pillow plugin decodes the whole image inside ``Image.open`` (before any pixel cap
+could be checked), so :func:`jxl_size` reads the width and height from the codestream's
+``SizeHeader`` first, without decoding (ISO/IEC 18181-1, section D.2).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pillow_heif
+import pillow_jxl  # noqa: F401  (importing it registers the "JXL" plugin)
+
+# no thumbnails, depth or auxiliary images: only the primary picture is ever decoded
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+JXL_CODESTREAM = b"\xff\x0a"
+JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+_RATIOS = ((1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1))
+
+
+class _Bits:
+    """Least-significant-bit-first reader over bytes (JPEG XL's bit order)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def u(self, n: int) -> int:
+        v = 0
+        for i in range(n):
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise ValueError("the JPEG XL header is truncated")
+            v |= ((self.data[byte] >> (self.pos & 7)) & 1) << i
+            self.pos += 1
+        return v
+
+    def size(self) -> int:  # U32(Bits(9), Bits(13), Bits(18), Bits(30)) + 1
+        return self.u((9, 13, 18, 30)[self.u(2)]) + 1
+
+
+def _codestream(data: bytes) -> bytes:
+    """The start of the codestream: the bytes themselves, or the first jxlc/jxlp box's payload."""
+    if data.startswith(JXL_CODESTREAM):
+        return data
+    if not data.startswith(JXL_CONTAINER):
+        raise ValueError("not a JPEG XL file")
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        head = 8
+        if size == 1:
+            if pos + 16 > len(data):
+                break
+            size, head = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        end = len(data) if size == 0 else pos + size
+        if size != 0 and size < head:
+            raise ValueError("a JPEG XL box has an invalid size")
+        if kind == b"jxlc":
+            return data[pos + head:end]
+        if kind == b"jxlp":
+            return data[pos + head + 4:end]
+        pos = end
+    raise ValueError("the JPEG XL container has no codestream box")
+
+
+def jxl_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG XL file's SizeHeader; ``ValueError`` when it cannot be read."""
+    cs = _codestream(data)
+    if not cs.startswith(JXL_CODESTREAM):
+        raise ValueError("the JPEG XL codestream has no signature")
+    b = _Bits(cs[2:64])
+    small = b.u(1)
+    height = (b.u(5) + 1) * 8 if small else b.size()
+    ratio = b.u(3)
+    if ratio:
+        num, den = _RATIOS[ratio - 1]
+        width = height * num // den
+    else:
+        width = (b.u(5) + 1) * 8 if small else b.size()
+    return width, height

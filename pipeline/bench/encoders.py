@@ -1,0 +1,373 @@
+"""Every encoder at equal SSIMULACRA2 on the photo corpus (issue 15's targets).
+
+    python -m pipeline.bench.encoders [--corpus DIR] [--side 1600] [--margin 0.0]
+
+1. **Auto quality at SSIMULACRA2 80** (``--target``), each photo resized to fit ``--side``: for
+   every encoder (jpeg:turbo = Pillow's optimized progressive JPEG, jpeg:mozjpeg, jpeg:jpegli,
+   webp, avif, jxl) ``process(quality: auto, target ssimulacra2 80)``; bytes relative to
+   jpeg:turbo per photo (median over photos), the chosen quality, the engine's score, the PyPI
+   ``ssimulacra2`` package's re-score, and the time of one encode at the chosen quality.
+2. **best with jxl among the candidates** at the median engine SSIMULACRA2 of JPEG q85 on the
+   set: bytes relative to JPEG q85 and the share of outputs the PyPI package scores at or
+   above the target. ``--margin`` searches at target + margin (the engine's SSIMULACRA2 is
+   libjxl's; the package blurs differently and scores outputs near the threshold lower).
+
+Writes (or replaces) the section ``## Encoders at equal SSIMULACRA2`` in docs/benchmarks-lab.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline.bench import corpus
+from pipeline.bench.lab import NON_PHOTOS, PROJECT_ROOT, decode
+
+SECTION = "## Encoders at equal SSIMULACRA2"
+ENCODERS = ("jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl")
+BEST_CANDIDATES = ["jpeg:mozjpeg", "webp", "avif", "jxl"]
+
+
+def _recipe(enc: str, resize: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
+    fmt, _, jpeg_enc = enc.partition(":")
+    return {"resize": resize, "format": fmt, **({"jpeg": {"encoder": jpeg_enc}} if jpeg_enc else {}), **kw}
+
+
+def _png(im: Image.Image) -> io.BytesIO:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "PNG")
+    buf.seek(0)
+    return buf
+
+
+def oracle_score(ref: Image.Image, out: Image.Image) -> float:
+    """The PyPI ``ssimulacra2`` package's score (dev-only oracle)."""
+    from ssimulacra2 import ssimulacra2 as oracle
+
+    return float(oracle.compute_ssimulacra2(_png(ref), _png(out)))
+
+
+def _encode_ms(src: bytes, recipe: dict[str, Any], fmt: str, quality: int,
+               options: dict[str, Any] | None, repeat: int = 3) -> float:
+    from imagepipe.core import prepare
+    from imagepipe.core.prepare import encode_variant
+
+    p = prepare(src, {**recipe, "quality": 80, "target": None, "max_bytes": None})
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        encode_variant(p, fmt, quality, options)
+        times.append((time.perf_counter() - t) * 1000.0)
+    return statistics.median(times)
+
+
+def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tuple[str, ...] = ENCODERS,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Part 1: every encoder's auto-quality answer at ``target``, per photo (``extra``: recipe
+    sections added to every recipe, e.g. ``{"jxl": {"effort": 8}}``; jpeg:turbo must be among
+    ``encoders``: it is the baseline)."""
+    from imagepipe.core import prepare, process
+    from imagepipe.core.encode import split_encoder
+    from imagepipe.core.metrics import compare
+    from imagepipe.errors import TargetUnreachable
+
+    resize = {"width": side, "height": side, "fit": "inside"} if side else None
+    goal = {"quality": "auto", "target": {"metric": "ssimulacra2", "min": target}}
+    rows = []
+    for path in paths:
+        src = path.read_bytes()
+        ref = prepare(src, {"resize": resize, "format": "jpeg"}).image
+        row: dict[str, Any] = {"image": path.name, "size": f"{ref.width}x{ref.height}", "by": {}}
+        for enc in encoders:
+            t = time.perf_counter()
+            try:
+                r = process(src, {**_recipe(enc, resize, **goal), **(extra or {})})
+            except TargetUnreachable:
+                row["by"][enc] = {"unreachable": True, "search_s": time.perf_counter() - t}
+                continue
+            search_s = time.perf_counter() - t
+            out = decode(r.data)
+            chosen = r.facts["search"]["chosen"]
+            fmt, options = split_encoder(enc)
+            if chosen.get("subsampling"):
+                options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": "4:4:4"}}
+            row["by"][enc] = {
+                "bytes": len(r.data), "quality": chosen["quality"], "subsampling": chosen.get("subsampling"),
+                "engine": compare(ref, out, names=["ssimulacra2"])["ssimulacra2"],
+                "oracle": oracle_score(ref, out), "search_s": search_s,
+                "encode_ms": _encode_ms(src, {**_recipe(enc, resize), **(extra or {})}, fmt,
+                                        chosen["quality"], options),
+            }
+        base = row["by"]["jpeg:turbo"].get("bytes")
+        for v in row["by"].values():
+            v["ratio"] = v["bytes"] / base if base and v.get("bytes") else None
+        rows.append(row)
+        ratios = {e: (round(v["ratio"], 3) if v.get("ratio") else None) for e, v in row["by"].items()}
+        print(path.name, ratios, flush=True)
+    summary = {}
+    for enc in encoders:
+        vals = [r["by"][enc] for r in rows]
+        ok = [v for v in vals if v.get("ratio") is not None]
+        summary[enc] = {
+            "median_ratio": statistics.median(v["ratio"] for v in ok) if ok else None,
+            "total_ratio": (sum(v["bytes"] for v in ok)
+                            / sum(r["by"]["jpeg:turbo"]["bytes"] for r, v in zip(rows, vals, strict=True)
+                                  if v.get("ratio") is not None)) if ok else None,
+            "median_encode_ms": statistics.median(v["encode_ms"] for v in ok) if ok else None,
+            "median_search_s": statistics.median(v["search_s"] for v in vals),
+            "reached": len(ok), "n": len(vals),
+            "oracle_met": sum(v["oracle"] >= target for v in ok),
+            "with_444": sum(1 for v in ok if v.get("subsampling") == "4:4:4"),
+        }
+    return {"side": side, "target": target, "rows": rows, "summary": summary, "encoders": list(encoders),
+            "extra": extra}
+
+
+def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
+    """Part 2: ``format: best`` with jxl among the candidates at the median q85 score."""
+    from imagepipe.core import prepare, process
+    from imagepipe.core.metrics import compare
+    from imagepipe.errors import TargetUnreachable
+
+    resize = {"width": side, "height": side, "fit": "inside"} if side else None
+    q85 = []
+    for path in paths:
+        src = path.read_bytes()
+        ref = prepare(src, {"resize": resize, "format": "jpeg"}).image
+        r = process(src, {"resize": resize, "format": "jpeg", "quality": 85})
+        q85.append((path, src, ref, r, compare(ref, decode(r.data), names=["ssimulacra2"])["ssimulacra2"]))
+    target = statistics.median(row[4] for row in q85)
+    rows = []
+    for path, src, ref, r, s85 in q85:
+        t = time.perf_counter()
+        recipe = {"resize": resize, "format": "best", "candidates": BEST_CANDIDATES, "quality": "auto",
+                  "target": {"metric": "ssimulacra2", "min": round(target + margin, 3)}}
+        try:
+            a = process(src, recipe)
+        except TargetUnreachable as exc:
+            rows.append({"image": path.name, "q85_bytes": len(r.data), "q85_score": s85,
+                         "unreachable": exc.message, "seconds": time.perf_counter() - t})
+            continue
+        out = decode(a.data)
+        chosen = a.facts["search"]["chosen"]
+        rows.append({"image": path.name, "size": f"{ref.width}x{ref.height}", "q85_bytes": len(r.data),
+                     "q85_score": s85, "encoder": chosen["encoder"], "quality": chosen["quality"],
+                     "subsampling": chosen.get("subsampling"), "bytes": len(a.data),
+                     "ratio": len(a.data) / len(r.data),
+                     "engine": compare(ref, out, names=["ssimulacra2"])["ssimulacra2"],
+                     "oracle": oracle_score(ref, out), "encodes": a.facts["search"]["encodes"],
+                     "seconds": time.perf_counter() - t})
+        print(path.name, rows[-1].get("encoder"), round(rows[-1]["ratio"], 3), round(rows[-1]["oracle"], 2),
+              flush=True)
+    ok = [r for r in rows if "unreachable" not in r]
+    n = len(rows)
+    return {"side": side, "target": target, "margin": margin, "rows": rows,
+            "median_ratio": statistics.median(r["ratio"] for r in ok) if ok else None,
+            "total_ratio": sum(r["bytes"] for r in ok) / sum(r["q85_bytes"] for r in ok) if ok else None,
+            "met_engine": sum(r["engine"] >= target for r in ok) / n,
+            "met_oracle": sum(r["oracle"] >= target for r in ok) / n, "unreachable": n - len(ok)}
+
+
+def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
+    """Part 3: for each JPEG preset of ``pipeline.presets`` (as it stands, whatever its encoder),
+    mozjpeg and jpegli at the preset output's own SSIMULACRA2 (``quality: auto`` with that
+    target), per photo: bytes vs the preset's output, the quality needed (``dq`` = its
+    difference from the preset's), and one encode's time at that quality next to the preset's."""
+    from imagepipe.core import prepare, process
+    from imagepipe.core.encode import split_encoder
+    from imagepipe.core.prepare import encode_variant, measure, reference
+    from imagepipe.errors import TargetUnreachable
+    from pipeline.presets import PRESETS
+
+    out = []
+    for name, preset in PRESETS.items():
+        if preset.get("format") != "jpeg":
+            continue
+        per: dict[str, list[dict[str, Any]]] = {"jpeg:mozjpeg": [], "jpeg:jpegli": []}
+        for path in paths:
+            src = path.read_bytes()
+            p0 = prepare(src, preset)
+            t = time.perf_counter()
+            data, _ = encode_variant(p0)
+            turbo_ms = (time.perf_counter() - t) * 1000.0
+            score = measure(p0, data, reference(p0), ("ssim", "psnr", "ssimulacra2"))["ssimulacra2"]
+            for enc in per:
+                fmt, opts = split_encoder(enc)
+                jpeg = {**preset.get("jpeg", {}), **(opts or {}).get("jpeg", {})}
+                recipe = {**preset, "jpeg": jpeg, "quality": "auto",
+                          "target": {"metric": "ssimulacra2", "min": round(float(score or 0.0), 3)}}
+                try:
+                    r = process(src, recipe)
+                except TargetUnreachable:
+                    per[enc].append({"image": path.name, "unreachable": True})
+                    continue
+                q = r.facts["search"]["chosen"]["quality"]
+                per[enc].append({"image": path.name, "ratio": len(r.data) / len(data), "quality": q,
+                                 "dq": q - preset["quality"], "turbo_ms": turbo_ms,
+                                 "ms": _encode_ms(src, {**preset, "jpeg": jpeg}, fmt, q, opts)})
+        for enc, rows in per.items():
+            ok = [r for r in rows if "ratio" in r]
+            out.append({"preset": name, "quality": preset["quality"], "encoder": enc, "n": len(rows),
+                        "reached": len(ok),
+                        "median_ratio": statistics.median(r["ratio"] for r in ok) if ok else None,
+                        "median_dq": statistics.median(r["dq"] for r in ok) if ok else None,
+                        "median_ms": statistics.median(r["ms"] for r in ok) if ok else None,
+                        "median_turbo_ms": statistics.median(r["turbo_ms"] for r in ok) if ok else None})
+            print(out[-1], flush=True)
+    return out
+
+
+def _f(v: Any, spec: str = ".3f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[str, Any],
+           presets: list[dict[str, Any]] | None = None) -> str:
+    out = [SECTION, "",
+           f"Run {meta['when']} – {meta['finished']} by `python -m pipeline.bench.encoders` "
+           f"(load average {meta['load']:.1f} on 2 shared cores; encode times are noisy, byte ratios "
+           f"are not). Codec versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.", ""]
+    if eq is not None:
+        s = eq["summary"]
+        encs = tuple(eq.get("encoders") or ENCODERS)
+        out += [f"### Auto quality at SSIMULACRA2 {eq['target']:g}, photos resized to fit {eq['side']} px",
+                "",
+                f"{len(eq['rows'])} photos; each encoder's `quality: auto` answer (the lowest quality whose "
+                "engine SSIMULACRA2 ≥ target; 4:4:4 chroma only where 4:2:0 cannot reach it). *ratio* = "
+                "bytes / jpeg:turbo's bytes (Pillow's optimized progressive JPEG) for the same photo at the "
+                "same target; *encode ms* = one encode at the chosen quality (median of 3; libjxl uses every "
+                "core). "
+                "*PyPI ≥ target*: the `ssimulacra2` package's re-score of the output.", "",
+                "| encoder | median ratio | total bytes ratio | median encode ms | reached | 4:4:4 needed | "
+                "PyPI ≥ target | median search s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for enc, v in s.items():
+            out.append(f"| {enc} | {_f(v['median_ratio'])} | {_f(v['total_ratio'])} | "
+                       f"{_f(v['median_encode_ms'], '.0f')} | {v['reached']}/{v['n']} | {v['with_444']} | "
+                       f"{v['oracle_met']}/{v['reached']} | {_f(v['median_search_s'], '.1f')} |")
+        big = [r for r in eq["rows"] if max(int(x) for x in r["size"].split("x")) == eq["side"]]
+        if big:
+            meds = []
+            for enc in encs[1:]:
+                vals = [r["by"][enc]["ratio"] for r in big if r["by"][enc].get("ratio")]
+                meds.append(f"{enc} {_f(statistics.median(vals)) if vals else '–'}")
+            out += ["", f"Only the {len(big)} photos whose output is {eq['side']} px on its long side "
+                    f"(the others are smaller originals, never upscaled): median ratio {', '.join(meds)}."]
+        out += ["", "Per photo (bytes ratio vs jpeg:turbo; quality):", "",
+                "| image | size | turbo bytes | " + " | ".join(encs[1:]) + " |",
+                "|---|---|---:|" + "---:|" * (len(encs) - 1)]
+        for r in eq["rows"]:
+            cells = []
+            for enc in encs[1:]:
+                v = r["by"][enc]
+                cells.append("unreachable" if v.get("unreachable") else
+                             f"{v['ratio']:.3f} (q{v['quality']}{', 4:4:4' if v.get('subsampling') else ''})")
+            t = r["by"]["jpeg:turbo"]
+            tb = ("unreachable" if t.get("unreachable") else
+                  f"{t['bytes']:,} (q{t['quality']}{', 4:4:4' if t.get('subsampling') else ''})")
+            out.append(f"| {r['image']} | {r['size']} | {tb} | " + " | ".join(cells) + " |")
+        out.append("")
+    if best is not None:
+        out += [f"### `format: best` with jxl among the candidates, at the median JPEG q85 score "
+                f"({best['side']} px)", "",
+                f"- candidates {BEST_CANDIDATES}; target = median engine SSIMULACRA2 of JPEG q85 (turbo) "
+                f"on the set = **{best['target']:.2f}**; searched at target + {best['margin']:g}",
+                f"- median size vs JPEG q85: **{_f(best['median_ratio'])}**; total bytes "
+                f"{_f(best['total_ratio'])}; unreachable {best['unreachable']}",
+                f"- outputs meeting the target, engine re-score: **{best['met_engine']:.0%}**; PyPI "
+                f"`ssimulacra2` re-score: **{best['met_oracle']:.0%}**", "",
+                "| image | q85 bytes | q85 score | chosen | q | bytes | ratio | engine | PyPI | encodes "
+                "| s |",
+                "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in best["rows"]:
+            if "unreachable" in r:
+                out.append(f"| {r['image']} | {r['q85_bytes']:,} | {r['q85_score']:.2f} | unreachable "
+                           f"| | | | | | | {r['seconds']:.1f} |")
+                continue
+            out.append(f"| {r['image']} | {r['q85_bytes']:,} | {r['q85_score']:.2f} | {r['encoder']}"
+                       f"{' 4:4:4' if r.get('subsampling') else ''} | {r['quality']} | {r['bytes']:,} | "
+                       f"{r['ratio']:.3f} | {r['engine']:.2f} | {r['oracle']:.2f} | {r['encodes']} | "
+                       f"{r['seconds']:.1f} |")
+        out.append("")
+    if presets:
+        out += ["### The JPEG presets with mozjpeg or jpegli at the preset's own SSIMULACRA2", "",
+                "Per photo, the preset's output (turbo) sets the target; each encoder's `quality: auto` "
+                "answer is compared with it (median over the photos). *Δq* = quality needed minus the "
+                "preset's quality.", "",
+                "| preset | q | encoder | median bytes ratio | median Δq | median encode ms (turbo) "
+                "| reached |",
+                "|---|---:|---|---:|---:|---:|---:|"]
+        for r in presets:
+            out.append(f"| {r['preset']} | {r['quality']} | {r['encoder']} | {_f(r['median_ratio'])} | "
+                       f"{_f(r['median_dq'], '+.0f')} | {_f(r['median_ms'], '.1f')} "
+                       f"({_f(r['median_turbo_ms'], '.1f')}) | {r['reached']}/{r['n']} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench.encoders", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path)
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks-lab.md")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--side", type=int, default=1600)
+    p.add_argument("--target", type=float, default=80.0)
+    p.add_argument("--margin", type=float, default=0.0)
+    p.add_argument("--only", choices=["equal", "best", "presets"])
+    p.add_argument("--limit", type=int, default=0, help="only the first N photos (a quick look)")
+    p.add_argument("--encoders", default=",".join(ENCODERS),
+                   help="part 1: comma-separated (with jpeg:turbo)")
+    p.add_argument("--jxl-effort", type=int, help="part 1: jxl.effort for every recipe")
+    p.add_argument("--equal-json", type=Path, help="reuse part 1 from an earlier --json (no re-run)")
+    args = p.parse_args(argv)
+    from imagepipe.core.encode import codec_versions
+
+    folder = args.corpus or corpus.default_corpus(PROJECT_ROOT)
+    if folder is None:
+        print("no corpus found (../shared/corpus); pass --corpus DIR")
+        return 2
+    photos = []
+    for path in corpus.list_images(folder):
+        with Image.open(path) as im:
+            if path.name not in NON_PHOTOS and im.mode == "RGB":
+                photos.append(path)
+    if args.limit:
+        photos = photos[:args.limit]
+    meta: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                            "versions": codec_versions()}
+    if args.equal_json:
+        eq = json.loads(args.equal_json.read_text())["equal"]
+        meta["equal_when"] = json.loads(args.equal_json.read_text())["meta"]["when"]
+    else:
+        extra = {"jxl": {"effort": args.jxl_effort}} if args.jxl_effort else None
+        eq = (bench_equal_score(photos, args.side, args.target, tuple(args.encoders.split(",")), extra)
+              if args.only in (None, "equal") else None)
+    best = bench_best(photos, args.side, args.margin) if args.only in (None, "best") else None
+    presets = bench_presets(photos) if args.only in (None, "presets") else None
+    meta["load"] = os.getloadavg()[0]
+    meta["finished"] = time.strftime("%H:%M UTC", time.gmtime())
+    text = render(eq, best, meta, presets)
+    if args.json:
+        args.json.write_text(json.dumps({"equal": eq, "best": best, "presets": presets, "meta": meta},
+                                        indent=1, default=str))
+    old = args.out.read_text() if args.out.exists() else ""
+    if SECTION in old:
+        start = old.index(SECTION)
+        nxt = old.find("\n## ", start + len(SECTION))
+        old = old[:start] + (old[nxt + 1:] if nxt != -1 else "")
+    args.out.write_text(old.rstrip("\n") + "\n\n" + text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
