@@ -20,7 +20,8 @@ def test_a_job_stopped_for_time_shows_its_budget_then_what_to_change(app_env: An
     assert not at.exception
     at.selectbox(key="rp.format").set_value("avif").run()
     at.slider(key="rp.avif.speed").set_value(0).run()  # not in the cost table: runs stoppable
-    slow = [("slow.jpg", photo_jpeg(1200, 800, seed=5), "image/jpeg")]
+    at.checkbox(key="rp.resize.on").uncheck().run()  # full size: ≈ 5 s/MP at speed 0, far past 20 s
+    slow = [("slow.jpg", photo_jpeg(2400, 1800, seed=5), "image/jpeg")]
     at.file_uploader(key="process.files").set_value(slow).run()
     at.button(key="process.go").click().run()
     assert not at.exception

@@ -54,7 +54,8 @@ VISIBILITY_S = 12
 MEMORY_MB = 1024  # below the template's default, so a ~42 MP AVIF cannot fit (test 7)
 SCALE = 20.0
 BOTO_TRIES = 4  # requests per boto3 call in the service (1 + 3 retries)
-NEVER_ESTIMATED = {"format": "avif", "quality": 50, "avif": {"speed": 0}}  # not in the table: stoppable
+#: not in the table, so it runs stoppable; ≈ 5 s/MP here, so 4.3 MP cannot finish in 10 s
+NEVER_ESTIMATED = {"format": "avif", "quality": 50, "avif": {"speed": 0}}
 SMALL = {"resize": {"width": 48, "height": 48, "fit": "inside"}, "format": "webp", "quality": 60}
 
 
@@ -102,7 +103,7 @@ def _seconds(job: dict[str, Any], a: str, b: str) -> float:
 
 def test_an_encode_that_cannot_finish_ends_typed_inside_its_invocation_and_is_not_retried(stack):
     timeouts_before = stack.processor.stats.get(WORKER_TIMEOUT, 0)
-    image_id = upload(stack, photo_bytes(1200, 900, "jpeg", seed=81), "slow.jpg")["image_id"]
+    image_id = upload(stack, photo_bytes(2400, 1800, "jpeg", seed=81), "slow.jpg")["image_id"]
     t0 = time.monotonic()
     job_id = submit_job(stack, image_id, NEVER_ESTIMATED)
     small_image = upload(stack, photo_bytes(320, 240, "jpeg", seed=82), "small.jpg")["image_id"]
@@ -173,7 +174,7 @@ def _kill_when_running(stack: Any, job_id: str, timeout: float = 30) -> None:
 
 
 def test_an_attempt_killed_by_the_runtime_is_not_rerun(stack):
-    image_id = upload(stack, photo_bytes(1200, 900, "jpeg", seed=85), "killed.jpg")["image_id"]
+    image_id = upload(stack, photo_bytes(2400, 1800, "jpeg", seed=85), "killed.jpg")["image_id"]
     job_id = submit_job(stack, image_id, NEVER_ESTIMATED)
     _kill_when_running(stack, job_id)  # as a memory kill or the Lambda timeout would
     job = wait_job(stack, job_id, timeout=60)
