@@ -35,6 +35,7 @@ from imagepipe.errors import (
     WaitTimeout,
     from_code,
 )
+from imagepipe.service.sniff import SNIFF_BYTES, sniff_image_type
 
 TERMINAL = ("succeeded", "failed")
 MAX_BATCH_JOBS = 100  # items per POST /jobs/batch (the API refuses more)
@@ -42,24 +43,11 @@ USER_AGENT = "imagepipe-client/0.1"
 
 
 def sniff_content_type(data: bytes, filename: str | None = None) -> str:
-    """The image content type from magic bytes, else from the file name, else octet-stream."""
-    head = data[:32]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp" and (head[8:12] in (b"avif", b"avis") or b"avif" in data[8:64]):
-        return "image/avif"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"):
-        return "image/heic"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"mif1", b"msf1"):
-        return "image/heif"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
-        return "image/jxl"
+    """The image content type from magic bytes (the service's own sniffer, so the client and
+    the API agree), else from the file name, else octet-stream."""
+    sniffed = sniff_image_type(data[:SNIFF_BYTES])
+    if sniffed is not None:
+        return sniffed
     if filename:
         guessed, _ = mimetypes.guess_type(filename)
         if guessed:
@@ -305,11 +293,23 @@ class Client:
 
     # --- listings, images -----------------------------------------------------------------
 
-    def list_jobs(self, limit: int = 20, cursor: str | None = None,
-                  arrival: str | None = None) -> dict[str, Any]:
-        """One page of jobs, newest first: ``{"items", "next_cursor"}`` (``arrival``: only jobs of
-        images that came in that way, ``presigned|direct|drop``; a page may then be short)."""
-        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor, "arrival": arrival})
+    def list_jobs(self, limit: int = 20, cursor: str | None = None, **filters: Any) -> dict[str, Any]:
+        """One page of jobs, newest first: ``{"items", "next_cursor"}``. ``filters``: ``from``/``to``
+        (``YYYY-MM-DD``; pass ``**{"from": ...}``), ``status``, ``format``, ``preset``, ``arrival``
+        (a string or a list of values)."""
+        return self.request("GET", "/jobs", params={"limit": limit, "cursor": cursor, **_filters(filters)})
+
+    def stats(self, **filters: Any) -> dict[str, Any]:
+        """History's figures from the rollups (``GET /stats``), filtered like :meth:`list_jobs`."""
+        return self.request("GET", "/stats", params=_filters(filters))
+
+    def create_export(self, **filters: Any) -> dict[str, Any]:
+        """Start a server-side CSV export of every matching job (``POST /exports``)."""
+        return self.request("POST", "/exports", json=_filters(filters))
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        """An export's progress and, once done, its ``download_url``."""
+        return self.request("GET", f"/exports/{export_id}")
 
     def list_images(self, limit: int = 20, cursor: str | None = None,
                     arrival: str | None = None) -> dict[str, Any]:
@@ -414,6 +414,17 @@ class Client:
     def health(self) -> dict[str, Any]:
         """Component checks; returned for 200 (ok) and 503 (degraded) alike."""
         return self.request("GET", "/health", ok=(200, 503), retry=False)
+
+
+def _filters(filters: Mapping[str, Any]) -> dict[str, str]:
+    """History filters as the API takes them: lists become comma-separated, empties are dropped."""
+    out: dict[str, str] = {}
+    for name, value in filters.items():
+        if value is None or value == "" or value == [] or value == ():
+            continue
+        out[name] = ",".join(str(v) for v in value) if isinstance(value, (list, tuple, set, frozenset)) \
+            else str(value)
+    return out
 
 
 def _job_body(image_id: str, recipe: dict[str, Any] | None, preset: str | None) -> dict[str, Any]:

@@ -132,3 +132,17 @@ def estimate_per_1000(
         s3_put=n * S3_PUTS_PER_IMAGE * S3_PUT_PRICE_PER_1K / 1000,
         s3_get=n * S3_GETS_PER_IMAGE * S3_GET_PRICE_PER_1K / 1000,
     )
+
+
+def estimate_from_totals(timed_jobs: int, processor_ms_total: float,
+                         memory_mb: int = DEFAULT_MEMORY_MB) -> CostEstimate:
+    """Cost of 1,000 images from the rollups' sums over a period (``GET /stats`` totals:
+    ``timed_jobs`` jobs whose processor time adds up to ``processor_ms_total``).
+
+    Compute is linear in duration, so the mean prices the batch; only Lambda's per-invocation
+    rounding up to the next millisecond is taken on the mean instead of on each job (at most
+    1 ms per invocation)."""
+    if timed_jobs <= 0:
+        raise ValueError("need at least one measured job")
+    mean = processor_ms_total / timed_jobs
+    return estimate_per_1000([mean + SERVICE_OVERHEAD_MS], memory_mb)

@@ -335,3 +335,110 @@ def chart_failures(df: pd.DataFrame) -> alt.Chart:
         )
         .properties(title="Failures by error code", height=260)
     )
+
+
+# --- from GET /stats (the rollups: exact counts and sums, quantiles from histograms) -----------
+
+STATUS_COLORS = alt.Scale(domain=["succeeded", "failed"], range=["#2a9d8f", "#e63946"])
+
+
+def stats_days_frame(stats: dict[str, Any]) -> pd.DataFrame:
+    """Jobs per day and status: day, status, jobs."""
+    rows = [{"day": d["day"], "status": d["status"], "jobs": d["jobs"]} for d in stats.get("days", [])]
+    return pd.DataFrame(rows, columns=["day", "status", "jobs"])
+
+
+def chart_jobs_per_day(days: pd.DataFrame) -> alt.Chart:
+    """Jobs per day (UTC creation day), stacked by status."""
+    return (
+        alt.Chart(days)
+        .mark_bar()
+        .encode(
+            x=alt.X("day:T", title="created (UTC day)"),
+            y=alt.Y("sum(jobs):Q", title="jobs"),
+            color=alt.Color("status:N", scale=STATUS_COLORS),
+            tooltip=["day:T", "status", alt.Tooltip("sum(jobs):Q", title="jobs")],
+        )
+        .properties(title="Jobs per day", height=260)
+    )
+
+
+def format_quantiles_frame(stats: dict[str, Any], figure: str = "compression_ratio") -> pd.DataFrame:
+    """Per output format: jobs and the figure's p5/p25/p50/p75/p95 (succeeded jobs)."""
+    rows = []
+    for fmt, data in (stats.get("by_format") or {}).items():
+        q = data.get(figure) or {}
+        if q:
+            rows.append({"format": fmt, "jobs": data.get("jobs"),
+                         **{p: q.get(p) for p in ("p5", "p25", "p50", "p75", "p95")}})
+    return pd.DataFrame(rows, columns=["format", "jobs", "p5", "p25", "p50", "p75", "p95"])
+
+
+def chart_ratio_by_format_quantiles(frame: pd.DataFrame) -> alt.Chart:
+    """Compression ratio per output format: p5–p95 whiskers, p25–p75 box, p50 tick."""
+    base = alt.Chart(frame).encode(x=alt.X("format:N", title="output format"))
+    y = alt.Y("p5:Q", title="compression ratio (×)", scale=alt.Scale(zero=False))
+    whisker = base.mark_rule().encode(y=y, y2="p95:Q")
+    box = base.mark_bar(size=28).encode(y="p25:Q", y2="p75:Q", color=alt.Color("format:N", legend=None),
+                                        tooltip=["format", "jobs", "p5", "p25", "p50", "p75", "p95"])
+    mid = base.mark_tick(color="black", size=28, thickness=2).encode(y="p50:Q")
+    return (whisker + box + mid).properties(title="Compression ratio by output format (p5–p95)", height=260)
+
+
+def distribution_frame(stats: dict[str, Any], figure: str) -> pd.DataFrame:
+    """One histogram's buckets: lo, hi, jobs."""
+    dist = (stats.get("distributions") or {}).get(figure) or {}
+    rows = [{"lo": b["lo"], "hi": b["hi"], "jobs": b["count"]} for b in dist.get("buckets", [])]
+    return pd.DataFrame(rows, columns=["lo", "hi", "jobs"])
+
+
+def chart_distribution(frame: pd.DataFrame, title: str, axis: str) -> alt.Chart:
+    """A log-bucket histogram (log x axis)."""
+    return (
+        alt.Chart(frame)
+        .mark_rect(color="#457b9d")
+        .encode(
+            x=alt.X("lo:Q", scale=alt.Scale(type="log"), title=axis),
+            x2="hi:Q",
+            y=alt.Y("jobs:Q", title="jobs"),
+            tooltip=[alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "jobs"],
+        )
+        .properties(title=title, height=260)
+    )
+
+
+def stage_quantiles_frame(stats: dict[str, Any]) -> pd.DataFrame:
+    """p50 and p95 of every stage (long form: stage, quantile, ms), as ``chart_timings`` takes."""
+    rows = []
+    for stage in STAGES:
+        dist = (stats.get("distributions") or {}).get(f"ms_{stage}")
+        if dist:
+            rows.append({"stage": stage, "quantile": "p50", "ms": dist["p50"]})
+            rows.append({"stage": stage, "quantile": "p95", "ms": dist["p95"]})
+    return pd.DataFrame(rows, columns=["stage", "quantile", "ms"])
+
+
+def errors_frame(stats: dict[str, Any]) -> pd.DataFrame:
+    """Failed jobs per error code."""
+    return pd.DataFrame(stats.get("errors") or [], columns=["code", "jobs"])
+
+
+def chart_failures_by_code(frame: pd.DataFrame) -> alt.Chart:
+    """Failed jobs per error code (from the rollups)."""
+    return (
+        alt.Chart(frame)
+        .mark_bar(color="#e63946")
+        .encode(
+            y=alt.Y("code:N", sort="-x", title="error code"),
+            x=alt.X("jobs:Q", title="failed jobs"),
+            tooltip=["code", "jobs"],
+        )
+        .properties(title="Failures by error code", height=260)
+    )
+
+
+def groups_frame(stats: dict[str, Any]) -> pd.DataFrame:
+    """Totals per status × format × preset × way in."""
+    cols = ["status", "format", "preset", "arrival", "jobs", "bytes_in", "bytes_out", "engine_ms",
+            "processor_ms"]
+    return pd.DataFrame([{c: g.get(c) for c in cols} for g in stats.get("groups", [])], columns=cols)

@@ -137,7 +137,7 @@ def test_process_page_uploads_processes_and_shows_facts(app_env: Any) -> None:
     assert images[images["image_id"] == photo.job["image_id"]].iloc[0]["arrival"] == "presigned upload"
     assert any(m.label == "Total per 1,000 images" for m in at.metric)
     # filtered on another way in (GET /jobs?arrival=drop), the page's own uploads are not listed
-    at.selectbox(key="hist.arrival").set_value("drop").run()
+    at.multiselect(key="hist.arrival").set_value(["drop"]).run()
     _no_exception(at)
     shown = at.dataframe[0].value if at.dataframe else None
     assert shown is None or photo.job_id not in set(shown.get("job_id", []))

@@ -663,6 +663,12 @@ IAM_FOR_CALL: dict[str, tuple[str, ...]] = {
     "query": ("dynamodb:Query",),
     "batch_writer": ("dynamodb:BatchWriteItem",),
     "batch_get_item": ("dynamodb:BatchGetItem",),
+    # a job's terminal write + its rollup add, a deletion + its subtraction, sealing (put + deletes)
+    "transact_write_items": ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+    # History's CSV exports (authorized as PutObject on the object)
+    "create_multipart_upload": ("s3:PutObject",),
+    "upload_part": ("s3:PutObject",),
+    "complete_multipart_upload": ("s3:PutObject",),
     "batch_write_item": ("dynamodb:BatchWriteItem",),
     "send_message": ("sqs:SendMessage",),
     "send_message_batch": ("sqs:SendMessage",),  # SendMessageBatch is authorized as SendMessage

@@ -24,7 +24,7 @@ from imagepipe.errors import (
     NotFound,
     Unauthorized,
 )
-from imagepipe.service import api, direct, studies, sweeps
+from imagepipe.service import api, direct, exports, stats, studies, sweeps
 from imagepipe.service.aws import get_clients
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import get_config
@@ -162,6 +162,21 @@ def list_sweeps() -> dict[str, Any]:
 @app.get("/sweeps/<sweep_id>")
 def get_sweep(sweep_id: str) -> dict[str, Any]:
     return sweeps.get_sweep(BACKEND, sweep_id)
+
+
+@app.get("/stats")
+def get_stats() -> dict[str, Any]:
+    return stats.get_stats(BACKEND, _query())
+
+
+@app.post("/exports")
+def create_export() -> tuple[dict[str, Any], int]:
+    return exports.create_export(BACKEND, _body()), 202
+
+
+@app.get("/exports/<export_id>")
+def get_export(export_id: str) -> dict[str, Any]:
+    return exports.get_export(BACKEND, export_id)
 
 
 @app.post("/studies")

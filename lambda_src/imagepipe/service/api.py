@@ -25,10 +25,12 @@ from imagepipe.errors import (
 from imagepipe.service.backend import Backend
 from imagepipe.service.config import ALLOWED_CONTENT_TYPES
 from imagepipe.service.images import image_or_404, require_uploaded, uploaded_image
+from imagepipe.service.joblist import list_jobs_where
 from imagepipe.service.jobs import new_job
 from imagepipe.service.messages import job_message
 from imagepipe.service.records import ARRIVALS, now_iso
 from imagepipe.service.requests import RequestBody, page_params, parse_body
+from imagepipe.service.stats import FILTERS, MAX_DAYS, parse_filters
 from imagepipe.service.storage import safe_filename, upload_key
 
 logger = logging.getLogger(__name__)
@@ -304,9 +306,18 @@ def get_job(backend: Backend, job_id: str) -> dict[str, Any]:
 
 
 def list_jobs(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
-    """``GET /jobs`` newest first."""
+    """``GET /jobs`` newest first; with ``from``/``to``/``status``/``format``/``preset``/``arrival``
+    only the matching jobs (``service/joblist.py``)."""
     limit, cursor = page_params(query)
-    items, next_cursor = backend.records.list_jobs(limit, cursor, arrival_param(query))
+    q = query or {}
+    # History's filtered table (a date range, several filters or several ways in): service/joblist.py;
+    # a single ``arrival`` alone keeps the plain list's filter
+    if any(k in q for k in ("from", "to", *FILTERS)) and not (set(q) - {"limit", "cursor"} == {"arrival"}
+                                                               and q["arrival"] in ARRIVALS):
+        day_from, day_to, filters = parse_filters(q, default_days=MAX_DAYS)
+        items, next_cursor = list_jobs_where(backend.records.table, limit, cursor, day_from, day_to, filters)
+    else:
+        items, next_cursor = backend.records.list_jobs(limit, cursor, arrival_param(query))
     return {"items": [present_job(backend, j) for j in items], "next_cursor": next_cursor}
 
 

@@ -25,7 +25,7 @@ from imagepipe.errors import (
 )
 from imagepipe.service.backend import Backend
 from imagepipe.service.drops import record_drop
-from imagepipe.service.messages import JobMessage, ObjectCreated, SweepPartMessage, Work
+from imagepipe.service.messages import ExportMessage, JobMessage, ObjectCreated, SweepPartMessage, Work
 from imagepipe.service.records import ISO_FORMAT, make_job_id, now_iso, parse_iso, split_job_id
 from imagepipe.service.storage import output_key
 
@@ -127,6 +127,10 @@ class JobRunner:
 
             return run_sweep_part(self.backend, work, self.limits, final_attempt=final_attempt,
                                   **({"budget": budget} if budget is not None else {}))
+        if isinstance(work, ExportMessage):  # History's CSV export (service/exports.py)
+            from imagepipe.service.exports import run_export
+
+            return run_export(self.backend, work.export_id)
         raise InternalError(f"unknown work item {type(work).__name__}")
 
     def object_created(self, ev: ObjectCreated, *, final_attempt: bool = False,
@@ -281,7 +285,7 @@ class JobRunner:
             if not exc.permanent:
                 raise
             logger.info("job %s failed permanently: %s %s", job_id, exc.code, exc.message)
-            records.fail_job(job_id, exc.code, exc.message)
+            records.fail_job(job_id, exc.code, exc.message, job=claimed)
             return "failed"
 
         facts = dict(result.facts)
@@ -299,7 +303,7 @@ class JobRunner:
         }
         if queue_wait_ms is not None:
             timings["queue_wait"] = queue_wait_ms
-        ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts)
+        ok = records.succeed_job(job_id, summarize(facts, out_key, timings), facts, job=claimed)
         # the original's facts go to the image item after the job's result, which is what a
         # client is waiting for (the emulator serializes writes: side by side, the facts write
         # could go first). A failure raises: the message is retried (the job stays succeeded).

@@ -47,7 +47,14 @@ class SweepPartMessage:
     part: int
 
 
-Work = ObjectCreated | JobMessage | SweepPartMessage
+@dataclass(frozen=True)
+class ExportMessage:
+    """``{"type": "export", "export_id"}`` from ``POST /exports`` (service/exports.py)."""
+
+    export_id: str
+
+
+Work = ObjectCreated | JobMessage | SweepPartMessage | ExportMessage
 
 
 MAX_RECIPE_HINT = 16 * 1024
@@ -119,6 +126,10 @@ def parse_body(body: str) -> list[Work]:
         if not isinstance(sweep_id, str) or not isinstance(image_id, str) or type(part) is not int:
             raise BadRequest("sweep_part message needs string sweep_id, image_id and integer part")
         return [SweepPartMessage(sweep_id=sweep_id, image_id=image_id, part=part)]
+    if msg.get("type") == "export":
+        if not isinstance(msg.get("export_id"), str):
+            raise BadRequest("export message needs a string export_id")
+        return [ExportMessage(export_id=msg["export_id"])]
     if isinstance(msg.get("Records"), list):
         out: list[Work] = []
         for rec in msg["Records"]:

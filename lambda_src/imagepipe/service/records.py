@@ -24,6 +24,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from imagepipe.errors import BadRequest, NotFound, Throttled
+from imagepipe.service import rollups
 from imagepipe.service.awserrors import translate_aws_errors
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -411,39 +412,61 @@ class Records:
         ) is not None
 
     @translate_aws_errors
-    def succeed_job(self, job_id: str, result: dict[str, Any], facts: dict[str, Any]) -> bool:
-        """``running -> succeeded`` with the result; ``False`` when the job was not running."""
-        return self._update_if(
-            Key=self._job_key(job_id),
-            UpdateExpression="SET #s = :ok, #r = :r, facts = :f, finished_at = :t, updated_at = :t "
-            "REMOVE #e",
-            ConditionExpression="attribute_exists(pk) AND #s = :running",
-            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
-            ExpressionAttributeValues={
+    def succeed_job(self, job_id: str, result: dict[str, Any], facts: dict[str, Any],
+                    job: dict[str, Any] | None = None) -> bool:
+        """``running -> succeeded`` with the result, and the job's rollup add in the same
+        transaction (``service/rollups.py``); ``False`` when the job was not running (nothing
+        is written, nothing counted). ``job`` is the claimed record (read when not given)."""
+        job = job if job is not None else self.get_job(job_id)
+        if job is None:
+            return False
+        after = {**job, "job_id": job_id, "status": "succeeded", "result": result}
+        return self._terminal(after, {
+            "Key": self._job_key(job_id),
+            "UpdateExpression": "SET #s = :ok, #r = :r, facts = :f, out_format = :fmt, finished_at = :t, "
+            "updated_at = :t REMOVE #e",
+            "ConditionExpression": "attribute_exists(pk) AND #s = :running",
+            "ExpressionAttributeNames": {"#s": "status", "#r": "result", "#e": "error"},
+            "ExpressionAttributeValues": {
                 ":ok": "succeeded",
                 ":running": "running",
                 ":r": to_dynamo(result),
                 ":f": as_json_text(facts),
+                ":fmt": rollups.output_format(after),
                 ":t": now_iso(),
             },
-        ) is not None
+        })
 
     @translate_aws_errors
-    def fail_job(self, job_id: str, code: str, message: str) -> bool:
-        """``queued|running -> failed`` with ``{code, message}``; ``False`` if already terminal/gone."""
-        return self._update_if(
-            Key=self._job_key(job_id),
-            UpdateExpression="SET #s = :failed, #e = :e, finished_at = :t, updated_at = :t",
-            ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
-            ExpressionAttributeNames={"#s": "status", "#e": "error"},
-            ExpressionAttributeValues={
+    def fail_job(self, job_id: str, code: str, message: str, job: dict[str, Any] | None = None) -> bool:
+        """``queued|running -> failed`` with ``{code, message}``, counted in the rollups in the
+        same transaction; ``False`` if already terminal or gone. ``job``: the record, if at hand."""
+        job = job if job is not None else self.get_job(job_id)
+        if job is None:
+            return False
+        error = {"code": code, "message": message[:1000]}
+        after = {**job, "job_id": job_id, "status": "failed", "error": error}
+        return self._terminal(after, {
+            "Key": self._job_key(job_id),
+            "UpdateExpression": "SET #s = :failed, #e = :e, out_format = :fmt, finished_at = :t, "
+            "updated_at = :t",
+            "ConditionExpression": "attribute_exists(pk) AND #s IN (:queued, :running)",
+            "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
+            "ExpressionAttributeValues": {
                 ":failed": "failed",
                 ":queued": "queued",
                 ":running": "running",
-                ":e": {"code": code, "message": message[:1000]},
+                ":e": error,
+                ":fmt": rollups.output_format(after),
                 ":t": now_iso(),
             },
-        ) is not None
+        })
+
+    def _terminal(self, after: dict[str, Any], update: dict[str, Any]) -> bool:
+        """The guarded terminal write and the job's rollup add as one transaction: both or
+        neither, so a duplicate or reordered delivery (its condition refused) adds nothing."""
+        items = rollups.transition_items(self.table.name, update, after)
+        return rollups.transact(self.table.meta.client, items) is None
 
     @translate_aws_errors
     def jobs_for_image(self, image_id: str) -> list[dict[str, Any]]:
@@ -464,14 +487,28 @@ class Records:
 
     @translate_aws_errors
     def delete_image_records(self, image_id: str) -> int:
-        """Delete the image item and every item under it (jobs, sweeps); returns the count."""
-        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in query_all(
-            self.table, KeyConditionExpression=Key("pk").eq(f"IMAGE#{image_id}"),
-            ProjectionExpression="pk, sk", ConsistentRead=True)]
+        """Delete the image item and every item under it (jobs, sweeps); returns the count.
+
+        A terminal job is deleted in one transaction with the subtraction of its rollup
+        contribution (on the status it was read with), so History's totals keep equalling
+        the job records; the other items go in batches."""
+        items = query_all(self.table, KeyConditionExpression=Key("pk").eq(f"IMAGE#{image_id}"),
+                          ConsistentRead=True)
+        plain = []
+        for item in items:
+            if item["sk"].startswith("JOB#") and item.get("status") in TERMINAL:
+                delete = {"Key": {"pk": item["pk"], "sk": item["sk"]}, "ConditionExpression": "#s = :s",
+                          "ExpressionAttributeNames": {"#s": "status"},
+                          "ExpressionAttributeValues": {":s": item["status"]}}
+                job = public(item) or {}
+                rollups.transact(self.table.meta.client,
+                                 rollups.transition_items(self.table.name, delete, job, sign=-1))
+            else:
+                plain.append({"pk": item["pk"], "sk": item["sk"]})
         with self.table.batch_writer() as batch:
-            for key in keys:
+            for key in plain:
                 batch.delete_item(Key=key)
-        return len(keys)
+        return len(items)
 
     def _list(self, gsi1pk: str, limit: int, cursor: str | None, arrival: str | None = None) -> Page:
         kwargs: dict[str, Any] = {

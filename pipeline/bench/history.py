@@ -1,0 +1,211 @@
+"""History at scale: ``python -m pipeline.bench.history [--sizes 1000,10000,100000]``.
+
+One local stack (its own temp data dir) is seeded with synthetic finished jobs
+(``pipeline/seed.py``) up to each size in turn; at each size, side by side in this one run:
+
+- **History cold load**: the History page run in Streamlit's AppTest against the stack's API
+  with every ``st.cache_data`` cleared first (two ``GET /stats``, one page of jobs, one of
+  images, every chart built), p50 of ``--runs``;
+- **GET /stats** for a 90-day range through HTTP, p50 of ``--stats-runs``;
+- **exactness**: ``rollups.check`` (the rollups against a full scan of the job records) and the
+  90-day totals against the scan's count, with the scan's own time (what a page reading every
+  job would at least pay);
+- **rollup write cost**: a job's terminal write as it is now (one ``TransactWriteItems``: the
+  conditional status change + the rollup ``ADD``) against the same conditional ``UpdateItem``
+  alone (the write before rollups), interleaved on freshly made ``running`` job items, p50 each;
+- the emulator's resident memory.
+
+Writes the figures as JSON (``--json``) and prints a markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pipeline  # noqa: F401  (lambda_src on sys.path)
+from pipeline import PROJECT_ROOT
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _p50(xs: list[float]) -> float:
+    return round(statistics.median(xs), 2)
+
+
+def history_cold_ms(api_url: str, api_key: str, runs: int) -> list[float]:
+    """Wall time of the History page's script run, caches cleared before each."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["IMAGEPIPE_API_URL"], os.environ["IMAGEPIPE_API_KEY"] = api_url, api_key
+    out = []
+    for _ in range(runs):
+        at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=300).run()
+        st.cache_data.clear()
+        t = time.perf_counter()
+        at.switch_page("pages/history.py").run()
+        out.append((time.perf_counter() - t) * 1000)
+        assert not at.exception, [e.value for e in at.exception]
+    return out
+
+
+def stats_ms(client: Any, runs: int) -> tuple[list[float], dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    window = {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat()}
+    out, body = [], {}
+    for _ in range(runs):
+        t = time.perf_counter()
+        body = client.stats(**window)
+        out.append((time.perf_counter() - t) * 1000)
+    return out, body
+
+
+def rollup_write_ms(table: Any, pairs: int) -> tuple[list[float], list[float]]:
+    """(transaction with rollup, plain conditional update) times over fresh running jobs."""
+    from imagepipe.service.records import Records, now_iso, to_dynamo
+    from pipeline.seed import job_item, synthetic_jobs
+
+    records = Records(table)
+    with_rollup, plain = [], []
+    jobs = list(synthetic_jobs(2 * pairs, days=1, seed=int(time.time())))
+    for i, job in enumerate(jobs):
+        job = {**job, "job_id": f"{uuid.uuid4().hex}-{job['recipe_hash']}"}
+        job["image_id"] = job["job_id"].split("-")[0]
+        result = job.pop("result", None) or {"format": "webp", "bytes": 10, "original_bytes": 100}
+        job.pop("error", None)
+        item = job_item({**job, "status": "running"})
+        if i % 2:  # the write without rollup is kept out of the job list (gsi1), so check stays exact
+            item.pop("gsi1pk"), item.pop("gsi1sk")
+        table.put_item(Item=item)
+        running = {**job, "status": "running"}
+        key = {"pk": item["pk"], "sk": item["sk"]}
+        t = time.perf_counter()
+        if i % 2 == 0:
+            assert records.succeed_job(job["job_id"], result, {"x": 1}, job=running)
+            with_rollup.append((time.perf_counter() - t) * 1000)
+        else:  # the terminal write before rollups: the same conditional UpdateItem alone
+            table.update_item(
+                Key=key, UpdateExpression="SET #s = :ok, #r = :r, facts = :f, out_format = :fmt, "
+                "finished_at = :t, updated_at = :t REMOVE #e",
+                ConditionExpression="attribute_exists(pk) AND #s = :running",
+                ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
+                ExpressionAttributeValues={":ok": "succeeded", ":running": "running", ":r": to_dynamo(result),
+                                           ":f": '{"x":1}', ":fmt": "webp", ":t": now_iso()})
+            plain.append((time.perf_counter() - t) * 1000)
+    return with_rollup, plain
+
+
+def _yes(ok: bool | None) -> str:
+    return "not run" if ok is None else "yes" if ok else "NO"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The figures as the table in docs/benchmarks.md (ratios against the first size)."""
+    base = rows[0]
+    out = ["| jobs in the table | seeding (s) | History cold load p50 (ms) | × first | GET /stats 90 d "
+           "p50 (ms) | × first | rollups = full scan | full scan (s) | terminal write p50 with rollup / "
+           "alone / added (ms) | emulator RSS (MiB) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        cold, stats = r["history_cold_ms_p50"], r["stats_90d_ms_p50"]
+        out.append(
+            f"| {r['jobs']:,} | {r['seed_s']} | {cold:.0f} | {cold / base['history_cold_ms_p50']:.2f}× "
+            f"| {stats:.1f} | {stats / base['stats_90d_ms_p50']:.2f}× | {_yes(r['check_ok'])} "
+            f"| {r['scan_s']} | {r['write_tx_ms_p50']:.2f} / {r['write_plain_ms_p50']:.2f} / "
+            f"{r['write_added_ms_p50']:+.2f} | {r['emulator_rss_mib']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench.history", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="1000,10000,100000")
+    p.add_argument("--runs", type=int, default=5, help="History cold loads per size")
+    p.add_argument("--stats-runs", type=int, default=15)
+    p.add_argument("--pairs", type=int, default=60, help="rollup write pairs per size")
+    p.add_argument("--json", type=Path, default=Path("bench-history.json"))
+    p.add_argument("--quick", action="store_true",
+                   help="only the cold load and its parts (no full-scan check, no filtered page, no writes)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("IMAGEPIPE_LOG_LEVEL", "WARNING")
+
+    from imagepipe.service import rollups
+    from pipeline.client import Client
+    from pipeline.rollups_cli import table_for
+    from pipeline.seed import seed
+    from pipeline.stack.serve import LocalStack
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        stack = LocalStack(data_dir=Path(tmp), port=0, workers=1, reconcile_interval=3600.0).start()
+        try:
+            table = table_for(stack.endpoint_url, stack.env["IMAGEPIPE_TABLE"])
+            client = Client(stack.api_url, stack.api_key, timeout=300)
+            have = 0
+            for size in (int(s) for s in args.sizes.split(",")):
+                t = time.perf_counter()
+                seeded = seed(table, size - have, days=90, seed=size)
+                seed_s = time.perf_counter() - t
+                have = size
+                print(f"[{size}] seeded {seeded['jobs']} in {seed_s:.1f} s", file=sys.stderr, flush=True)
+                stats_t, body = stats_ms(client, args.stats_runs)
+                page_t, first_t, images_t, today = [], [], [], datetime.now(UTC).date()
+                window = {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat()}
+                for _ in range(args.stats_runs):  # what History's cold load asks besides /stats
+                    t = time.perf_counter()
+                    client.list_jobs(limit=50, **{"from": (today - timedelta(days=29)).isoformat(),
+                                                  "to": today.isoformat()})
+                    first_t.append((time.perf_counter() - t) * 1000)
+                    t = time.perf_counter()
+                    client.list_images(limit=50)
+                    images_t.append((time.perf_counter() - t) * 1000)
+                for _ in range(0 if args.quick else args.stats_runs):
+                    t = time.perf_counter()
+                    client.list_jobs(limit=50, status="failed", **window)
+                    page_t.append((time.perf_counter() - t) * 1000)
+                cold = history_cold_ms(stack.api_url, stack.api_key, args.runs)
+                t = time.perf_counter()
+                report = {"ok": None, "jobs_scanned": have} if args.quick else rollups.check(table)
+                scan_s = time.perf_counter() - t
+                nan = [float("nan")]
+                tx, plain = (nan, nan) if args.quick else rollup_write_ms(table, args.pairs)
+                if not args.quick:
+                    have += args.pairs  # the write test's rolled-up jobs (one of each pair) count too
+                row = {
+                    "jobs": report["jobs_scanned"], "seed_s": round(seed_s, 1),
+                    "history_cold_ms_p50": _p50(cold), "history_cold_ms": [round(x) for x in cold],
+                    "stats_90d_ms_p50": _p50(stats_t), "stats_90d_jobs": body["totals"]["jobs"],
+                    "stats_source": body.get("source"), "check_ok": report["ok"],
+                    "jobs_page_failed_filter_ms_p50": _p50(page_t) if page_t else None,
+                    "jobs_first_page_ms_p50": _p50(first_t), "images_page_ms_p50": _p50(images_t),
+                    "scan_jobs": report["jobs_scanned"], "scan_s": round(scan_s, 2),
+                    "write_tx_ms_p50": _p50(tx), "write_plain_ms_p50": _p50(plain),
+                    "write_added_ms_p50": round(_p50(tx) - _p50(plain), 2),
+                    "emulator_rss_mib": round(_rss_mib(stack.emulator.proc.pid)),
+                }
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                args.json.write_text(json.dumps(rows, indent=2))
+        finally:
+            stack.stop()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

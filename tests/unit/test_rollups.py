@@ -1,0 +1,172 @@
+"""Rollups (service/rollups.py): each terminal job counted once in the same transaction as
+its terminal write, failures as failures, deletions subtracted, sealing lossless, backfill and
+check agreeing with a full scan. Against moto's in-process DynamoDB."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+
+import pytest
+
+from imagepipe.errors import CorruptImage
+from imagepipe.service import rollups
+from imagepipe.service.jobs import JobRunner, new_job
+from imagepipe.service.records import now_iso
+from tests.unit.service_env import FakeEngine, mocked_backend
+
+RECIPES = [{"format": "webp", "quality": q} for q in (50, 60, 70)]
+
+
+@pytest.fixture
+def backend():
+    with mocked_backend() as b:
+        yield b
+
+
+def _image(backend) -> dict:
+    image_id = uuid.uuid4().hex
+    key = f"{backend.config.upload_prefix}{image_id}/a.png"
+    image = {"image_id": image_id, "key": key, "filename": "a.png", "status": "uploaded",
+             "created_at": now_iso()}
+    backend.records.put_image(image)
+    backend.clients.s3.put_object(Bucket=backend.config.source_bucket, Key=key, Body=b"ORIGINAL-BYTES")
+    return image
+
+
+def _job(backend, image, recipe: dict, preset: str | None = "web", **extra) -> str:
+    from imagepipe.core.recipe import parse_recipe
+
+    parsed = parse_recipe(recipe)
+    job = new_job(image, parsed.model_dump(mode="json"), parsed.recipe_hash(), trigger="api", preset=preset)
+    job.update(extra)
+    backend.records.create_job(job)
+    return job["job_id"]
+
+
+def _totals(backend) -> dict[rollups.Dims, Counter]:
+    return rollups.read(backend.records.table, "0000-00-00", "9999-12-31").totals
+
+
+def _n(totals, **where) -> int:
+    return sum(c["n"] for d, c in totals.items() if all(getattr(d, k) == v for k, v in where.items()))
+
+
+def test_buckets_and_their_error_bound():
+    for value in (0.003, 0.5, 1.0, 1.19, 7.3, 1234.5):
+        b = rollups.bucket_of(value)
+        lo, hi = rollups.bucket_bounds(b)
+        assert lo <= value < hi * (1 + 1e-12)
+        assert abs(rollups.bucket_mid(b) / value - 1) <= rollups.BUCKET_ERROR + 1e-12
+    assert math.isclose(rollups.BUCKET_ERROR, 2 ** (1 / 8) - 1)
+
+
+def test_dims_round_trip_with_hash_in_preset():
+    d = rollups.Dims("2026-01-02", "succeeded", "webp", "my#preset/%x", "drop")
+    assert rollups.Dims.from_sk(d.sk()) == d
+
+
+def test_redelivered_and_reordered_events_count_each_job_once(backend):
+    image = _image(backend)
+    runner = JobRunner(backend, engine=FakeEngine())
+    ids = [_job(backend, image, r) for r in RECIPES]
+    assert runner.run(ids[1]) == "succeeded"
+    assert runner.run(ids[1]) == "skipped"  # redelivered
+    assert runner.run(ids[0]) == "succeeded"
+    assert runner.run(ids[2]) == "succeeded"
+    assert runner.run(ids[0]) == "skipped"  # a late duplicate, out of order
+    # a late permanent failure or the reconciler for a finished job: refused, counts nothing
+    assert backend.records.fail_job(ids[2], "retries_exhausted", "late") is False
+    totals = _totals(backend)
+    assert _n(totals) == 3 and _n(totals, status="succeeded", format="webp", preset="web",
+                                  arrival="presigned") == 3
+    c = sum(totals.values(), Counter())
+    assert c["bytes_in"] == 3 * 14 and c["bytes_out"] == 3 * 6 and c["timed"] == 3
+    assert c[f"h:ratio:{rollups.bucket_of(14 / 6)}"] == 3
+    assert c[f"h:dssim:{rollups.bucket_of(1 - 0.97)}"] == 3
+    assert rollups.check(backend.records.table)["ok"]
+
+
+def test_a_failed_job_counts_as_failed_with_its_code(backend):
+    image = _image(backend)
+    job_id = _job(backend, image, {"format": "avif"}, preset=None, arrival="drop")
+    assert JobRunner(backend, engine=FakeEngine(error=CorruptImage("bad"))).run(job_id) == "failed"
+    assert JobRunner(backend, engine=FakeEngine()).run(job_id) == "skipped"
+    totals = _totals(backend)
+    (dims, counters), = totals.items()
+    assert (dims.status, dims.format, dims.preset, dims.arrival) == ("failed", "avif", "none", "drop")
+    assert counters["n"] == 1 and counters["e:corrupt_image"] == 1 and counters["bytes_out"] == 0
+    # the reconciler's path (no record at hand) reads the job first
+    other = _job(backend, image, {"format": "png"})
+    assert backend.records.fail_job(other, "retries_exhausted", "dead letter")
+    assert _n(_totals(backend), status="failed") == 2
+    assert backend.records.get_job(other)["out_format"] == "png"
+
+
+def test_deleting_an_image_subtracts_its_jobs(backend):
+    keep, gone = _image(backend), _image(backend)
+    runner = JobRunner(backend, engine=FakeEngine())
+    for image in (keep, gone):
+        for recipe in RECIPES[:2]:
+            runner.run(_job(backend, image, recipe))
+    queued = _job(backend, gone, RECIPES[2])  # not terminal: never counted, deleted plainly
+    assert _n(_totals(backend)) == 4
+    assert backend.records.delete_image_records(gone["image_id"]) == 4  # image + 3 jobs
+    assert backend.records.get_job(queued) is None
+    assert _n(_totals(backend)) == 2
+    assert rollups.check(backend.records.table)["ok"]
+
+
+def test_seal_folds_live_items_without_changing_totals(backend):
+    image = _image(backend)
+    runner = JobRunner(backend, engine=FakeEngine())
+    for recipe in RECIPES:
+        runner.run(_job(backend, image, recipe))
+    table = backend.records.table
+    before = _totals(backend)
+    assert len(rollups.live_items(table)) >= 1
+    assert rollups.seal(table) >= 1
+    assert rollups.live_items(table) == []
+    assert _totals(backend) == before
+    runner.run(_job(backend, image, {"format": "jpeg"}))  # a new live item next to the sealed day
+    assert _n(_totals(backend)) == 4 and rollups.check(table)["ok"]
+    rollups.seal(table)
+    assert _n(_totals(backend)) == 4 and rollups.check(table)["ok"]
+
+
+def test_seal_refuses_a_live_item_that_changed_after_it_was_read(backend, monkeypatch):
+    image = _image(backend)
+    runner = JobRunner(backend, engine=FakeEngine())
+    runner.run(_job(backend, image, RECIPES[0]))
+    table = backend.records.table
+    real = rollups.live_items
+
+    def racing(t, *a):
+        items = real(t, *a)
+        runner.run(_job(backend, image, RECIPES[1]))  # adds to a live item after the read
+        return items
+
+    monkeypatch.setattr(rollups, "live_items", racing)
+    rollups.seal(table)
+    monkeypatch.setattr(rollups, "live_items", real)
+    assert _n(_totals(backend)) == 2 and rollups.check(table)["ok"]
+
+
+def test_backfill_then_check_matches_and_check_sees_drift(backend):
+    image = _image(backend)
+    runner = JobRunner(backend, engine=FakeEngine())
+    for recipe in RECIPES:
+        runner.run(_job(backend, image, recipe))
+    table = backend.records.table
+    rollups.clear(table)
+    report = rollups.check(table)
+    assert not report["ok"] and report["jobs_scanned"] == 3 and report["jobs_in_rollups"] == 0
+    out = rollups.backfill(table)
+    assert out["jobs"] == 3
+    assert rollups.check(table)["ok"]
+    # drift (a counter changed behind the rollups' back) is reported
+    d = next(iter(_totals(backend)))
+    table.update_item(**rollups.add_update(d, Counter(n=1), shard=1))
+    bad = rollups.check(table)
+    assert not bad["ok"] and bad["differences"][0]["counter"] == "n"
