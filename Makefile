@@ -47,6 +47,7 @@ test: install-dev browser lint
 
 bench: install-dev
 	$(PY) -m pipeline.bench
+	$(PY) -m pipeline.bench.encode_costs --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -240,6 +240,15 @@ def _results(client: Any, sweep: dict[str, Any]) -> None:
             f"Part {err.get('part')}: **{safe_code(err.get('code', ''))}** — "
             f"{md_escape(err.get('message', ''))}"
         )
+    skipped = sweep.get("skipped") or []  # cells a part had no time/memory for (core/budget.py)
+    if skipped:
+        st.warning(
+            f"{len(skipped)} cell(s) skipped to fit the processor's limits: "
+            + "; ".join(f"**{md_escape(str(c.get('label', '')))}** — {md_escape(str(c.get('skipped', '')))}"
+                        for c in skipped[:5])
+            + (" …" if len(skipped) > 5 else ""),
+            icon=":material/timer:",
+        )
     if not points:
         return
     c1, c2 = st.columns(2)

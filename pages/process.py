@@ -10,6 +10,7 @@ import streamlit as st
 import pages  # noqa: F401  (first: sys.path + router guard, see pages/__init__.py)
 from pages.ui import recipe_panel
 from pages.ui.batch import Batch, FileTask
+from pages.ui.job_time import adaptation_text, budget_progress, skipped_text, time_failure_hint
 from pages.ui.widgets import (
     backend_or_stop,
     human_bytes,
@@ -102,6 +103,10 @@ def _progress_body() -> None:
     for task in batch.tasks:
         if task.done:
             continue
+        timed = budget_progress(task.job or {}) if task.stage == "running" else None
+        if timed is not None:  # a running job: its elapsed time against its invocation's budget
+            st.progress(timed[0], text=f"{md_escape(task.name)} — running, {timed[1]}")
+            continue
         st.progress(task.progress, text=f"{md_escape(task.name)} — {task.label}")
 
 
@@ -117,6 +122,9 @@ def _results(batch: Batch) -> None:
                     f"**{safe_code(task.error_code or '')}** — {md_escape(task.error_message or '')}",
                     icon=":material/error:",
                 )
+                hint = time_failure_hint(task.error_code)
+                if hint:  # refused or stopped for time: the message above says what to change
+                    st.caption(md_escape(hint))
                 continue
             _result_card(task)
 
@@ -152,6 +160,9 @@ def _result_card(task: FileTask) -> None:
         render_comparison(task.task_id, task.data, task.output or b"")
     with right:
         render_facts(facts)
+        for note in (adaptation_text(job), skipped_text(job)):  # what the time budget changed
+            if note:
+                st.info(md_escape(note), icon=":material/timer:")
 
 
 def page() -> None:

@@ -13,7 +13,10 @@ image, bad recipe) or *transient* (a retry may succeed: throttling, a network bl
     │   ├── TooManyFrames           too_many_frames      413
     │   ├── OutputTooLarge          output_too_large     422
     │   ├── InvalidRecipe           invalid_recipe       422
-    │   └── TargetUnreachable       target_unreachable   422
+    │   ├── TargetUnreachable       target_unreachable   422
+    │   └── OverBudget              (base) the invocation cannot afford the encode
+    │       ├── OverTimeBudget      over_time_budget     422   (no encoder setting fits the time left)
+    │       └── OverMemoryBudget    over_memory_budget   422   (the encode needs more memory than is free)
     ├── RequestError                permanent, the API request is at fault
     │   ├── BadRequest              bad_request          400
     │   ├── Unauthorized            unauthorized         401
@@ -25,6 +28,8 @@ image, bad recipe) or *transient* (a retry may succeed: throttling, a network bl
     ├── TransientError              transient_error      503   (retried)
     │   └── Throttled               throttled            429
     ├── RetriesExhausted            retries_exhausted    500   (a transient failure that never cleared)
+    ├── JobTimeout                  timeout              504   (stopped at the deadline; not retried)
+    ├── AttemptKilled               attempt_killed       500   (a killed attempt; not rerun)
     ├── WorkerFailure               worker_crashed / worker_timeout / worker_out_of_memory
     ├── InternalError               internal_error       500
     └── ClientError                 raised only by pipeline.client
@@ -121,6 +126,24 @@ class TargetUnreachable(ImageError):
     code = "target_unreachable"
 
 
+class OverBudget(ImageError):
+    """The invocation cannot afford this encode (time or memory); deterministic, not retried."""
+
+
+class OverTimeBudget(OverBudget):
+    """No encoder setting can finish in the time the invocation has left; ``details`` names the
+    limit, the estimate and what to change (resize, a faster setting, another format)."""
+
+    code = "over_time_budget"
+
+
+class OverMemoryBudget(OverBudget):
+    """The encode would need more memory than the invocation has free; ``details`` names the
+    limit, the estimate and what to change (resize, another format, more processor memory)."""
+
+    code = "over_memory_budget"
+
+
 # --- API request errors (permanent) -----------------------------------------------------
 
 
@@ -200,6 +223,21 @@ class RetriesExhausted(ImagePipeError):
     """A transient failure persisted through every retry; the message went to the DLQ."""
 
     code = "retries_exhausted"
+
+
+class JobTimeout(ImagePipeError):
+    """The work was stopped at the invocation's deadline. Deterministic work would be stopped
+    again, so it is not retried; the message says what to change."""
+
+    code = "timeout"
+    http_status = 504
+
+
+class AttemptKilled(ImagePipeError):
+    """Earlier attempts of this job were killed before their deadline (out of memory or a
+    crash); running the same work again would be killed again, so the job fails instead."""
+
+    code = "attempt_killed"
 
 
 class WorkerFailure(ImagePipeError):

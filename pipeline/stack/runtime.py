@@ -172,6 +172,45 @@ def read_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            return [int(c) for c in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of ``pid`` in MiB (shared pages split between their users)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return read_rss_mb(pid)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Memory of ``pid`` and its descendants (MiB): a Lambda's memory limit covers the whole
+    sandbox, so a child the handler forks (the engine's stoppable encodes) counts too. Alone,
+    ``pid``'s RSS; with children, the sum of their proportional set sizes, so the pages a forked
+    child still shares with its parent (copy-on-write) count once, as in the sandbox's cgroup."""
+    kids = _children(pid)
+    if not kids:
+        return read_rss_mb(pid)
+    total, todo, seen = _pss_mb(pid), kids, {pid}
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += _pss_mb(p)
+        todo.extend(_children(p))
+    return total
+
+
 # ------------------------------------------------------------------------------ parent
 class _Worker:
     """One worker process and its pipe."""
@@ -471,7 +510,7 @@ class LambdaRuntime:
     def _sample_rss(self, worker: _Worker) -> float:
         """Read the worker's RSS and raise its invocation peak and the runtime's peak together:
         one figure, never rounded, so the runtime's peak is never below an invocation's."""
-        rss = read_rss_mb(worker.pid)
+        rss = tree_rss_mb(worker.pid)  # with its forked children, as a Lambda sandbox counts
         if rss > worker.peak_rss_mb:
             worker.peak_rss_mb = rss
             if rss > self.stats["peak_rss_mb"]:

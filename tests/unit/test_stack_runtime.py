@@ -157,9 +157,9 @@ def test_runtime_peak_keeps_the_sampled_fraction(monkeypatch):
     rt = runtime.LambdaRuntime.__new__(runtime.LambdaRuntime)
     rt.stats = {"peak_rss_mb": 0.0}
     worker = SimpleNamespace(pid=1, peak_rss_mb=0.0)
-    monkeypatch.setattr(runtime, "read_rss_mb", lambda pid: 256.7)
+    monkeypatch.setattr(runtime, "tree_rss_mb", lambda pid: 256.7)  # the sampler reads the worker + children
     assert rt._sample_rss(worker) == 256.7
     assert worker.peak_rss_mb == rt.stats["peak_rss_mb"] == 256.7
-    monkeypatch.setattr(runtime, "read_rss_mb", lambda pid: 100.0)
+    monkeypatch.setattr(runtime, "tree_rss_mb", lambda pid: 100.0)
     rt._sample_rss(worker)  # a lower sample lowers neither peak
     assert worker.peak_rss_mb == rt.stats["peak_rss_mb"] == 256.7

@@ -28,11 +28,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.encode import ANIMATABLE, MAX_SIDE, split_encoder
 from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
 from imagepipe.core.transform import has_alpha
-from imagepipe.errors import InvalidRecipe, OutputTooLarge, TargetUnreachable
+from imagepipe.errors import (
+    InvalidRecipe,
+    OutputTooLarge,
+    OverBudget,
+    OverMemoryBudget,
+    OverTimeBudget,
+    TargetUnreachable,
+)
 
 LOSSY = ("jpeg", "webp", "avif", "jxl")
 #: the default ``best`` candidates (JPEG XL is opt-in through ``candidates``)
@@ -86,9 +94,11 @@ def _can_444(prepared: Prepared, name: str) -> bool:
 class _Search:
     """What one ``choose`` call shares between its probes: the goal and the metrics reference."""
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, prepared: Prepared, budget: Budget | None = None) -> None:
         r = prepared.recipe
         self.prepared = prepared
+        self.budget = budget
+        self.adapted: dict[str, dict[str, Any]] = {}
         self.metric = r.target.metric if r.target is not None else "ssim"
         self.min_score = r.target.min if r.target is not None else None
         self.max_bytes = r.max_bytes
@@ -97,6 +107,20 @@ class _Search:
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
         self.chroma: str | None = None  # "4:4:4" during the second pass
+        mp = prepared.image.width * prepared.image.height / 1e6
+        #: measuring one probe, for the budget: SSIM + PSNR, and SSIMULACRA2 (≈ 0.2 s/MP) when asked
+        self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
+
+    def _encode(self, fmt: str, q: int, options: dict[str, Any] | None,
+                name: str) -> tuple[bytes, dict[str, Any]]:
+        """One probe's encode; under a budget, planned (``OverBudget`` when it cannot fit)."""
+        if self.budget is None:
+            return encode_variant(self.prepared, fmt, q, options)
+        data, facts, plan = encode_within(self.prepared, self.budget, fmt, q, options,
+                                          extra_ms=self.probe_extra_ms)
+        if plan.adapted is not None:
+            self.adapted[name] = plan.adapted
+        return data, facts
 
     def attempt(self, name: str, q: int) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap."""
@@ -104,7 +128,7 @@ class _Search:
         if self.chroma is not None:
             options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": self.chroma}}
         try:
-            data, facts = encode_variant(self.prepared, fmt, q, options)
+            data, facts = self._encode(fmt, q, options, name)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
         except OutputTooLarge:
             res = None
@@ -162,31 +186,60 @@ def _search(s: _Search, name: str) -> Any:
     return best
 
 
-def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
-    """Pick format and/or quality. Returns (bytes, output facts, search facts)."""
+def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """Pick format and/or quality. Returns (bytes, output facts, search facts).
+
+    Under a ``budget`` every probe is planned (core/budget.py): a candidate format whose next
+    probe cannot fit in the time left is skipped, with the reason in ``per_format``; when every
+    candidate is skipped, ``OverBudget``."""
     r = prepared.recipe
     if r.target is not None and r.target.metric == "ssimulacra2" and min(prepared.image.size) < 8:
         raise InvalidRecipe(
             f"target metric ssimulacra2 needs an output of at least 8x8 pixels, not "
             f"{prepared.image.width}x{prepared.image.height}",
             details=[{"field": "target.metric", "message": "ssimulacra2 is undefined below 8x8 pixels"}])
-    s = _Search(prepared)
+    s = _Search(prepared, budget)
     fmts = candidates(prepared) if prepared.format == "best" else [prepared.format]
-    winners = [[*res, name] for name in fmts if (res := _search(s, name)) is not None]
-    second = [n for n in fmts if _can_444(prepared, n)] if r.target is not None and not winners else []
+    skipped: dict[str, OverBudget] = {}
+
+    def search_all(names: list[str]) -> list[list[Any]]:
+        found = []
+        for name in names:
+            try:
+                res = _search(s, name)
+            except OverBudget as exc:  # only under a budget: this candidate cannot fit the invocation
+                skipped[name] = exc
+                continue
+            if res is not None:
+                found.append([*res, name])
+        return found
+
+    winners = search_all(fmts)
+    second = [n for n in fmts if _can_444(prepared, n) and n not in skipped] \
+        if r.target is not None and not winners else []
     if second:  # 4:2:0 chroma cannot reach the score: try 4:4:4 where the encoder has it
         s.chroma = "4:4:4"
-        winners = [[*res, name] for name in second if (res := _search(s, name)) is not None]
+        winners = search_all(second)
     if not winners:
+        if skipped and len(skipped) == len(fmts):
+            if len(skipped) == 1:
+                raise next(iter(skipped.values()))
+            reasons = "; ".join(f"{f}: {e.message}" for f, e in skipped.items())
+            cls = OverTimeBudget if any(isinstance(e, OverTimeBudget) for e in skipped.values()) \
+                else OverMemoryBudget
+            raise cls(f"no candidate format fits this invocation: {reasons}",
+                      details={"skipped": {f: e.details for f, e in skipped.items()}})
         goal = {"target": r.target.model_dump() if r.target else None, "max_bytes": r.max_bytes}
         also = f" (4:4:4 chroma tried too for {'/'.join(second)})" if second else ""
-        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}{also}",
-                                details={"goal": goal, "tried": s.tried})
+        details: dict[str, Any] = {"goal": goal, "tried": s.tried}
+        if skipped:
+            details["skipped"] = {f: e.message for f, e in skipped.items()}
+        raise TargetUnreachable(f"no {'/'.join(fmts)} encoding meets {goal}{also}", details=details)
     if r.quality == "auto" and r.target is None and len(winners) > 1:
         # only a size cap: the best-looking output under it wins (ties: the smaller)
-        data, facts, metrics, _name = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
+        data, facts, metrics, chosen_name = max(winners, key=lambda w: (w[2]["ssim"], -len(w[0])))
     else:
-        data, facts, metrics, _name = min(winners, key=lambda w: len(w[0]))
+        data, facts, metrics, chosen_name = min(winners, key=lambda w: len(w[0]))
     per_format: dict[str, dict[str, Any]] = {}
     for w in winners:
         row = {"quality": w[1]["quality"], "bytes": len(w[0]), "ssim": (w[2] or {}).get("ssim")}
@@ -197,9 +250,14 @@ def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         per_format[w[3]] = row
     for fmt in fmts:
         empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
+        if fmt in skipped:
+            empty = {"quality": None, "bytes": None, "ssim": None, "skipped": skipped[fmt].message}
         if s.metric != "ssim":
             empty[s.metric] = None
         per_format.setdefault(fmt, empty)
+    for name, adapted in s.adapted.items():  # keyed by candidate name, like per_format
+        if name in per_format:
+            per_format[name]["adapted"] = adapted
     chosen = {"format": facts["format"], "quality": facts["quality"], "encoder": facts["encoder"]}
     if s.chroma is not None:
         chosen["subsampling"] = s.chroma
@@ -211,4 +269,8 @@ def choose(prepared: Prepared) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         search["metric"] = s.metric
     if metrics is not None:
         search["metrics"] = metrics
+    if budget is not None:
+        chosen_adapted = s.adapted.get(chosen_name)
+        search["budget"] = {"left_ms": round(budget.left_ms(), 1), "skipped": sorted(skipped),
+                            **({"adapted": chosen_adapted} if chosen_adapted else {})}
     return data, facts, search

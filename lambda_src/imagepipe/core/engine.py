@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagepipe.core.auto import choose
+from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import MAX_METRIC_OUTPUT_PIXELS
 from imagepipe.core.prepare import _ms, encode_variant, measure, prepare
@@ -36,18 +37,25 @@ class Result:
 
 
 def process(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None, limits: Limits | None = None,
-            *, compute_metrics: bool = True) -> Result:
+            *, compute_metrics: bool = True, budget: Budget | None = None) -> Result:
     """Run ``recipe`` on ``source_bytes``: decode, transform, encode, measure.
 
-    Raises only ``imagepipe.errors.ImageError`` subclasses for bad input or recipes.
+    Raises only ``imagepipe.errors.ImageError`` subclasses for bad input or recipes; with a
+    ``budget`` (core/budget.py) also ``OverTimeBudget``, ``OverMemoryBudget`` and ``JobTimeout``.
     """
     t0 = time.perf_counter()
     prepared = prepare(source_bytes, recipe, limits)
     r = prepared.recipe
     search: dict[str, Any] | None = None
     t_enc = time.perf_counter()
+    budget_facts: dict[str, Any] | None = None
     if r.quality == "auto" or prepared.format == "best":
-        data, out, search = choose(prepared)
+        data, out, search = choose(prepared, budget)
+    elif budget is not None:
+        px = prepared.image.width * prepared.image.height
+        extra = METRICS_MS_PER_MP * px / 1e6 if compute_metrics and px <= MAX_METRIC_OUTPUT_PIXELS else 0.0
+        data, out, plan = encode_within(prepared, budget, extra_ms=extra)
+        budget_facts = plan.facts()
     else:
         data, out = encode_variant(prepared)
     t_encode = _ms(t_enc)
@@ -77,4 +85,8 @@ def process(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None, 
     }
     if search is not None:
         facts["search"] = search
+    if budget_facts is not None:
+        facts["budget"] = budget_facts
+    elif search is not None and search.get("budget"):
+        facts["budget"] = search.pop("budget")
     return Result(data=data, facts=facts)

@@ -32,11 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.encode import split_encoder
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import DEFAULT_METRICS, METRIC_NAMES, Reference
 from imagepipe.core.prepare import Prepared, encode_variant, measure, prepare, reference
-from imagepipe.errors import InvalidRecipe
+from imagepipe.errors import InvalidRecipe, OverBudget
 
 #: encoders a sweep can contain (GIF is palette-only and not a rate–distortion trade-off)
 SWEEP_FORMATS: tuple[str, ...] = ("jpeg", "jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif", "jxl",
@@ -269,12 +270,20 @@ def sweep_recipe(resize: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
              metrics: Sequence[str] = DEFAULT_METRICS,
-             seen: dict[bytes, dict[str, Any]] | None = None) -> tuple[dict[str, Any], bytes]:
+             seen: dict[bytes, dict[str, Any]] | None = None,
+             budget: Budget | None = None) -> tuple[dict[str, Any], bytes]:
     """Encode + measure one cell: ``(point, encoded bytes)``. ``ref`` is the metrics reference of
     ``prepared`` (made when not given); ``seen`` maps the digests of already measured encodings
-    to their scores."""
+    to their scores. Under a ``budget`` the cell's own setting must fit the time left (a sweep
+    measures settings, so it never adapts them): ``OverBudget`` otherwise."""
     q = 100 if cell.quality is None else cell.quality
-    data, facts = encode_variant(prepared, cell.format, q, cell.options())
+    if budget is None:
+        data, facts = encode_variant(prepared, cell.format, q, cell.options())
+    else:
+        mp = prepared.image.width * prepared.image.height / 1e6
+        extra = mp * (METRICS_MS_PER_MP + (200.0 if "ssimulacra2" in metrics else 0.0))
+        data, facts, _plan = encode_within(prepared, budget, cell.format, q, cell.options(), extra_ms=extra,
+                                           adapt=False)
     t = time.perf_counter()
     digest = hashlib.blake2b(data, digest_size=20).digest()
     m = seen.get(digest) if seen is not None else None
@@ -303,15 +312,24 @@ def run_cell(prepared: Prepared, cell: Cell, ref: Reference | None = None,
 
 def run_cells(prepared: Prepared, cells: Sequence[Cell],
               on_variant: Callable[[dict[str, Any], bytes], None] | None = None,
-              metrics: Sequence[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
+              metrics: Sequence[str] = DEFAULT_METRICS, budget: Budget | None = None,
+              skipped: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Measure ``cells`` on one prepared image (one metrics reference for all of them);
     ``on_variant(point, data)`` sees each encoding (e.g. to store it). Returns the points in
-    cell order."""
+    cell order. Under a ``budget``, a cell that cannot fit the time left is not encoded: it is
+    appended to ``skipped`` as ``{format, quality, option…, label, skipped: reason}``."""
     ref = reference(prepared)
     seen: dict[bytes, dict[str, Any]] = {}
     points = []
     for cell in cells:
-        point, data = run_cell(prepared, cell, ref, metrics, seen)
+        try:
+            point, data = run_cell(prepared, cell, ref, metrics, seen, budget)
+        except OverBudget as exc:
+            if skipped is None:
+                raise
+            skipped.append({**cell.to_dict(), "label": cell.label(), "skipped": exc.message,
+                            "code": exc.code})
+            continue
         if on_variant is not None:
             on_variant(point, data)
         points.append(point)

@@ -362,24 +362,54 @@ class Records:
         return {"pk": f"IMAGE#{parts[0]}", "sk": f"JOB#{job_id}"}
 
     @translate_aws_errors
-    def claim_job(self, job_id: str) -> dict[str, Any] | None:
-        """``queued|running -> running`` (attempts + 1); ``None`` when the job is terminal or gone."""
+    def claim_job(self, job_id: str, deadline_at: str | None = None) -> dict[str, Any] | None:
+        """``queued|running -> running`` (attempts + 1); ``None`` when the job is terminal or gone.
+
+        ``deadline_at`` (ISO) is when this attempt's invocation ends; it stays on the record as
+        ``attempt_deadline_at`` until the attempt ends (a terminal write, or ``end_attempt``), so
+        the next claim can tell an attempt that was killed. The returned job then carries
+        ``previous_attempt`` = ``{"attempt", "started_at", "deadline_at"}`` of an attempt that
+        never ended (absent otherwise)."""
+        t = now_iso()
+        values: dict[str, Any] = {":running": "running", ":queued": "queued", ":t": t, ":one": 1}
+        update = "SET #s = :running, started_at = :t, updated_at = :t"
+        if deadline_at is not None:
+            update += ", attempt_deadline_at = :d"
+            values[":d"] = deadline_at
+        else:
+            update += " REMOVE attempt_deadline_at"
         resp = self._update_if(
             Key=self._job_key(job_id),
-            UpdateExpression="SET #s = :running, started_at = :t, updated_at = :t ADD attempts :one",
+            UpdateExpression=update + " ADD attempts :one",
             ConditionExpression="attribute_exists(pk) AND #s IN (:queued, :running)",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":running": "running",
-                ":queued": "queued",
-                ":t": now_iso(),
-                ":one": 1,
-            },
-            ReturnValues="ALL_NEW",
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
         )
         if resp is None:
             return None
-        return public(resp["Attributes"])
+        old = public(resp["Attributes"]) or {}
+        job = {k: v for k, v in old.items() if k not in ("attempt_deadline_at", "previous_attempt")}
+        job.update(status="running", started_at=t, updated_at=t, attempts=int(old.get("attempts") or 0) + 1)
+        if deadline_at is not None:
+            job["attempt_deadline_at"] = deadline_at
+        if old.get("status") == "running" and old.get("attempt_deadline_at"):
+            job["previous_attempt"] = {"attempt": int(old.get("attempts") or 0),
+                                       "started_at": old.get("started_at"),
+                                       "deadline_at": old["attempt_deadline_at"]}
+        return job
+
+    @translate_aws_errors
+    def end_attempt(self, job_id: str) -> bool:
+        """The running attempt ended without a verdict (a transient failure: the message will be
+        redelivered): forget its deadline, so the next claim does not take it for a killed one."""
+        return self._update_if(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET updated_at = :t REMOVE attempt_deadline_at",
+            ConditionExpression="attribute_exists(pk) AND #s = :running",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":running": "running", ":t": now_iso()},
+        ) is not None
 
     @translate_aws_errors
     def succeed_job(self, job_id: str, result: dict[str, Any], facts: dict[str, Any],

@@ -33,6 +33,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 from pydantic import Field, StrictStr
 
+from imagepipe.core.budget import Budget
 from imagepipe.core.limits import Limits
 from imagepipe.core.recipe import parse_recipe
 from imagepipe.core.sweep import Cell, Grid, parse_grid, plan_parts, sweep_recipe
@@ -298,9 +299,11 @@ def get_sweep(backend: Backend, sweep_id: str) -> dict[str, Any]:
         raise NotFound(f"no sweep {sweep_id!r}")
     points: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for part in store.parts(sweep_id):
         if part.get("status") == "succeeded":
             points.extend(part.get("points") or [])
+            skipped.extend(part.get("skipped") or [])
         elif part.get("error"):
             errors.append({"part": part.get("part"), **part["error"]})
     order = _cell_order(sweep["grid"])
@@ -311,6 +314,8 @@ def get_sweep(backend: Backend, sweep_id: str) -> dict[str, Any]:
                 backend.config.dest_bucket, p["key"], p["key"].rsplit("/", 1)[-1])
     sweep["points"] = points
     sweep["errors"] = errors
+    if skipped:  # cells a part had no time for (core/budget.py), each with its reason
+        sweep["skipped"] = skipped
     sweep["progress"]["points"] = len(points)
     sweep["progress"]["cells_total"] = sweep.get("cells_total")
     return sweep
@@ -354,12 +359,12 @@ def fail_dead_letter(backend: Backend, body: str) -> list[str]:
 
 
 def run_sweep_part(backend: Backend, msg: SweepPartMessage, limits: Limits, *,
-                   final_attempt: bool = False) -> str:
+                   final_attempt: bool = False, budget: Budget | None = None) -> str:
     """Run one part: ``succeeded`` / ``failed`` (permanent error, recorded) / ``skipped``
     (already done: a duplicate delivery) / ``missing``; transient errors raise (redelivery),
     and on the final attempt the part is recorded failed with ``retries_exhausted`` first."""
     try:
-        return _run_part(backend, msg, limits)
+        return _run_part(backend, msg, limits, budget)
     except Exception as exc:
         if final_attempt:
             err = RetriesExhausted(f"gave up after the final attempt: {exc}")
@@ -379,7 +384,7 @@ def _versions() -> dict[str, str | None]:
     return codec_versions()
 
 
-def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
+def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits, budget: Budget | None = None) -> str:
     from imagepipe.core.prepare import prepare
     from imagepipe.core.sweep import run_cells
 
@@ -413,7 +418,11 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
         try:
             prepared = prepare(source, sweep_recipe(sweep.get("resize")), limits)
             prepare_ms = round((perf_counter() - t) * 1000.0, 3)
-            points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics)
+            # cells the budget had no room for are reported (``skipped``, with the reason), not failed:
+            # a part whose every cell was skipped still succeeds, with no points
+            skipped: list[dict[str, Any]] = []
+            points = run_cells(prepared, cells, on_variant=keep, metrics=grid.metrics, budget=budget,
+                               skipped=skipped)
         except ImagePipeError:
             raise
         except Exception as exc:  # an engine bug must not loop through retries
@@ -428,7 +437,7 @@ def _run_part(backend: Backend, msg: SweepPartMessage, limits: Limits) -> str:
         return "missing" if after == "missing" else "failed"
     after = store.finish_part(msg.sweep_id, msg.part, "succeeded", {
         "points": points, "format": cells[0].format, "encoder": cells[0].encoder_name,
-        "versions": _versions(),
+        "versions": _versions(), **({"skipped": skipped} if skipped else {}),
         "timings_ms": {"download": download_ms, "prepare": prepare_ms,
                        "total": round((perf_counter() - t0) * 1000.0, 3)},
     })
