@@ -55,8 +55,11 @@ def _lognormal(rng: random.Random, median: float, sigma: float = 0.5) -> float:
 
 
 def synthetic_jobs(n: int, days: int = 90, seed: int = 1,
-                   now: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """``n`` finished jobs (public form, as ``Records.get_job`` returns them), oldest first."""
+                   now: datetime | None = None, label: str = "") -> Iterator[dict[str, Any]]:
+    """``n`` finished jobs (public form, as ``Records.get_job`` returns them), oldest first.
+
+    ``label`` (e.g. ``"#t1"``) is appended to every job's preset (``none`` for the jobs without
+    one), so a test can tell its seeded jobs from anything else in a shared stack."""
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     # from the first second of the day ``days - 1`` days ago (UTC) to a minute ago: a range of
@@ -68,6 +71,8 @@ def synthetic_jobs(n: int, days: int = 90, seed: int = 1,
         created = first + timedelta(seconds=rng.random() * span)
         preset = _pick(rng, presets)
         fmt, _, ratio_med, bpp_med = MIX[preset]
+        if label:
+            preset = f"{preset or 'none'} {label}"
         image_id, recipe_hash = uuid.UUID(int=rng.getrandbits(128)).hex, f"{rng.getrandbits(64):016x}"
         job: dict[str, Any] = {
             "job_id": f"{image_id}-{recipe_hash}", "image_id": image_id, "recipe_hash": recipe_hash,
@@ -111,7 +116,8 @@ def job_item(job: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v is not None}
 
 
-def seed(table: Any, n: int, days: int = 90, seed: int = 1, batch: int = 25) -> dict[str, Any]:
+def seed(table: Any, n: int, days: int = 90, seed: int = 1, batch: int = 25,
+         label: str = "") -> dict[str, Any]:
     """Write ``n`` synthetic jobs and add their rollups (then seal). Returns counts and times."""
     client, name = table.meta.client, table.name
     started = time.perf_counter()
@@ -130,7 +136,7 @@ def seed(table: Any, n: int, days: int = 90, seed: int = 1, batch: int = 25) -> 
             totals.setdefault(dims, Counter()).update(counters)
         chunk.clear()
 
-    for job in synthetic_jobs(n, days, seed):
+    for job in synthetic_jobs(n, days, seed, label=label):
         chunk.append(job)
         if len(chunk) == batch:
             flush()
