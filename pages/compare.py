@@ -118,25 +118,29 @@ def _grid() -> tuple[dict[str, Any], dict[str, Any] | None]:
     return grid, ({"width": int(width)} if width else None)
 
 
-def _progress() -> None:
-    """Polls the running sweep; reruns the page once it has finished."""
-    sweep_id = st.session_state.get(SWEEP_ID)
-    if not sweep_id:
+def _poll(id_key: str, state_key: str, fetch: Any, describe: Any) -> None:
+    """Poll a running sweep or study (``fetch(id)``), keep it in ``state_key``, show its progress
+    bar (``describe(run, progress)`` is the text) and rerun the page once it has ended."""
+    run_id = st.session_state.get(id_key)
+    if not run_id:
         return
     try:
-        sweep = get_client().get_sweep(sweep_id)
+        run = fetch(run_id)
     except ImagePipeError as exc:
         _error(exc)
         return
-    st.session_state[SWEEP] = sweep
-    prog = sweep.get("progress") or {}
-    st.progress(
-        float(prog.get("fraction") or 0.0),
-        text=f"Sweep {sweep['status']}: {prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts, "
-        f"{prog.get('points', 0)}/{prog.get('cells_total', 0)} points",
-    )
-    if sweep["status"] in ("succeeded", "failed"):
+    st.session_state[state_key] = run
+    prog = run.get("progress") or {}
+    st.progress(float(prog.get("fraction") or 0.0), text=describe(run, prog))
+    if run["status"] in ("succeeded", "failed"):
         st.rerun(scope="app")
+
+
+def _progress() -> None:
+    """Polls the running sweep; reruns the page once it has finished."""
+    _poll(SWEEP_ID, SWEEP, get_client().get_sweep, lambda run, prog: (
+        f"Sweep {run['status']}: {prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts, "
+        f"{prog.get('points', 0)}/{prog.get('cells_total', 0)} points"))
 
 
 def _bytes_of(client: Any, sweep: dict[str, Any], name: str) -> bytes:
@@ -387,23 +391,9 @@ def _previous_sweeps(client: Any, image_id: str) -> None:
 
 def _study_progress() -> None:
     """Polls the running study; reruns the page once it has finished."""
-    study_id = st.session_state.get(STUDY_ID)
-    if not study_id:
-        return
-    try:
-        study = get_client().get_study(study_id)
-    except ImagePipeError as exc:
-        _error(exc)
-        return
-    st.session_state[STUDY] = study
-    prog = study.get("progress") or {}
-    st.progress(
-        float(prog.get("fraction") or 0.0),
-        text=f"Study {study['status']}: {prog.get('images_done', 0)}/{prog.get('images_total', 0)} images, "
-        f"{prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts",
-    )
-    if study["status"] in ("succeeded", "failed"):
-        st.rerun(scope="app")
+    _poll(STUDY_ID, STUDY, get_client().get_study, lambda run, prog: (
+        f"Study {run['status']}: {prog.get('images_done', 0)}/{prog.get('images_total', 0)} images, "
+        f"{prog.get('parts_done', 0)}/{prog.get('parts_total', 0)} parts"))
 
 
 def _study_results(study: dict[str, Any]) -> None:
