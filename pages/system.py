@@ -137,6 +137,9 @@ def _service_config(kind: str) -> None:
 def _recipe_summary(recipe: dict[str, Any]) -> str:
     """``webp q80, inside 1600×1600`` for a canonical recipe."""
     parts = [str(recipe.get("format") or "original")]
+    encoder = (recipe.get("jpeg") or {}).get("encoder")
+    if recipe.get("format") == "jpeg" and encoder and encoder != "turbo":
+        parts[0] += f" ({encoder})"
     if recipe.get("quality") is not None and recipe.get("format") not in ("png", "gif", "original"):
         parts[0] += f" q{recipe['quality']}"
     resize = recipe.get("resize")
@@ -149,7 +152,7 @@ def _recipe_summary(recipe: dict[str, Any]) -> str:
 def preset_rows(catalog: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per preset of ``GET /presets``."""
     return [{"preset": p["name"] + (" (default)" if p["name"] == catalog.get("default") else ""),
-             "recipe": _recipe_summary(p["recipe"]), "recipe_hash": p["recipe_hash"],
+             "id": p.get("id", ""), "recipe": _recipe_summary(p["recipe"]), "recipe_hash": p["recipe_hash"],
              "description": p.get("description", "")} for p in catalog.get("items", [])]
 
 

@@ -226,3 +226,14 @@ def test_panel_round_trips_the_encoder_fields() -> None:
     back = parse_recipe(state_to_recipe(recipe_to_state(raw)))
     assert back == parse_recipe(raw)
     assert back.recipe_hash() == parse_recipe(raw).recipe_hash()
+
+
+def test_system_preset_rows_show_the_slug_id_and_a_non_default_jpeg_encoder() -> None:
+    from imagepipe.service.presets import load_catalog
+    from pages.system import preset_rows
+
+    rows = {r["id"]: r for r in preset_rows(load_catalog({}).public())}
+    assert rows["web-1600-webp"]["preset"] == "Web 1600 WebP (default)"
+    thumb = load_catalog({}).get("thumbnail-320-jpeg").recipe
+    encoder = thumb["jpeg"].get("encoder", "turbo")
+    assert (f"({encoder})" in rows["thumbnail-320-jpeg"]["recipe"]) == (encoder != "turbo")
