@@ -68,7 +68,7 @@ fi
 WHEELS="$OUT/wheels"
 rm -rf "$WHEELS"; mkdir -p "$WHEELS"
 for name in "${SDIST_OK[@]}"; do
-  spec=$(grep -iE "^${name}([<>=!~ ;]|$)" "$REQS" | head -1 | sed 's/ *#.*//' || true)
+  spec=$(grep -iE "^${name}([<>=!~ ;]|$)" "$REQS" | sed -n '1{s/ *#.*//;p;}' || true)
   [[ -z $spec ]] && continue
   "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-binary "$name" \
     -w "$WHEELS" "$spec" "${CONSTRAINTS[@]}"
@@ -134,7 +134,9 @@ unzipped=$(du -sb "$PKG" | cut -f1)
 zipped=$(stat -c %s "$ZIP")
 echo "== versions: $(ls "$PKG" | sed -n 's/\.dist-info$//p' | tr '\n' ' ')"
 echo "== largest:"
-du -sm "$PKG"/* | sort -rn | head -6 | sed 's/^/   /'
+# sed, not head: head exits after 6 lines, and under pipefail a sort still writing its (> 4 KiB)
+# output then dies of SIGPIPE and fails the build (exit 141) at random
+du -sm "$PKG"/* | sort -rn | sed -n '1,6s/^/   /p'
 printf '== %s: %d bytes unzipped (%.1f MiB; Lambda limit 250 MiB)\n' "$PKG" "$unzipped" "$(echo "$unzipped/1048576" | bc -l)"
 printf '== %s: %d bytes zipped (%.1f MiB; direct-upload limit 50 MiB)\n' "$ZIP" "$zipped" "$(echo "$zipped/1048576" | bc -l)"
 if (( unzipped > 262144000 )); then echo "package exceeds Lambda's 250 MiB unzipped limit" >&2; exit 1; fi
