@@ -26,7 +26,9 @@ import zlib
 import numpy as np
 from PIL import Image, ImageCms, ImageDraw
 
-import imagepipe.core.plugins  # noqa: F401  (registers the JPEG XL and HEIF plugins for ``encode``)
+from imagepipe.core import plugins
+
+plugins.register()  # the JPEG XL and HEIF plugins, for ``encode`` (the engine registers them lazily)
 
 _FMT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF",
         "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP", "jxl": "JXL", "heif": "HEIF", "heic": "HEIF"}

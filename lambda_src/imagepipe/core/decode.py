@@ -169,7 +169,7 @@ def open_image(data: bytes, limits: Limits) -> Opened:
             raise _too_many_pixels(jw, jh, limits)
     try:
         with _bomb_is_error(limits):
-            im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+            im = Image.open(io.BytesIO(data), formats=plugins.open_formats(data, _OPEN_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooManyPixels(f"image exceeds the pixel cap of {limits.max_pixels:,} ({exc})") from None
     except UnidentifiedImageError:

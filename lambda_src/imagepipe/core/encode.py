@@ -46,7 +46,7 @@ def codec_versions() -> dict[str, str | None]:
     pillow = {f"pillow_{k}": features.version(k) for k in ("jpg", "webp", "avif", "zlib")}
     return {"pillow": Image.__version__, **pillow, **jpegenc.versions(),
             "pillow_jxl_plugin": jpegenc.dist_version("pillow-jxl-plugin"),
-            "pillow_heif": plugins.pillow_heif.__version__}
+            "pillow_heif": plugins.register().__version__}
 
 #: EXIF tags kept by ``metadata: keep_copyright_icc``
 COPYRIGHT_TAGS = (0x013B, 0x8298)  # Artist, Copyright
@@ -212,6 +212,13 @@ def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict
     return opts
 
 
+def _pil_format(fmt: str) -> str:
+    """Pillow's format name for ``fmt``; JPEG XL's plugin is registered on first use (core/plugins.py)."""
+    if fmt == "jxl":
+        plugins.register()
+    return _PIL[fmt]
+
+
 def check_dimensions(fmt: str, width: int, height: int) -> None:
     """Raise ``InvalidRecipe`` (field ``format``) when ``fmt`` cannot store a side this long."""
     limit = MAX_SIDE[fmt]
@@ -238,7 +245,7 @@ def encode_image(im: Image.Image, fmt: str, quality: int, recipe: Recipe,
         data = jpegenc.insert_metadata(enc(out, quality, recipe.jpeg), meta.exif, meta.icc)
         return data, "RGB" if recipe.jpeg.encoder == "jpegli" else out.mode
     buf = io.BytesIO()
-    out.save(buf, _PIL[fmt], **save_options(fmt, quality, recipe, meta))
+    out.save(buf, _pil_format(fmt), **save_options(fmt, quality, recipe, meta))
     return buf.getvalue(), out.mode
 
 
@@ -263,5 +270,5 @@ def encode_frames(frames: Frames, fmt: str, quality: int, recipe: Recipe,
     if fmt == "gif":
         opts["disposal"] = 2
     buf = io.BytesIO()
-    ims[0].save(buf, _PIL[fmt], **opts)
+    ims[0].save(buf, _pil_format(fmt), **opts)
     return buf.getvalue(), ims[0].mode

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imagepipe.core.auto import choose
 from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
 from imagepipe.core.limits import Limits
 from imagepipe.core.metrics import MAX_METRIC_OUTPUT_PIXELS
@@ -50,6 +49,8 @@ def process(source_bytes: bytes, recipe: Recipe | dict[str, Any] | None = None, 
     t_enc = time.perf_counter()
     budget_facts: dict[str, Any] | None = None
     if r.quality == "auto" or prepared.format == "best":
+        from imagepipe.core.auto import choose  # the search code loads only for the jobs that need it
+
         data, out, search = choose(prepared, budget)
     elif budget is not None:
         px = prepared.image.width * prepared.image.height

@@ -15,7 +15,6 @@ after the SOI/JFIF marker exactly as Pillow lays them out.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 
 from PIL import Image
 
@@ -100,6 +99,8 @@ def has_mozjpeg() -> bool:
 
 
 def dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # ~10 ms of start-up: on use only
+
     try:
         return version(name)
     except PackageNotFoundError:

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageChops
 
-from imagepipe.core import ssimulacra2
 from imagepipe.core.encode import flatten
 from imagepipe.core.transform import i16_to_l
 
@@ -262,6 +261,8 @@ def compare_to(ref: Reference, output: Image.Image,
                 out["ssimulacra2"] = 100.0
                 continue
             if "ssimulacra2" not in side:
+                from imagepipe.core import ssimulacra2  # only when asked for
+
                 side["ssimulacra2"] = ssimulacra2.Reference(np.asarray(a))
             out["ssimulacra2"] = round(side["ssimulacra2"].score(np.asarray(b)), 4)
     return out

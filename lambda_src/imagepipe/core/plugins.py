@@ -1,9 +1,14 @@
 """Pillow plugins beyond Pillow's own: JPEG XL (pillow-jxl-plugin) and HEIF/HEIC (pillow-heif).
 
-Importing this module registers both with Pillow once per process. ``decode.open_image`` still
-names the plugins it lets ``Image.open`` try (the allowlist), so registering them enables
-nothing by itself. pillow-heif is used to *decode* only (its wheels also bundle the GPL x265
-encoder, which ImagePipe never calls; tests use it to make HEIF files).
+:func:`register` registers both with Pillow, once per process, the first time bytes that could
+be one of them are opened (:func:`may_be_plugin_format`) or a JPEG XL is written: importing
+them costs ~25 ms of every process's start-up (pillow-heif loads libheif), which a batch of
+JPEGs never needs. Opening is unchanged by the laziness: the two plugins' own ``accept`` tests
+(a JPEG XL signature, or ``ftyp`` at byte 4) are false for any other bytes, so ``Image.open``
+would skip them anyway. ``decode.open_image`` still names the plugins it lets ``Image.open``
+try (the allowlist), so registering them enables nothing by itself. pillow-heif is used to
+*decode* only (its wheels also bundle the GPL x265 encoder, which ImagePipe never calls; tests
+use it to make HEIF files).
 
 JPEG XL's Pillow plugin decodes the whole image inside ``Image.open`` (before any pixel cap
 could be checked), so :func:`jxl_size` reads the width and height from the codestream's
@@ -13,15 +18,45 @@ could be checked), so :func:`jxl_size` reads the width and height from the codes
 from __future__ import annotations
 
 import struct
-
-import pillow_heif
-import pillow_jxl  # noqa: F401  (importing it registers the "JXL" plugin)
-
-# no thumbnails, depth or auxiliary images: only the primary picture is ever decoded
-pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+from functools import lru_cache
+from types import ModuleType
 
 JXL_CODESTREAM = b"\xff\x0a"
 JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+#: the Pillow format names these plugins register
+FORMATS = ("JXL", "HEIF")
+
+
+@lru_cache(maxsize=1)
+def register() -> ModuleType:
+    """Register the JPEG XL and HEIF plugins with Pillow (once per process); returns pillow_heif."""
+    import pillow_heif
+    import pillow_jxl  # noqa: F401  (importing it registers the "JXL" plugin)
+
+    # no thumbnails, depth or auxiliary images: only the primary picture is ever decoded
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    return pillow_heif
+
+
+def may_be_plugin_format(data: bytes) -> bool:
+    """True when one of the two plugins' ``accept`` tests could take ``data``: pillow-jxl-plugin
+    accepts ``\\xff\\x0a`` at 0, the container signature, or ``JXL`` at byte 4; pillow-heif
+    accepts ``ftyp`` at byte 4 (AVIF too, which Pillow's own plugin is tried for first)."""
+    head = bytes(data[:12])
+    return (head[:2] == JXL_CODESTREAM or head == JXL_CONTAINER or head[4:7] == b"JXL"
+            or head[4:8] == b"ftyp")
+
+
+def open_formats(data: bytes, formats: list[str]) -> list[str]:
+    """``formats`` for ``Image.open(data, formats=...)``: the plugins are registered first when
+    ``data`` may be theirs, else their names are left out (``Image.open`` raises ``KeyError`` on
+    a format name no plugin registered, and neither plugin could accept such bytes anyway)."""
+    if may_be_plugin_format(data):
+        register()
+        return formats
+    return [f for f in formats if f not in FORMATS]
+
+
 _RATIOS = ((1, 1), (12, 10), (4, 3), (3, 2), (16, 9), (5, 4), (2, 1))
 
 

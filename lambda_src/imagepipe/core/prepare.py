@@ -20,8 +20,8 @@ from typing import Any
 
 from PIL import Image
 
+from imagepipe.core import plugins, vips
 from imagepipe.core import transform as tf
-from imagepipe.core import vips
 from imagepipe.core.decode import Opened, load_image, open_image, png_exif_chunk, seek_frame
 from imagepipe.core.encode import (
     ANIMATABLE,
@@ -333,9 +333,12 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
     return data, facts
 
 
+_OUTPUT_FORMATS = ["JPEG", "PNG", "WEBP", "AVIF", "GIF", "JXL"]
+
+
 def decode_output(data: bytes) -> Image.Image:
     """Decode our own encoded output (first frame) for measuring."""
-    im = Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "WEBP", "AVIF", "GIF", "JXL"])
+    im = Image.open(io.BytesIO(data), formats=plugins.open_formats(data, _OUTPUT_FORMATS))
     im.load()
     return im
 

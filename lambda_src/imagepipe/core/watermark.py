@@ -11,8 +11,9 @@ import base64
 import binascii
 import io
 from functools import lru_cache
+from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from imagepipe.core.decode import load_image
 from imagepipe.core.recipe import Watermark
@@ -48,24 +49,33 @@ def _decode_mark(image_b64: str) -> Image.Image:
         raise _bad_image(f"not a decodable PNG/WebP/GIF/JPEG image ({type(exc).__name__}: {exc})") from None
 
 
-_DRAW = ImageDraw.Draw(Image.new("L", (1, 1)))
+# ImageDraw/ImageFont (FreeType) are imported on the first text watermark, not at start-up
+@lru_cache(maxsize=1)
+def _draw() -> Any:
+    from PIL import ImageDraw
+
+    return ImageDraw.Draw(Image.new("L", (1, 1)))
 
 
 @lru_cache(maxsize=32)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
     return ImageFont.load_default(size=size)
 
 
 def _text_mark(text: str, target_w: int, max_h: int) -> Image.Image:
+    from PIL import ImageDraw
+
     probe = 100
     font = _font(probe)
     stroke = max(1, probe // 14)
-    x0, t, r, b = _DRAW.textbbox((0, 0), text, font=font, stroke_width=stroke)
+    x0, t, r, b = _draw().textbbox((0, 0), text, font=font, stroke_width=stroke)
     tw, th = max(1, r - x0), max(1, b - t)
     size = max(6, int(probe * min(target_w / tw, max_h / th)))
     font = _font(size)
     stroke = max(1, size // 14)
-    x0, t, r, b = _DRAW.textbbox((0, 0), text, font=font, stroke_width=stroke)
+    x0, t, r, b = _draw().textbbox((0, 0), text, font=font, stroke_width=stroke)
     mark = Image.new("RGBA", (max(1, r - x0), max(1, b - t)), (0, 0, 0, 0))
     ImageDraw.Draw(mark).text((-x0, -t), text, font=font, fill=(255, 255, 255, 255), stroke_width=stroke,
                               stroke_fill=(0, 0, 0, 255))
