@@ -35,15 +35,24 @@ COMMANDS = ("engine", "engine_pillow", "pyvips")
 #: JPEG only: the engine with baseline, non-optimized JPEG (what pyvips writes by default), to
 #: show how much of the gap is the default recipe's progressive + optimized encoding
 JPEG_EXTRA = "engine_baseline_jpeg"
+#: JPEG only, a labelled reference row (not the issue's yardstick, which is pyvips' defaults):
+#: pyvips writing what the engine's default recipe writes (progressive, optimized Huffman tables)
+PYVIPS_PROGRESSIVE = "pyvips_progressive"
 CPU_TARGET = 1.0
 RSS_TARGET = 1.2
 
 
+#: with ``--baseline-root``: the ``engine`` command run from another checkout (e.g. ``main``), for
+#: an A/B of a change in the same interleaved run
+BASELINE = "engine_baseline_checkout"
+
+
 def _command(name: str, src: Path, out: Path, fmt: str) -> tuple[list[str], dict[str, str]]:
     q = str(QUALITY[fmt])
-    if name == "pyvips":
+    if name in ("pyvips", PYVIPS_PROGRESSIVE):
+        extra = ["--progressive"] if name == PYVIPS_PROGRESSIVE else []
         return [sys.executable, "-m", "pipeline.bench.vips_batch", str(src), str(out), "--format", fmt,
-                "--quality", q], {}
+                "--quality", q, *extra], {}
     extra = ["--no-progressive", "--no-optimize"] if name == JPEG_EXTRA else []
     return ([sys.executable, "-m", "pipeline", "process", str(src), "-o", str(out), "--width", "1024",
              "--height", "1024", "--format", fmt, "--quality", q, "-j", "1", "-q", *extra],
@@ -67,10 +76,10 @@ print(json.dumps({"code": os.waitstatus_to_exitcode(status), "cpu": ru.ru_utime 
 """
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+def _run(cmd: list[str], env: dict[str, str], cwd: Path = PROJECT_ROOT) -> dict[str, float]:
     full = {**os.environ, **env}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, *cmd], env=full, cwd=PROJECT_ROOT,
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, *cmd], env=full, cwd=cwd,
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     try:
@@ -83,23 +92,27 @@ def _run(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def measure(sets: dict[str, Path], formats: list[str], repeat: int,
-            log: Callable[[str], None]) -> dict[str, Any]:
-    """``{set: {format: {command: {cpu, rss, wall, runs}}}}`` plus the image counts."""
-    out: dict[str, Any] = {"sets": {}, "repeat": repeat}
+            log: Callable[[str], None], baseline_root: Path | None = None) -> dict[str, Any]:
+    """``{set: {format: {command: {cpu, rss, wall, runs}}}}`` plus the image counts;
+    ``baseline_root``: also the ``engine`` command from that checkout (``BASELINE``)."""
+    out: dict[str, Any] = {"sets": {}, "repeat": repeat,
+                           "baseline_root": str(baseline_root) if baseline_root else None}
     with tempfile.TemporaryDirectory(prefix="imagepipe-cli-bench-") as tmp:
         for label, folder in sets.items():
             n = len(list_images(folder))
             per_fmt: dict[str, Any] = {}
             for fmt in formats:
-                names = COMMANDS + ((JPEG_EXTRA,) if fmt == "jpeg" else ())
+                names = COMMANDS + ((JPEG_EXTRA, PYVIPS_PROGRESSIVE) if fmt == "jpeg" else ())
+                names += (BASELINE,) if baseline_root else ()
                 runs: dict[str, list[dict[str, float]]] = {c: [] for c in names}
                 for i in range(repeat):
                     order = names[i % len(names):] + names[:i % len(names)]
                     for name in order:
                         dest = Path(tmp) / f"{label}-{fmt}-{name}"
                         shutil.rmtree(dest, ignore_errors=True)
-                        cmd, env = _command(name, folder, dest, fmt)
-                        runs[name].append(_run(cmd, env))
+                        cmd, env = _command("engine" if name == BASELINE else name, folder, dest, fmt)
+                        cwd = baseline_root if name == BASELINE and baseline_root else PROJECT_ROOT
+                        runs[name].append(_run(cmd, env, cwd))
                 per_fmt[fmt] = {name: {"cpu": statistics.median(r["cpu"] for r in rs),
                                        "rss": statistics.median(r["rss"] for r in rs),
                                        "wall": statistics.median(r["wall"] for r in rs),
@@ -151,6 +164,18 @@ def render(cli: dict[str, Any]) -> str:
                 extra.append(f"- {label}, JPEG with `--no-progressive --no-optimize` (baseline, as pyvips "
                              f"writes): {b['cpu']:.2f} s CPU = **{v['cpu'] / b['cpu']:.2f}×** pyvips, "
                              f"peak {b['rss']:.0f} MiB.")
+            if BASELINE in by:
+                bl = by[BASELINE]
+                extra.append(f"- {label}, {fmt.upper()}: the same CLI command from the baseline checkout "
+                             f"(`{cli.get('baseline_root')}`): {bl['cpu']:.2f} s CPU = "
+                             f"{v['cpu'] / bl['cpu']:.2f}× pyvips; this branch uses "
+                             f"**{e['cpu'] / bl['cpu']:.2f}×** its CPU, peak {bl['rss']:.0f} MiB.")
+            if PYVIPS_PROGRESSIVE in by:
+                pp = by[PYVIPS_PROGRESSIVE]
+                extra.append(f"- {label}, reference row (not the target): pyvips writing the engine's "
+                             f"default JPEG (`interlace=True, optimize_coding=True`): {pp['cpu']:.2f} s CPU; "
+                             f"the engine is **{pp['cpu'] / e['cpu']:.2f}×** its speed (pyvips defaults: "
+                             f"{cpu_r:.2f}×).")
     lines.append("| set (images) | output | engine CPU s | engine_pillow CPU s | pyvips CPU s | engine speed "
                  "vs pyvips | engine_pillow vs pyvips | engine peak MiB | engine_pillow peak MiB | "
                  "pyvips peak MiB | engine RSS / pyvips |")
@@ -159,3 +184,33 @@ def render(cli: dict[str, Any]) -> str:
     if extra:
         lines += ["", *extra]
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.bench.cli_bench``: only this comparison, markdown on stdout."""
+    import argparse
+
+    from pipeline.bench.corpus import default_corpus
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench.cli_bench", description=__doc__)
+    p.add_argument("--corpus", type=Path, default=default_corpus(PROJECT_ROOT))
+    p.add_argument("--formats", default="jpeg,webp,avif")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--baseline-root", type=Path, help="also run the engine command from this checkout")
+    p.add_argument("--json", type=Path, help="write the raw figures here")
+    args = p.parse_args(argv)
+    if args.corpus is None:
+        print("no corpus (../shared/corpus)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="imagepipe-cli-sets-") as tmp:
+        sets = {"corpus": args.corpus, "photos (JPEG)": photo_set(args.corpus, Path(tmp) / "photos")}
+        got = measure(sets, [f for f in args.formats.split(",") if f], args.repeat,
+                      lambda m: print(m, file=sys.stderr, flush=True), args.baseline_root)
+    if args.json:
+        args.json.write_text(json.dumps(got, indent=1))
+    print(render(got))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
