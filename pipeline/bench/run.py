@@ -145,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--approaches", default=",".join(DEFAULT_APPROACHES))
     p.add_argument("--cli-repeat", type=int, default=3, help="runs per command in the CLI comparison")
     p.add_argument("--no-cli", action="store_true", help="skip the CLI-vs-pyvips comparison")
+    p.add_argument("--cli-baseline-root", type=Path, metavar="DIR",
+                   help="also run the CLI command from this checkout (e.g. an export of main), side by side")
     p.add_argument("--only", help="comma-separated image names to include")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end local-stack benchmark")
     p.add_argument("--e2e-only", action="store_true", help="only the end-to-end benchmark")
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.only:
                 sets = {"selection": corpus.link_set(paths, work / "selection")}
             log("CLI vs pyvips ...")
-            cli = cli_bench.measure(sets, formats, args.cli_repeat, log)
+            cli = cli_bench.measure(sets, formats, args.cli_repeat, log, args.cli_baseline_root)
         experiments_md = ""
         if not args.e2e_only and not args.no_experiments and not generated:
             from pipeline.bench import experiments
