@@ -4,6 +4,7 @@ check agreeing with a full scan. Against moto's in-process DynamoDB."""
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import Counter
@@ -170,3 +171,53 @@ def test_backfill_then_check_matches_and_check_sees_drift(backend):
     table.update_item(**rollups.add_update(d, Counter(n=1), shard=1))
     bad = rollups.check(table)
     assert not bad["ok"] and bad["differences"][0]["counter"] == "n"
+
+
+def _random_totals(rng, days=("2026-01-01", "2026-01-02"), codes=("timeout", "corrupt_image")):
+    totals: dict[rollups.Dims, Counter] = {}
+    for day in days:
+        for status in ("succeeded", "failed"):
+            for fmt in ("webp", "jpeg#x"):  # a "#" inside a dimension is escaped in the combo
+                c = Counter(n=rng.randint(1, 50), bytes_in=rng.randint(0, 10**12))
+                for name in rollups.HISTOGRAMS:
+                    c[f"h:{name}:{rng.randint(rollups.MIN_BUCKET, rollups.MAX_BUCKET)}"] += rng.randint(1, 9)
+                if status == "failed":
+                    c[f"e:{rng.choice(codes)}"] += rng.randint(1, 5)
+                totals[rollups.Dims(day, status, fmt, "web", "drop")] = c
+    return totals
+
+
+def test_cells_round_trip_through_a_day_item_and_concat():
+    import random
+
+    rng = random.Random(7)
+    totals = _random_totals(rng)
+    per_day = [rollups.Cells.from_counters({d: c for d, c in totals.items() if d.day == day})
+               for day in ("2026-01-01", "2026-01-02")]
+    decoded = [rollups.Cells.decode(day, cells.encode())
+               for day, cells in zip(("2026-01-01", "2026-01-02"), per_day, strict=True)]
+    # a part whose error codes are numbered differently: concat renumbers them
+    other = rollups.Cells.from_counters({rollups.Dims("2026-01-02", "failed", "png", "none", "direct"):
+                                         Counter({"n": 2, "e:zzz": 1, "e:corrupt_image": 1})})
+    both = rollups.Cells.concat([*decoded, other])
+    expected = {**totals, **other.to_counters()}
+    assert both.to_counters() == expected
+    assert sorted(both.codes) == sorted({k[2:] for c in expected.values() for k in c if k.startswith("e:")})
+    with pytest.raises(ValueError):
+        rollups.Cells.from_counters({rollups.Dims("2026-01-01", "failed", "png", "none", "direct"):
+                                     Counter({"surprise": 1})})
+
+
+def test_a_format_1_day_item_is_read_and_sealed_into_columns(backend):
+    table = backend.records.table
+    dims = rollups.Dims("2026-02-03", "succeeded", "webp", "web", "presigned")
+    old = {"n": 3, "bytes_in": 300, "bytes_out": 30, "h:ratio:13": 3}
+    table.put_item(Item={"pk": rollups.DAY_PK, "sk": dims.day, "ver": 1,
+                         "data": json.dumps({dims.combo(): old})})
+    assert _totals(backend) == {dims: Counter(old)}
+    # one more job's live add, then a seal rewrites the day in format 2
+    table.update_item(**rollups.add_update(dims, Counter(n=1, bytes_in=100, bytes_out=10), shard=1))
+    assert rollups.seal(table) == 1
+    item = table.get_item(Key={"pk": rollups.DAY_PK, "sk": dims.day})["Item"]
+    assert item["fmt"] == rollups.DAY_FORMAT and "data" not in item and item["ver"] == 2
+    assert _totals(backend) == {dims: Counter({"n": 4, "bytes_in": 400, "bytes_out": 40, "h:ratio:13": 3})}

@@ -20,8 +20,11 @@ Storage (single table, docs/architecture.md):
 - *live* items ``pk = ROLLUP#{shard}``, ``sk = {day}#{status}#{format}#{preset}#{arrival}``,
   updated with atomic ``ADD``; the shard (``hash(job_id) % SHARDS``) spreads a burst over
   ``SHARDS`` partition keys and items, so no single counter item takes every write;
-- *sealed* day items ``pk = ROLLDAY``, ``sk = {day}``: every combination of one day as one JSON
-  document (``data``) with a version ``ver``. :func:`seal` folds a day's live items into it in
+- *sealed* day items ``pk = ROLLDAY``, ``sk = {day}``: every combination of one day in one item
+  with a version ``ver``, stored as columns (:class:`Cells`: the day's combinations and error
+  codes as JSON lists, and one zlib-compressed binary attribute of ``(combination, counter,
+  value)`` triples; format ``fmt = 2``, a format-1 item's JSON ``data`` document is still read).
+  :func:`seal` folds a day's live items into it in
   transactions (put the day item on its read version, delete each live item on its read
   ``ver``), so nothing is lost or counted twice even while jobs keep finishing. Readers get one
   item per day instead of ``combinations × shards`` typed items.
@@ -29,11 +32,14 @@ Storage (single table, docs/architecture.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import random
+import struct
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +47,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
+import numpy as np
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
@@ -70,6 +77,14 @@ DIMENSIONS = ("status", "format", "preset", "arrival")
 ARRIVALS = ("presigned", "direct", "drop")
 NO_PRESET = "none"
 _SEAL_CHUNK = 90  # live items per sealing transaction (DynamoDB allows 100 items)
+#: the counters every combination may have, in column order: the sums, then each histogram's
+#: buckets ``MIN_BUCKET..MAX_BUCKET``; error codes ``e:{code}`` follow, numbered per read
+SUM_KEYS = ("n", "bytes_in", "bytes_out", "engine_us", "service_us", "timed")
+N_BUCKETS = MAX_BUCKET - MIN_BUCKET + 1
+HIST_NAMES = tuple(HISTOGRAMS)
+HIST_BASE = len(SUM_KEYS)
+FIXED_COLUMNS = HIST_BASE + len(HIST_NAMES) * N_BUCKETS
+DAY_FORMAT = 2
 
 
 @dataclass(frozen=True, order=True)
@@ -210,6 +225,123 @@ def aggregate(jobs: Iterable[dict[str, Any]]) -> dict[Dims, Counter[str]]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _combo_parts(combo: str) -> tuple[str, ...]:
+    """The four dimensions of a :meth:`Dims.combo` string (the same few recur every day)."""
+    return tuple(unquote(p) for p in combo.split("#"))
+
+
+# --- columns: many aggregates at once ---------------------------------------------------------
+
+_HIST_COLUMN = {name: HIST_BASE + i * N_BUCKETS for i, name in enumerate(HIST_NAMES)}
+_SUM_COLUMN = {name: i for i, name in enumerate(SUM_KEYS)}
+
+
+def column_name(column: int, codes: list[str]) -> str:
+    """The counter name of a column (``codes``: the error codes numbered from ``FIXED_COLUMNS``)."""
+    if column < HIST_BASE:
+        return SUM_KEYS[column]
+    if column < FIXED_COLUMNS:
+        h, b = divmod(column - HIST_BASE, N_BUCKETS)
+        return f"h:{HIST_NAMES[h]}:{b + MIN_BUCKET}"
+    return f"e:{codes[column - FIXED_COLUMNS]}"
+
+
+@dataclass
+class Cells:
+    """Aggregates as columns: ``(row, column, value)`` triples, ``row`` indexing :attr:`dims`,
+    ``column`` a counter (:func:`column_name`). What a reader sums with numpy instead of merging
+    one ``Counter`` per combination and day; a ``(row, column)`` may appear more than once."""
+
+    dims: list[Dims]
+    codes: list[str]
+    row: np.ndarray
+    column: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Cells:
+        """No aggregates."""
+        return cls([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    @classmethod
+    def from_counters(cls, totals: dict[Dims, Counter[str]]) -> Cells:
+        """Cells of named counters (unknown counter names are an error, not dropped)."""
+        dims = list(totals)
+        codes: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[int] = []
+        for r, d in enumerate(dims):
+            for name, v in totals[d].items():
+                if not v:
+                    continue
+                if name in _SUM_COLUMN:
+                    col = _SUM_COLUMN[name]
+                elif name.startswith("h:"):
+                    hist, _, bucket = name[2:].rpartition(":")
+                    col = _HIST_COLUMN[hist] + int(bucket) - MIN_BUCKET
+                elif name.startswith("e:"):
+                    col = FIXED_COLUMNS + codes.setdefault(name[2:], len(codes))
+                else:
+                    raise ValueError(f"not a rollup counter: {name!r}")
+                rows.append(r)
+                cols.append(col)
+                vals.append(int(v))
+        return cls(dims, list(codes), np.array(rows, np.int64), np.array(cols, np.int64),
+                   np.array(vals, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list[Cells]) -> Cells:
+        """All of ``parts`` as one (rows and error codes renumbered)."""
+        parts = [p for p in parts if p.dims]
+        if not parts:
+            return cls.empty()
+        dims: list[Dims] = []
+        codes: dict[str, int] = {}
+        rows, cols = [], []
+        for p in parts:
+            remap = np.array([FIXED_COLUMNS + codes.setdefault(c, len(codes)) for c in p.codes] or [0],
+                             np.int64)
+            col = p.column.copy()
+            err = col >= FIXED_COLUMNS
+            col[err] = remap[col[err] - FIXED_COLUMNS]
+            rows.append(p.row + len(dims))
+            cols.append(col)
+            dims.extend(p.dims)
+        return cls(dims, list(codes), np.concatenate(rows), np.concatenate(cols),
+                   np.concatenate([p.value for p in parts]))
+
+    def to_counters(self) -> dict[Dims, Counter[str]]:
+        """Named counters per :class:`Dims` (rows of the same dims merged; all-zero ones left out)."""
+        out: dict[Dims, Counter[str]] = {}
+        for r, c, v in zip(self.row.tolist(), self.column.tolist(), self.value.tolist(), strict=True):
+            out.setdefault(self.dims[r], Counter())[column_name(c, self.codes)] += v
+        return {d: c for d, c in out.items() if any(c.values())}
+
+    def encode(self) -> dict[str, Any]:
+        """A sealed day item's attributes for these cells (the caller's rows all of one day)."""
+        blob = struct.pack("<I", len(self.value)) + b"".join(
+            a.astype("<i8").tobytes() for a in (self.row, self.column, self.value))
+        compact = {"separators": (",", ":")}
+        return {"fmt": DAY_FORMAT, "combos": json.dumps([d.combo() for d in self.dims], **compact),
+                "codes": json.dumps(self.codes, **compact), "cells": zlib.compress(blob, 6)}
+
+    @classmethod
+    def decode(cls, day: str, item: dict[str, Any]) -> Cells:
+        """The cells of a sealed day item (format 2, or a format-1 JSON ``data`` document)."""
+        if "cells" not in item:
+            data = json.loads(item.get("data") or "{}")
+            return cls.from_counters({Dims(day, *_combo_parts(combo)): Counter(c)
+                                      for combo, c in data.items()})
+        raw = item["cells"]
+        blob = zlib.decompress(raw.value if hasattr(raw, "value") else bytes(raw))
+        (n,) = struct.unpack_from("<I", blob)
+        arrays = np.frombuffer(blob, "<i8", count=3 * n, offset=4).reshape(3, n).astype(np.int64)
+        dims = [Dims(day, *_combo_parts(combo)) for combo in json.loads(item["combos"])]
+        return cls(dims, json.loads(item["codes"]), arrays[0], arrays[1], arrays[2])
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -310,19 +442,25 @@ def _day_items(table: Any, day_from: str, day_to: str,
     return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True, **extra)}
 
 
-def _day_data(item: dict[str, Any] | None) -> dict[str, Counter[str]]:
+def _day_data(day: str, item: dict[str, Any] | None) -> dict[str, Counter[str]]:
+    """A sealed day item's counters per combination (:meth:`Dims.combo`)."""
     if not item:
         return {}
-    return {combo: Counter(c) for combo, c in json.loads(item.get("data") or "{}").items()}
+    return {d.combo(): c for d, c in Cells.decode(day, item).to_counters().items()}
 
 
 @dataclass
 class Read:
-    """What :func:`read` found: the totals and how many items it took."""
+    """What :func:`read` found: the aggregates as :class:`Cells` and how many items it took."""
 
-    totals: dict[Dims, Counter[str]]
+    cells: Cells
     day_items: int
     live_items: int
+
+    @property
+    def totals(self) -> dict[Dims, Counter[str]]:
+        """Named counters per :class:`Dims` (all-zero ones left out)."""
+        return self.cells.to_counters()
 
 
 def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
@@ -338,19 +476,12 @@ def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
             break
     else:
         raise TransientError("the rollups were being sealed during every read; retry")
-    totals: dict[Dims, Counter[str]] = {}
-    combos: dict[str, tuple[str, ...]] = {}  # a combination's parsed dimensions, once per read
-    for day, item in days.items():
-        for combo, counters in _day_data(item).items():
-            parts = combos.get(combo) or combos.setdefault(combo, tuple(unquote(p) for p in combo.split("#")))
-            dims = Dims(day, *parts)
-            if dims in totals:
-                totals[dims].update(counters)
-            else:
-                totals[dims] = counters
+    parts = [Cells.decode(day, item) for day, item in sorted(days.items())]
+    unsealed: dict[Dims, Counter[str]] = {}
     for item in live:
-        totals.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
-    return Read({d: c for d, c in totals.items() if any(c.values())}, len(days), len(live))
+        unsealed.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
+    parts.append(Cells.from_counters(unsealed))
+    return Read(Cells.concat(parts), len(days), len(live))
 
 
 def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
@@ -359,13 +490,13 @@ def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
     with, and each of ``live`` deleted on the ``ver`` it was read with. ``False`` when another
     writer got there first (nothing written)."""
     day_item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
-    data = _day_data(day_item)
+    data = _day_data(day, day_item)
     for combo, counters in add.items():
         data.setdefault(combo, Counter()).update(counters)
-    doc = {combo: {k: v for k, v in sorted(c.items()) if v} for combo, c in sorted(data.items())}
+    cells = Cells.from_counters({Dims(day, *_combo_parts(combo)): c
+                                 for combo, c in sorted(data.items()) if any(c.values())})
     ver = int(day_item["ver"]) if day_item else 0
-    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1,
-                    "data": json.dumps({k: v for k, v in doc.items() if v}, separators=(",", ":"))},
+    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1, **cells.encode()},
            "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
            **({} if day_item is None else {"ExpressionAttributeValues": {":ver": ver}})}
     tx = [{"Put": low_level(table.name, put)}]

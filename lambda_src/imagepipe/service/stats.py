@@ -15,6 +15,8 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from imagepipe.errors import BadRequest
 from imagepipe.service import rollups
 from imagepipe.service.awserrors import translate_aws_errors
@@ -35,7 +37,6 @@ _FIGURES = {
     **{f"t_{s}": (f"ms_{s}", lambda v: v) for s in rollups.STAGES},
 }
 _REVERSED = {"dssim", "s2gap"}  # a higher histogram value is a lower figure
-_SUM_KEYS = ("n", "bytes_in", "bytes_out", "engine_us", "service_us", "timed")
 
 
 def _day(raw: str | None, name: str, default: date) -> date:
@@ -80,103 +81,117 @@ def matches(dims: rollups.Dims, filters: dict[str, frozenset[str]]) -> bool:
     return all(getattr(dims, name) in values for name, values in filters.items())
 
 
-def histogram(counters: Counter[str], name: str) -> dict[int, int]:
-    """``{bucket: count}`` of one histogram in summed counters."""
-    prefix = f"h:{name}:"
-    return {int(k[len(prefix):]): v for k, v in counters.items() if k.startswith(prefix) and v > 0}
-
-
-def quantile(hist: dict[int, int], q: float) -> float | None:
-    """The nearest-rank ``q`` quantile's bucket middle (``None`` for an empty histogram)."""
-    total = sum(hist.values())
+def quantile(cumulative: np.ndarray, q: float) -> float | None:
+    """The nearest-rank ``q`` quantile's bucket middle, from one histogram's cumulative bucket
+    counts (index 0 is ``rollups.MIN_BUCKET``); ``None`` for an empty histogram."""
+    total = int(cumulative[-1]) if len(cumulative) else 0
     if total <= 0:
         return None
     rank = max(1, math.ceil(q * total))
-    seen = 0
-    for bucket in sorted(hist):
-        seen += hist[bucket]
-        if seen >= rank:
-            return rollups.bucket_mid(bucket)
-    return rollups.bucket_mid(max(hist))
+    index = int(np.searchsorted(cumulative, rank))
+    return rollups.bucket_mid(index + rollups.MIN_BUCKET)
 
 
-def distribution(counters: Counter[str], name: str) -> dict[str, Any] | None:
+def distribution(hist: np.ndarray, name: str, with_buckets: bool = True) -> dict[str, Any] | None:
     """Count, quantiles and buckets of one histogram, in the figure's own units."""
-    hist = histogram(counters, name)
-    if not hist:
+    if not hist.any():
         return None
     label, to_figure = _FIGURES[name]
     reverse = name in _REVERSED
-    out: dict[str, Any] = {"count": sum(hist.values())}
+    cumulative = np.cumsum(hist)
+    out: dict[str, Any] = {"count": int(cumulative[-1])}
     for q in QUANTILES:
-        v = quantile(hist, 1 - q if reverse else q)
+        v = quantile(cumulative, 1 - q if reverse else q)
         out[f"p{round(q * 100)}"] = None if v is None else round(to_figure(v), 6)
-    buckets = []
-    for b in sorted(hist):
-        lo, hi = rollups.bucket_bounds(b)
-        lo_f, hi_f = sorted((to_figure(lo), to_figure(hi)))
-        buckets.append({"lo": round(lo_f, 6), "hi": round(hi_f, 6), "count": hist[b]})
-    out["buckets"] = buckets
+    if with_buckets:
+        buckets = []
+        for i in np.flatnonzero(hist).tolist():
+            lo, hi = rollups.bucket_bounds(i + rollups.MIN_BUCKET)
+            lo_f, hi_f = sorted((to_figure(lo), to_figure(hi)))
+            buckets.append({"lo": round(lo_f, 6), "hi": round(hi_f, 6), "count": int(hist[i])})
+        out["buckets"] = buckets
     return out
 
 
-def _sums(c: Counter[str]) -> dict[str, Any]:
-    return {
-        "jobs": c["n"],
-        "bytes_in": c["bytes_in"],
-        "bytes_out": c["bytes_out"],
-        "engine_ms": c["engine_us"] / 1000,
-        "processor_ms": c["service_us"] / 1000,
-        "timed_jobs": c["timed"],
-    }
+def _sums(c: np.ndarray | list[int]) -> dict[str, Any]:
+    """The API's sums from one row of the ``SUM_KEYS`` columns."""
+    n, bytes_in, bytes_out, engine_us, service_us, timed = (int(x) for x in c)
+    return {"jobs": n, "bytes_in": bytes_in, "bytes_out": bytes_out, "engine_ms": engine_us / 1000,
+            "processor_ms": service_us / 1000, "timed_jobs": timed}
 
 
-def answer(totals: dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
+def _grouped(keys: list[Any], per_row: np.ndarray) -> dict[Any, np.ndarray]:
+    """``per_row`` (one row per dims) summed per key (``keys[i]`` is row ``i``'s)."""
+    index: dict[Any, int] = {}
+    ids = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
+    out = np.zeros((len(index), per_row.shape[1]), np.int64)
+    np.add.at(out, ids, per_row)
+    return {k: out[i] for k, i in index.items()}
+
+
+def answer(data: rollups.Cells | dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
            filters: dict[str, frozenset[str]]) -> dict[str, Any]:
-    """The ``GET /stats`` body for rollup totals (also used on a full scan's totals by tests)."""
-    everything: Counter[str] = Counter()  # the sums and error codes (histograms: ``ok`` only)
-    by_status: Counter[str] = Counter()
-    by_day: dict[tuple[str, str], Counter[str]] = {}
-    groups: dict[tuple[str, str, str, str], Counter[str]] = {}
-    by_format: dict[str, Counter[str]] = {}
-    ok: Counter[str] = Counter()
-    for dims, c in totals.items():
-        if not matches(dims, filters):
-            continue
-        sums = {k: c[k] for k in _SUM_KEYS if c.get(k)}
-        everything.update(sums)
-        by_status[dims.status] += c.get("n", 0)
-        by_day.setdefault((dims.day, dims.status), Counter()).update(sums)
-        groups.setdefault((dims.status, dims.format, dims.preset, dims.arrival), Counter()).update(sums)
-        if dims.status == "succeeded":  # histograms: merged per format, then the few formats
-            if dims.format in by_format:
-                by_format[dims.format].update(c)
-            else:
-                by_format[dims.format] = Counter(c)
-        else:
-            everything.update({k: v for k, v in c.items() if k.startswith("e:")})
-    for per_format in by_format.values():
-        ok.update(per_format)
-    failed = by_status["failed"]
-    totals_out = {**_sums(everything), "succeeded": by_status["succeeded"], "failed": failed,
-                  "bytes_saved": ok["bytes_in"] - ok["bytes_out"]}
-    errors = Counter({k[2:]: v for k, v in everything.items() if k.startswith("e:") and v})
+    """The ``GET /stats`` body for rollup cells (or named counters per dims, as a full scan's
+    totals in tests). Sums are exact integer sums (numpy ``int64``)."""
+    cells = data if isinstance(data, rollups.Cells) else rollups.Cells.from_counters(data)
+    dims, n_sums, n_dims = cells.dims, len(rollups.SUM_KEYS), len(cells.dims)
+    nonzero = np.zeros(n_dims, bool)
+    nonzero[cells.row[cells.value != 0]] = True
+    keep = np.fromiter((matches(d, filters) for d in dims), bool, n_dims) & nonzero
+    sel = keep[cells.row]
+    row, col, val = cells.row[sel], cells.column[sel], cells.value[sel]
+    is_sum = col < n_sums
+    sums = np.zeros((n_dims, n_sums), np.int64)
+    np.add.at(sums, (row[is_sum], col[is_sum]), val[is_sum])
+    kept = np.flatnonzero(keep).tolist()
+    kept_dims = [dims[i] for i in kept]
+    kept_sums = sums[kept] if kept else np.zeros((0, n_sums), np.int64)
+    everything = kept_sums.sum(axis=0)
+    by_status = _grouped([d.status for d in kept_dims], kept_sums)
+    by_day = _grouped([(d.day, d.status) for d in kept_dims], kept_sums)
+    groups = _grouped([(d.status, d.format, d.preset, d.arrival) for d in kept_dims], kept_sums)
+    ok_formats = sorted({d.format for d in kept_dims if d.status == "succeeded"})
+    fmt_of = {f: i for i, f in enumerate(ok_formats)}
+    row_fmt = np.array([fmt_of.get(d.format, -1) if d.status == "succeeded" else -1 for d in dims] or [-1],
+                       np.int64)
+    is_hist = (col >= rollups.HIST_BASE) & (col < rollups.FIXED_COLUMNS) & (row_fmt[row] >= 0)
+    hists = np.zeros((len(ok_formats), rollups.FIXED_COLUMNS - rollups.HIST_BASE), np.int64)
+    np.add.at(hists, (row_fmt[row[is_hist]], col[is_hist] - rollups.HIST_BASE), val[is_hist])
+    ok = hists.sum(axis=0)
+    is_err = col >= rollups.FIXED_COLUMNS
+    err = np.zeros(len(cells.codes), np.int64)
+    np.add.at(err, col[is_err] - rollups.FIXED_COLUMNS, val[is_err])
+    errors = Counter({code: int(n) for code, n in zip(cells.codes, err.tolist(), strict=True) if n})
+    ok_sums = by_status.get("succeeded", np.zeros(n_sums, np.int64))
+    fmt_sums = _grouped([d.format for d in kept_dims if d.status == "succeeded"],
+                        kept_sums[[d.status == "succeeded" for d in kept_dims]] if kept_dims else kept_sums)
+
+    def hist(h: np.ndarray, name: str) -> np.ndarray:
+        start = rollups.HIST_NAMES.index(name) * rollups.N_BUCKETS
+        return h[start:start + rollups.N_BUCKETS]
+
+    totals_out = {**_sums(everything), "succeeded": int(by_status.get("succeeded", [0])[0]),
+                  "failed": int(by_status.get("failed", [0])[0]),
+                  "bytes_saved": int(ok_sums[1] - ok_sums[2])}
     return {
         "from": day_from,
         "to": day_to,
         "filters": {k: sorted(v) for k, v in filters.items()},
         "totals": totals_out,
-        "days": [{"day": d, "status": s, **_sums(c)} for (d, s), c in sorted(by_day.items()) if c["n"]],
+        "days": [{"day": d, "status": st, **_sums(c)} for (d, st), c in sorted(by_day.items()) if c[0]],
         "groups": [{"status": k[0], "format": k[1], "preset": k[2], "arrival": k[3], **_sums(c)}
-                   for k, c in sorted(groups.items()) if c["n"]],
+                   for k, c in sorted(groups.items()) if c[0]],
         "errors": [{"code": code, "jobs": n} for code, n in errors.most_common()],
         "distributions": {_FIGURES[name][0]: dist for name in rollups.HISTOGRAMS
-                          if (dist := distribution(ok, name)) is not None},
-        "by_format": {fmt: {"jobs": c["n"], "bytes_in": c["bytes_in"], "bytes_out": c["bytes_out"],
-                            **{_FIGURES[n][0]: _quantiles_only(distribution(c, n))
+                          if (dist := distribution(hist(ok, name), name)) is not None},
+        "by_format": {fmt: {"jobs": int(fmt_sums[fmt][0]), "bytes_in": int(fmt_sums[fmt][1]),
+                            "bytes_out": int(fmt_sums[fmt][2]),
+                            **{_FIGURES[n][0]: distribution(hist(hists[fmt_of[fmt]], n), n,
+                                                            with_buckets=False)
                                for n in ("ratio", "bpp", "dssim")}}
-                      for fmt, c in sorted(by_format.items())},
-        "dimensions": {name: sorted({getattr(d, name) for d in totals}) for name in FILTERS},
+                      for fmt in ok_formats},
+        "dimensions": {name: sorted({getattr(dims[i], name) for i in np.flatnonzero(nonzero).tolist()})
+                       for name in FILTERS},
         "bucket_error": round(rollups.BUCKET_ERROR, 6),
         "quantile_note": (
             "quantiles come from log-bucket histograms (4 buckets per doubling): each is the "
@@ -186,15 +201,11 @@ def answer(totals: dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
     }
 
 
-def _quantiles_only(dist: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if dist is None else {k: v for k, v in dist.items() if k != "buckets"}
-
-
 @translate_aws_errors
 def get_stats(backend: Backend, query: dict[str, str] | None) -> dict[str, Any]:
     """``GET /stats``: read the range's rollups (sealed day items + live items) and answer."""
     day_from, day_to, filters = parse_filters(query)
     read = rollups.read(backend.records.table, day_from, day_to)
-    body = answer(read.totals, day_from, day_to, filters)
+    body = answer(read.cells, day_from, day_to, filters)
     body["source"] = {"day_items": read.day_items, "live_items": read.live_items}
     return body
