@@ -221,3 +221,49 @@ def test_a_format_1_day_item_is_read_and_sealed_into_columns(backend):
     item = table.get_item(Key={"pk": rollups.DAY_PK, "sk": dims.day})["Item"]
     assert item["fmt"] == rollups.DAY_FORMAT and "data" not in item and item["ver"] == 2
     assert _totals(backend) == {dims: Counter({"n": 4, "bytes_in": 400, "bytes_out": 40, "h:ratio:13": 3})}
+
+
+@pytest.mark.parametrize(("values", "width"), [([], 1), ([-128, 127], 1), ([-129], 2), ([40_000], 4),
+                                               ([0, 2**40], 8), ([-(2**63)], 8)])
+def test_day_item_arrays_take_the_narrowest_type(values, width):
+    import numpy as np
+
+    narrowed = rollups._narrow(np.array(values, np.int64))
+    assert narrowed.dtype.itemsize == width and narrowed.tolist() == values
+
+
+def test_reads_decode_a_day_item_once_until_it_changes(backend):
+    table = backend.records.table
+    cache = rollups.DayCache(max_cells=10_000)
+    d1 = rollups.Dims("2026-03-01", "succeeded", "webp", "web", "presigned")
+    d2 = rollups.Dims("2026-03-02", "succeeded", "avif", "web", "drop")
+    written = {d1: Counter(n=2, bytes_in=20), d2: Counter(n=1, bytes_in=5)}
+    rollups.add_days(table, written)
+    first = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert first.fetched == 2 and first.totals == written
+    again = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert again.fetched == 0 and again.totals == first.totals
+    # a seal rewrites one day (new gen): only that day is fetched again, and its new counts are seen
+    table.update_item(**rollups.add_update(d2, Counter(n=3, bytes_in=30), shard=2))
+    live = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert live.fetched == 0 and live.live_items == 1 and live.totals[d2] == Counter(n=4, bytes_in=35)
+    rollups.seal(table)
+    sealed = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert sealed.fetched == 1 and sealed.live_items == 0 and sealed.totals == live.totals
+    # a read without the cache fetches everything and agrees
+    assert rollups.read(table, "2026-03-01", "2026-03-02", cache=None).totals == sealed.totals
+
+
+def test_the_day_cache_is_bounded_by_cells():
+    def cells(n: int) -> rollups.Cells:
+        return rollups.Cells.from_counters({rollups.Dims("2026-01-01", "failed", "png", "none", "direct"):
+                                            Counter({f"e:c{i}": 1 for i in range(n)})})
+
+    cache = rollups.DayCache(max_cells=10)
+    cache.put("a", cells(4))
+    cache.put("b", cells(4))
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("c", cells(4))  # 12 cells > 10: the least recently used (b) goes
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    cache.put("huge", cells(11))  # larger than the whole cache: not kept
+    assert cache.get("huge") is None and cache.get(None) is None

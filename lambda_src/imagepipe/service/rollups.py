@@ -23,7 +23,8 @@ Storage (single table, docs/architecture.md):
 - *sealed* day items ``pk = ROLLDAY``, ``sk = {day}``: every combination of one day in one item
   with a version ``ver``, stored as columns (:class:`Cells`: the day's combinations and error
   codes as JSON lists, and one zlib-compressed binary attribute of ``(combination, counter,
-  value)`` triples; format ``fmt = 2``, a format-1 item's JSON ``data`` document is still read).
+  value)`` triples, each array in the narrowest integer type that holds it; format ``fmt = 2``,
+  a format-1 item's JSON ``data`` document is still read).
   :func:`seal` folds a day's live items into it in
   transactions (put the day item on its read version, delete each live item on its read
   ``ver``), so nothing is lost or counted twice even while jobs keep finishing. Readers get one
@@ -36,11 +37,14 @@ import functools
 import hashlib
 import json
 import math
+import os
 import random
 import struct
+import threading
 import time
+import uuid
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -225,6 +229,16 @@ def aggregate(jobs: Iterable[dict[str, Any]]) -> dict[Dims, Counter[str]]:
     return out
 
 
+_NARROW = [np.dtype(t).newbyteorder("<") for t in ("i1", "i2", "i4", "i8")]
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """``values`` in the narrowest little-endian signed integer type that holds them all."""
+    lo, hi = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+    dtype = next(t for t in _NARROW if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+    return values.astype(dtype)
+
+
 @functools.lru_cache(maxsize=4096)
 def _combo_parts(combo: str) -> tuple[str, ...]:
     """The four dimensions of a :meth:`Dims.combo` string (the same few recur every day)."""
@@ -320,9 +334,12 @@ class Cells:
         return {d: c for d, c in out.items() if any(c.values())}
 
     def encode(self) -> dict[str, Any]:
-        """A sealed day item's attributes for these cells (the caller's rows all of one day)."""
-        blob = struct.pack("<I", len(self.value)) + b"".join(
-            a.astype("<i8").tobytes() for a in (self.row, self.column, self.value))
+        """A sealed day item's attributes for these cells (the caller's rows all of one day): the
+        three arrays, each in the narrowest signed integer type that holds it, behind a header of
+        their length and byte widths, zlib-compressed."""
+        arrays = [_narrow(a) for a in (self.row, self.column, self.value)]
+        widths = "".join(str(a.dtype.itemsize) for a in arrays).encode()
+        blob = struct.pack("<I3s", len(self.value), widths) + b"".join(a.tobytes() for a in arrays)
         compact = {"separators": (",", ":")}
         return {"fmt": DAY_FORMAT, "combos": json.dumps([d.combo() for d in self.dims], **compact),
                 "codes": json.dumps(self.codes, **compact), "cells": zlib.compress(blob, 6)}
@@ -336,8 +353,12 @@ class Cells:
                                       for combo, c in data.items()})
         raw = item["cells"]
         blob = zlib.decompress(raw.value if hasattr(raw, "value") else bytes(raw))
-        (n,) = struct.unpack_from("<I", blob)
-        arrays = np.frombuffer(blob, "<i8", count=3 * n, offset=4).reshape(3, n).astype(np.int64)
+        n, widths = struct.unpack_from("<I3s", blob)
+        arrays, offset = [], struct.calcsize("<I3s")
+        for width in widths.decode():
+            dtype = np.dtype(f"<i{width}")
+            arrays.append(np.frombuffer(blob, dtype, count=n, offset=offset).astype(np.int64))
+            offset += n * dtype.itemsize
         dims = [Dims(day, *_combo_parts(combo)) for combo in json.loads(item["combos"])]
         return cls(dims, json.loads(item["codes"]), arrays[0], arrays[1], arrays[2])
 
@@ -438,7 +459,7 @@ def live_items(table: Any, day_from: str = "0000-00-00", day_to: str = "9999-12-
 def _day_items(table: Any, day_from: str, day_to: str,
                versions_only: bool = False) -> dict[str, dict[str, Any]]:
     cond = Key("pk").eq(DAY_PK) & Key("sk").between(day_from, day_to)
-    extra = {"ProjectionExpression": "sk, ver"} if versions_only else {}
+    extra = {"ProjectionExpression": "sk, ver, gen"} if versions_only else {}
     return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True, **extra)}
 
 
@@ -451,11 +472,13 @@ def _day_data(day: str, item: dict[str, Any] | None) -> dict[str, Counter[str]]:
 
 @dataclass
 class Read:
-    """What :func:`read` found: the aggregates as :class:`Cells` and how many items it took."""
+    """What :func:`read` found: the aggregates as :class:`Cells` and how many items it took
+    (``fetched``: day items read from the table, the others came from this process's cache)."""
 
     cells: Cells
     day_items: int
     live_items: int
+    fetched: int = 0
 
     @property
     def totals(self) -> dict[Dims, Counter[str]]:
@@ -463,25 +486,104 @@ class Read:
         return self.cells.to_counters()
 
 
-def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
+class DayCache:
+    """Decoded sealed day items kept by this process (a warm Lambda keeps them between
+    requests), keyed by the random ``gen`` every write of a day item gets: a day item that
+    changed has a new ``gen``, so an entry is never stale, only unused. Bounded by cells
+    (``IMAGEPIPE_ROLLUP_CACHE_CELLS``, default 2,000,000 ≈ 48 MB), least recently used first out."""
+
+    def __init__(self, max_cells: int) -> None:
+        self.max_cells = max_cells
+        self._entries: OrderedDict[str, Cells] = OrderedDict()
+        self._cells = 0
+        self._lock = threading.Lock()
+
+    def get(self, gen: str | None) -> Cells | None:
+        """The cells of the day item written with ``gen``, if kept."""
+        if not gen:
+            return None
+        with self._lock:
+            hit = self._entries.get(gen)
+            if hit is not None:
+                self._entries.move_to_end(gen)
+            return hit
+
+    def put(self, gen: str | None, cells: Cells) -> None:
+        """Keep ``cells`` (read from the day item written with ``gen``)."""
+        if not gen or len(cells.value) > self.max_cells:
+            return
+        with self._lock:
+            if gen not in self._entries:
+                self._entries[gen] = cells
+                self._cells += len(cells.value)
+            while self._cells > self.max_cells:
+                _, old = self._entries.popitem(last=False)
+                self._cells -= len(old.value)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()
+            self._cells = 0
+
+
+DAY_CACHE = DayCache(int(os.environ.get("IMAGEPIPE_ROLLUP_CACHE_CELLS", "2000000")))
+_FETCH_ONE_BY_ONE = 4  # more missing days than this: one range query instead of a GetItem each
+
+
+def _fetch_days(table: Any, days: list[str], day_from: str, day_to: str) -> dict[str, dict[str, Any]]:
+    """The sealed day items of ``days`` (all within ``day_from..day_to``)."""
+    if len(days) > _FETCH_ONE_BY_ONE:
+        wanted = set(days)
+        return {k: v for k, v in _day_items(table, day_from, day_to).items() if k in wanted}
+    out = {}
+    for day in days:
+        item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
+        if item is not None:
+            out[day] = item
+    return out
+
+
+def _stamps(items: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    return {k: (v.get("ver"), v.get("gen")) for k, v in items.items()}
+
+
+def read(table: Any, day_from: str, day_to: str, attempts: int = 5,
+         cache: DayCache | None = DAY_CACHE) -> Read:
     """Every :class:`Dims`' counters for days ``day_from..day_to`` (``YYYY-MM-DD``, inclusive):
-    the sealed day items plus the live items not sealed yet. A seal that commits between the
-    two reads would move items from one to the other; the day items' versions are read again
-    after the live items, and the read is redone when one changed."""
+    the sealed day items plus the live items not sealed yet.
+
+    The day items' versions are read first (``sk, ver, gen``: a few bytes per day); only days
+    not in ``cache`` under that ``gen`` are fetched and decoded. Then the live items, then the
+    versions again: a seal that commits in between moves counts from live items to a day item,
+    so the read is redone unless the versions (and every fetched item's) stayed the same."""
     for _ in range(attempts):
-        days = _day_items(table, day_from, day_to)
+        versions = _day_items(table, day_from, day_to, versions_only=True)
+        parts: dict[str, Cells] = {}
+        missing = []
+        for day, v in versions.items():
+            hit = cache.get(v.get("gen")) if cache is not None else None
+            if hit is not None:
+                parts[day] = hit
+            else:
+                missing.append(day)
+        fetched = _fetch_days(table, missing, day_from, day_to) if missing else {}
         live = live_items(table, day_from, day_to)
         again = _day_items(table, day_from, day_to, versions_only=True)
-        if {k: v.get("ver") for k, v in days.items()} == {k: v.get("ver") for k, v in again.items()}:
+        seen = _stamps(versions)
+        if seen == _stamps(again) and _stamps(fetched) == {k: seen[k] for k in missing}:
             break
     else:
         raise TransientError("the rollups were being sealed during every read; retry")
-    parts = [Cells.decode(day, item) for day, item in sorted(days.items())]
+    for day, item in fetched.items():
+        parts[day] = Cells.decode(day, item)
+        if cache is not None:
+            cache.put(item.get("gen"), parts[day])
     unsealed: dict[Dims, Counter[str]] = {}
     for item in live:
         unsealed.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
-    parts.append(Cells.from_counters(unsealed))
-    return Read(Cells.concat(parts), len(days), len(live))
+    cells = Cells.concat([parts[day] for day in sorted(parts)] + [Cells.from_counters(unsealed)])
+    return Read(cells, len(versions), len(live), len(fetched))
 
 
 def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
@@ -496,7 +598,7 @@ def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
     cells = Cells.from_counters({Dims(day, *_combo_parts(combo)): c
                                  for combo, c in sorted(data.items()) if any(c.values())})
     ver = int(day_item["ver"]) if day_item else 0
-    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1, **cells.encode()},
+    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1, "gen": uuid.uuid4().hex, **cells.encode()},
            "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
            **({} if day_item is None else {"ExpressionAttributeValues": {":ver": ver}})}
     tx = [{"Put": low_level(table.name, put)}]

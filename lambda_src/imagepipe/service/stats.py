@@ -121,7 +121,7 @@ def _sums(c: np.ndarray | list[int]) -> dict[str, Any]:
 
 
 def _grouped(keys: list[Any], per_row: np.ndarray) -> dict[Any, np.ndarray]:
-    """``per_row`` (one row per dims) summed per key (``keys[i]`` is row ``i``'s)."""
+    """``per_row`` (one row per key in ``keys``, repeats allowed) summed per key."""
     index: dict[Any, int] = {}
     ids = np.fromiter((index.setdefault(k, len(index)) for k in keys), np.int64, len(keys))
     out = np.zeros((len(index), per_row.shape[1]), np.int64)
@@ -129,42 +129,88 @@ def _grouped(keys: list[Any], per_row: np.ndarray) -> dict[Any, np.ndarray]:
     return {k: out[i] for k, i in index.items()}
 
 
+#: the largest (combinations × counters) matrix built at once; more combinations go in slices
+_DENSE_MAX = 4_000_000
+
+
+def _per_combo(combo: np.ndarray, column: np.ndarray, value: np.ndarray, n_combos: int,
+               n_columns: int) -> np.ndarray:
+    """``value`` summed per ``(combo, column)``: an ``int64`` matrix, combinations × columns.
+
+    One ``bincount`` over the cells (float64 sums, exact while the cells' absolute values sum to
+    less than 2**53; beyond that, ``numpy.add.at`` in int64)."""
+    out = np.zeros((n_combos, n_columns), np.int64)
+    exact_in_float = float(np.abs(value).sum()) < 2.0**53
+    step = max(1, _DENSE_MAX // max(1, n_columns))
+    for start in range(0, n_combos, step):
+        if n_combos <= step:
+            c, col, val = combo, column, value
+        else:
+            m = (combo >= start) & (combo < start + step)
+            c, col, val = combo[m], column[m], value[m]
+        n = min(step, n_combos - start)
+        key = (c - start) * n_columns + col
+        if exact_in_float:
+            part = np.rint(np.bincount(key, weights=val, minlength=n * n_columns)).astype(np.int64)
+        else:
+            part = np.zeros(n * n_columns, np.int64)
+            np.add.at(part, key, val)
+        out[start:start + n] = part.reshape(n, n_columns)
+    return out
+
+
+def _most_first(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
 def answer(data: rollups.Cells | dict[rollups.Dims, Counter[str]], day_from: str, day_to: str,
            filters: dict[str, frozenset[str]]) -> dict[str, Any]:
     """The ``GET /stats`` body for rollup cells (or named counters per dims, as a full scan's
-    totals in tests). Sums are exact integer sums (numpy ``int64``)."""
+    totals in tests). Sums are exact integer sums (numpy ``int64``).
+
+    Python touches each row (a day × combination) once, to number its day and combination;
+    the rest is numpy over the cells, and Python again only per combination (a few hundred)."""
     cells = data if isinstance(data, rollups.Cells) else rollups.Cells.from_counters(data)
-    dims, n_sums, n_dims = cells.dims, len(rollups.SUM_KEYS), len(cells.dims)
-    nonzero = np.zeros(n_dims, bool)
-    nonzero[cells.row[cells.value != 0]] = True
-    keep = np.fromiter((matches(d, filters) for d in dims), bool, n_dims) & nonzero
-    sel = keep[cells.row]
-    row, col, val = cells.row[sel], cells.column[sel], cells.value[sel]
-    is_sum = col < n_sums
-    sums = np.zeros((n_dims, n_sums), np.int64)
-    np.add.at(sums, (row[is_sum], col[is_sum]), val[is_sum])
-    kept = np.flatnonzero(keep).tolist()
-    kept_dims = [dims[i] for i in kept]
-    kept_sums = sums[kept] if kept else np.zeros((0, n_sums), np.int64)
-    everything = kept_sums.sum(axis=0)
-    by_status = _grouped([d.status for d in kept_dims], kept_sums)
-    by_day = _grouped([(d.day, d.status) for d in kept_dims], kept_sums)
-    groups = _grouped([(d.status, d.format, d.preset, d.arrival) for d in kept_dims], kept_sums)
-    ok_formats = sorted({d.format for d in kept_dims if d.status == "succeeded"})
+    n_sums, width = len(rollups.SUM_KEYS), rollups.FIXED_COLUMNS - rollups.HIST_BASE
+    combo_ix: dict[tuple[str, str, str, str], int] = {}
+    day_ix: dict[str, int] = {}
+    row_combo = np.fromiter((combo_ix.setdefault((d.status, d.format, d.preset, d.arrival), len(combo_ix))
+                             for d in cells.dims), np.int64, len(cells.dims))
+    row_day = np.fromiter((day_ix.setdefault(d.day, len(day_ix)) for d in cells.dims), np.int64,
+                          len(cells.dims))
+    combos = list(combo_ix)
+    statuses = sorted({c[0] for c in combos})
+    combo_status = np.array([statuses.index(c[0]) for c in combos] or [0], np.int64)
+    keep_combo = np.array([matches(rollups.Dims("", *c), filters) for c in combos] or [False], bool)
+    dense = _per_combo(row_combo[cells.row], cells.column, cells.value, len(combos),
+                       rollups.FIXED_COLUMNS + len(cells.codes))
+    present = [bool(dense[i].any()) for i in range(len(combos))]
+    kept = [i for i in range(len(combos)) if keep_combo[i] and present[i]]
+    by_combo = dense[:, :n_sums]
+    everything = by_combo[kept].sum(axis=0) if kept else np.zeros(n_sums, np.int64)
+    by_status = _grouped([combos[i][0] for i in kept], by_combo[kept]) if kept else {}
+    ok_formats = sorted({combos[i][1] for i in kept if combos[i][0] == "succeeded"})
     fmt_of = {f: i for i, f in enumerate(ok_formats)}
-    row_fmt = np.array([fmt_of.get(d.format, -1) if d.status == "succeeded" else -1 for d in dims] or [-1],
-                       np.int64)
-    is_hist = (col >= rollups.HIST_BASE) & (col < rollups.FIXED_COLUMNS) & (row_fmt[row] >= 0)
-    hists = np.zeros((len(ok_formats), rollups.FIXED_COLUMNS - rollups.HIST_BASE), np.int64)
-    np.add.at(hists, (row_fmt[row[is_hist]], col[is_hist] - rollups.HIST_BASE), val[is_hist])
+    fmt_sums = {f: np.zeros(n_sums, np.int64) for f in ok_formats}
+    hists = np.zeros((len(ok_formats), width), np.int64)
+    for i in kept:
+        if combos[i][0] == "succeeded":
+            fmt_sums[combos[i][1]] += by_combo[i]
+            hists[fmt_of[combos[i][1]]] += dense[i, rollups.HIST_BASE:rollups.FIXED_COLUMNS]
     ok = hists.sum(axis=0)
-    is_err = col >= rollups.FIXED_COLUMNS
-    err = np.zeros(len(cells.codes), np.int64)
-    np.add.at(err, col[is_err] - rollups.FIXED_COLUMNS, val[is_err])
+    err = dense[kept, rollups.FIXED_COLUMNS:].sum(axis=0) if kept else np.zeros(len(cells.codes), np.int64)
     errors = Counter({code: int(n) for code, n in zip(cells.codes, err.tolist(), strict=True) if n})
     ok_sums = by_status.get("succeeded", np.zeros(n_sums, np.int64))
-    fmt_sums = _grouped([d.format for d in kept_dims if d.status == "succeeded"],
-                        kept_sums[[d.status == "succeeded" for d in kept_dims]] if kept_dims else kept_sums)
+    # per day and status: the sum columns of each row (a day × combination), a small part of the cells
+    is_sum = cells.column < n_sums
+    s_row, s_col, s_val = cells.row[is_sum], cells.column[is_sum], cells.value[is_sum]
+    s_keep = keep_combo[row_combo[s_row]] if len(s_row) else np.zeros(0, bool)
+    s_row, s_col, s_val = s_row[s_keep], s_col[s_keep], s_val[s_keep]
+    n_status = max(1, len(statuses))
+    by_day_status = np.zeros((len(day_ix) * n_status, n_sums), np.int64)
+    np.add.at(by_day_status, (row_day[s_row] * n_status + combo_status[row_combo[s_row]], s_col), s_val)
+    day_rows = [(day, st, by_day_status[day_ix[day] * n_status + j]) for day in sorted(day_ix)
+                for j, st in enumerate(statuses)]
 
     def hist(h: np.ndarray, name: str) -> np.ndarray:
         start = rollups.HIST_NAMES.index(name) * rollups.N_BUCKETS
@@ -178,10 +224,10 @@ def answer(data: rollups.Cells | dict[rollups.Dims, Counter[str]], day_from: str
         "to": day_to,
         "filters": {k: sorted(v) for k, v in filters.items()},
         "totals": totals_out,
-        "days": [{"day": d, "status": st, **_sums(c)} for (d, st), c in sorted(by_day.items()) if c[0]],
-        "groups": [{"status": k[0], "format": k[1], "preset": k[2], "arrival": k[3], **_sums(c)}
-                   for k, c in sorted(groups.items()) if c[0]],
-        "errors": [{"code": code, "jobs": n} for code, n in errors.most_common()],
+        "days": [{"day": d, "status": st, **_sums(c)} for d, st, c in day_rows if c[0]],
+        "groups": [{"status": k[0], "format": k[1], "preset": k[2], "arrival": k[3], **_sums(by_combo[i])}
+                   for k, i in sorted(combo_ix.items()) if i in kept and by_combo[i][0]],
+        "errors": [{"code": code, "jobs": n} for code, n in sorted(errors.items(), key=_most_first)],
         "distributions": {_FIGURES[name][0]: dist for name in rollups.HISTOGRAMS
                           if (dist := distribution(hist(ok, name), name)) is not None},
         "by_format": {fmt: {"jobs": int(fmt_sums[fmt][0]), "bytes_in": int(fmt_sums[fmt][1]),
@@ -190,8 +236,8 @@ def answer(data: rollups.Cells | dict[rollups.Dims, Counter[str]], day_from: str
                                                             with_buckets=False)
                                for n in ("ratio", "bpp", "dssim")}}
                       for fmt in ok_formats},
-        "dimensions": {name: sorted({getattr(dims[i], name) for i in np.flatnonzero(nonzero).tolist()})
-                       for name in FILTERS},
+        "dimensions": {name: sorted({c[i] for c, p in zip(combos, present, strict=True) if p})
+                       for i, name in enumerate(FILTERS)},
         "bucket_error": round(rollups.BUCKET_ERROR, 6),
         "quantile_note": (
             "quantiles come from log-bucket histograms (4 buckets per doubling): each is the "
