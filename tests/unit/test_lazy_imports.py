@@ -36,18 +36,22 @@ def _run(code: str, tmp_path: Path, data: bytes, engine: str = "vips") -> dict[s
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-_JOB = ("from imagepipe.core import process; r = process(data, {recipe!r}); "
+_JOB = ("from imagepipe.core import process; import PIL.Image; r = process(data, {recipe!r}); "
         "print(json.dumps({{'lazy': {{m: m in sys.modules for m in {lazy!r}}}, "
+        "'pillow_init': PIL.Image._initialized >= 2, 'eps': 'PIL.EpsImagePlugin' in sys.modules, "
         "'facts': {{k: r.facts[k] for k in ('input', 'output', 'metrics')}}}}))")
 
 
 @pytest.mark.parametrize("engine", ["vips", "pillow"])
 def test_a_plain_job_loads_no_plugin_font_or_search_code(tmp_path: Path, engine: str) -> None:
-    for fmt in ("jpeg", "png", "webp"):
-        got = _run(_JOB.format(recipe={"resize": {"width": 64}, "format": "jpeg"}, lazy=LAZY), tmp_path,
+    for fmt, out in (("jpeg", "jpeg"), ("png", "webp"), ("webp", "avif"), ("tiff", "png")):
+        got = _run(_JOB.format(recipe={"resize": {"width": 64}, "format": out}, lazy=LAZY), tmp_path,
                    g.photo_bytes(160, 120, fmt), engine)
         assert got["lazy"] == dict.fromkeys(LAZY, False), fmt
+        assert got["facts"]["output"]["format"] == out  # type: ignore[index]
         assert got["facts"]["metrics"]["ssim"] > 0.9  # type: ignore[index]
+        # only the plugins of the formats involved: Image.init() (all ~45 Pillow plugins) never ran
+        assert not got["pillow_init"] and not got["eps"], (fmt, out)
 
 
 def test_heif_and_jxl_inputs_register_their_plugins_on_first_use(tmp_path: Path) -> None:
@@ -74,9 +78,11 @@ def test_plugin_sniffing_matches_the_plugins_own_accept_tests() -> None:
 
     heif_accept = Image.OPEN["HEIF"][1]
     jxl_accept = Image.OPEN["JXL"][1]
-    samples = [g.photo_bytes(32, 24, f) for f in ("jpeg", "png", "webp", "gif", "tiff", "avif", "heif", "jxl")]
+    samples = [g.photo_bytes(32, 24, f) for f in ("jpeg", "png", "webp", "gif", "tiff", "avif", "heif",
+                                                   "jxl")]
     samples += [b"", b"\x00" * 16, b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"....ftypmif1....", b"\xff\x0a\x00",
-                b"\x00\x00\x00\x0cJXL \r\n\x87\n", b"abcdJXLxyz", g.svg_bytes(), g.pdf_bytes(), g.text_bytes()]
+                b"\x00\x00\x00\x0cJXL \r\n\x87\n", b"abcdJXLxyz", g.svg_bytes(), g.pdf_bytes(),
+                g.text_bytes()]
     for data in samples:
         if not plugins.may_be_plugin_format(data):
             assert not heif_accept(data[:16]) and not jxl_accept(data[:16]), data[:16]
@@ -85,3 +91,6 @@ def test_plugin_sniffing_matches_the_plugins_own_accept_tests() -> None:
             assert plugins.open_formats(data, ["JPEG", "JXL", "HEIF"]) == ["JPEG", "JXL", "HEIF"]
     assert plugins.may_be_plugin_format(g.photo_bytes(32, 24, "heif"))
     assert plugins.may_be_plugin_format(g.photo_bytes(32, 24, "jxl"))
+    # an AVIF output is decoded for its metrics with a list that has no HEIF: no reason to register
+    avif = g.photo_bytes(32, 24, "avif")
+    assert plugins.open_formats(avif, ["JPEG", "AVIF", "JXL"]) == ["JPEG", "AVIF"]

@@ -167,9 +167,11 @@ def open_image(data: bytes, limits: Limits) -> Opened:
             raise CorruptImage(f"the jxl header is damaged or incomplete: {exc}") from None
         if jw * jh > limits.max_pixels:
             raise _too_many_pixels(jw, jh, limits)
+    formats = plugins.open_formats(data, _OPEN_FORMATS)
+    plugins.load_for_open(formats, claimed)
     try:
         with _bomb_is_error(limits):
-            im = Image.open(io.BytesIO(data), formats=plugins.open_formats(data, _OPEN_FORMATS))
+            im = Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooManyPixels(f"image exceeds the pixel cap of {limits.max_pixels:,} ({exc})") from None
     except UnidentifiedImageError:

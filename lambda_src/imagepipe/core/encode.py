@@ -213,9 +213,11 @@ def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict
 
 
 def _pil_format(fmt: str) -> str:
-    """Pillow's format name for ``fmt``; JPEG XL's plugin is registered on first use (core/plugins.py)."""
+    """Pillow's format name for ``fmt``, its plugin loaded (core/plugins.py: JPEG XL's registered
+    on first use, Pillow's own imported alone rather than all of them by ``Image.init()``)."""
     if fmt == "jxl":
         plugins.register()
+    plugins.load_for_save(fmt)
     return _PIL[fmt]
 
 

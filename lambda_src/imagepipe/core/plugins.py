@@ -18,7 +18,8 @@ could be checked), so :func:`jxl_size` reads the width and height from the codes
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import import_module
 from types import ModuleType
 
 JXL_CODESTREAM = b"\xff\x0a"
@@ -38,20 +39,64 @@ def register() -> ModuleType:
     return pillow_heif
 
 
+#: Pillow's own plugin module per Pillow format name the engine opens or writes. ``Image.open``
+#: with a format list calls ``Image.init()`` — importing all ~45 Pillow plugins, 12–17 ms of CPU
+#: — as soon as its loop meets a name whose plugin is not loaded, and ``Image.save`` does for a
+#: format it has no saver for; loading just the needed modules first avoids that.
+_PILLOW_MODULES = {"JPEG": "JpegImagePlugin", "PNG": "PngImagePlugin", "GIF": "GifImagePlugin",
+                   "WEBP": "WebPImagePlugin", "AVIF": "AvifImagePlugin", "TIFF": "TiffImagePlugin"}
+_PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF", "tiff": "TIFF"}
+
+
+@cache
+def _load(name: str) -> None:
+    module = _PILLOW_MODULES.get(name)
+    if module is not None:
+        import_module(f"PIL.{module}")
+
+
+def load_for_save(fmt: str) -> None:
+    """Pillow's plugin for writing ``fmt`` (ours: ``jpeg``, ``webp``, ...), without ``Image.init()``."""
+    _load(_PILLOW_NAMES.get(fmt, ""))
+
+
+def load_for_open(formats: list[str], fmt: str | None) -> None:
+    """Before ``Image.open(..., formats=formats)`` of bytes that claim to be ``fmt`` (their magic
+    number, ``decode.sniff_format``): import Pillow's plugins for every name in ``formats`` up to
+    and including ``fmt``'s, in order, so that the open loop reaches the claimed plugin without
+    ``Image.init()``. The order and the plugins tried are unchanged; if the claimed plugin fails,
+    the loop goes on as before (``init()`` included). Nothing happens for other formats."""
+    name = _PILLOW_NAMES.get(fmt or "")
+    if name is None or name not in formats:
+        return
+    for f in formats[:formats.index(name) + 1]:
+        _load(f)
+
+
+def _may_be_jxl(head: bytes) -> bool:
+    """pillow-jxl-plugin's ``accept``: ``\\xff\\x0a`` at 0, the container signature or ``JXL`` at 4."""
+    return head[:2] == JXL_CODESTREAM or head == JXL_CONTAINER or head[4:7] == b"JXL"
+
+
+def _may_be_heif(head: bytes) -> bool:
+    """What pillow-heif's ``accept`` needs first: ``ftyp`` at byte 4 (AVIF too, which Pillow's own
+    plugin is tried for before it)."""
+    return head[4:8] == b"ftyp"
+
+
 def may_be_plugin_format(data: bytes) -> bool:
-    """True when one of the two plugins' ``accept`` tests could take ``data``: pillow-jxl-plugin
-    accepts ``\\xff\\x0a`` at 0, the container signature, or ``JXL`` at byte 4; pillow-heif
-    accepts ``ftyp`` at byte 4 (AVIF too, which Pillow's own plugin is tried for first)."""
+    """True when one of the two plugins' ``accept`` tests could take ``data``."""
     head = bytes(data[:12])
-    return (head[:2] == JXL_CODESTREAM or head == JXL_CONTAINER or head[4:7] == b"JXL"
-            or head[4:8] == b"ftyp")
+    return _may_be_jxl(head) or _may_be_heif(head)
 
 
 def open_formats(data: bytes, formats: list[str]) -> list[str]:
-    """``formats`` for ``Image.open(data, formats=...)``: the plugins are registered first when
-    ``data`` may be theirs, else their names are left out (``Image.open`` raises ``KeyError`` on
-    a format name no plugin registered, and neither plugin could accept such bytes anyway)."""
-    if may_be_plugin_format(data):
+    """``formats`` for ``Image.open(data, formats=...)``: the plugins are registered first when one
+    of those named in ``formats`` could take ``data``, else their names are left out
+    (``Image.open`` raises ``KeyError`` on a format name no plugin registered, and neither plugin
+    could accept such bytes anyway)."""
+    head = bytes(data[:12])
+    if ("JXL" in formats and _may_be_jxl(head)) or ("HEIF" in formats and _may_be_heif(head)):
         register()
         return formats
     return [f for f in formats if f not in FORMATS]

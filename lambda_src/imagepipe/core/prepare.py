@@ -22,7 +22,7 @@ from PIL import Image
 
 from imagepipe.core import plugins, vips
 from imagepipe.core import transform as tf
-from imagepipe.core.decode import Opened, load_image, open_image, png_exif_chunk, seek_frame
+from imagepipe.core.decode import Opened, load_image, open_image, png_exif_chunk, seek_frame, sniff_format
 from imagepipe.core.encode import (
     ANIMATABLE,
     CONTENT_TYPES,
@@ -338,7 +338,9 @@ _OUTPUT_FORMATS = ["JPEG", "PNG", "WEBP", "AVIF", "GIF", "JXL"]
 
 def decode_output(data: bytes) -> Image.Image:
     """Decode our own encoded output (first frame) for measuring."""
-    im = Image.open(io.BytesIO(data), formats=plugins.open_formats(data, _OUTPUT_FORMATS))
+    formats = plugins.open_formats(data, _OUTPUT_FORMATS)
+    plugins.load_for_open(formats, sniff_format(data))
+    im = Image.open(io.BytesIO(data), formats=formats)
     im.load()
     return im
 
