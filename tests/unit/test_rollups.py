@@ -267,3 +267,6 @@ def test_the_day_cache_is_bounded_by_cells():
     assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
     cache.put("huge", cells(11))  # larger than the whole cache: not kept
     assert cache.get("huge") is None and cache.get(None) is None
+    off = rollups.DayCache(max_cells=0)
+    off.put("empty", rollups.Cells.empty())
+    assert off.get("empty") is None

@@ -490,7 +490,8 @@ class DayCache:
     """Decoded sealed day items kept by this process (a warm Lambda keeps them between
     requests), keyed by the random ``gen`` every write of a day item gets: a day item that
     changed has a new ``gen``, so an entry is never stale, only unused. Bounded by cells
-    (``IMAGEPIPE_ROLLUP_CACHE_CELLS``, default 2,000,000 ≈ 48 MB), least recently used first out."""
+    (``IMAGEPIPE_ROLLUP_CACHE_CELLS``, default 2,000,000 ≈ 48 MB; 0: no cache), least recently
+    used first out."""
 
     def __init__(self, max_cells: int) -> None:
         self.max_cells = max_cells
@@ -510,7 +511,7 @@ class DayCache:
 
     def put(self, gen: str | None, cells: Cells) -> None:
         """Keep ``cells`` (read from the day item written with ``gen``)."""
-        if not gen or len(cells.value) > self.max_cells:
+        if not gen or self.max_cells <= 0 or len(cells.value) > self.max_cells:
             return
         with self._lock:
             if gen not in self._entries:
