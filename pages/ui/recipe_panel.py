@@ -357,7 +357,7 @@ def _advanced() -> None:
         w.checkbox("Lossless", key=P + "webp.lossless")
         a.markdown("**AVIF**")
         a.slider("Speed", 0, 10, key=P + "avif.speed")
-        a.selectbox("Chroma", ["4:2:0", "4:4:4"], key=P + "avif.subsampling")
+        a.selectbox("Chroma", ["4:2:0", "4:4:4", "auto"], key=P + "avif.subsampling")
         a.markdown("**JPEG XL**")
         a.slider("Effort", 1, 9, key=P + "jxl.effort")
         a.checkbox("Lossless JXL", key=P + "jxl.lossless")

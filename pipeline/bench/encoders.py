@@ -33,11 +33,11 @@ from pipeline.bench.lab import NON_PHOTOS, PROJECT_ROOT, decode
 
 SECTION = "## Encoders at equal SSIMULACRA2"
 ENCODERS = ("jpeg:turbo", "jpeg:mozjpeg", "jpeg:mozjpeg/auto-chroma", "jpeg:mozjpeg/auto-chroma/qt2",
-            "jpeg:jpegli", "webp", "avif", "jxl/integer-q", "jxl")
+            "jpeg:jpegli", "webp", "avif", "avif/auto-chroma", "jxl/integer-q", "jxl")
 BEST_CANDIDATES = ["jpeg:mozjpeg", "webp", "avif", "jxl"]
 #: encoder variants (``name/variant``): recipe settings beyond the encoder's defaults
 VARIANTS: dict[str, dict[str, Any]] = {
-    "auto-chroma": {"jpeg": {"subsampling": "auto"}},
+    "auto-chroma": {"jpeg": {"subsampling": "auto"}, "avif": {"subsampling": "auto"}},
     "auto-chroma/qt2": {"jpeg": {"subsampling": "auto", "quant_table": 2}},
     "qt2": {"jpeg": {"quant_table": 2}},
     "integer-q": {},  # the auto search without its fractional refinement (as before; bench only)
@@ -223,8 +223,10 @@ def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tup
             "extra": extra}
 
 
-def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
-    """Part 2: ``format: best`` with jxl among the candidates at the median q85 score."""
+def bench_best(paths: list[Path], side: int, margin: float,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Part 2: ``format: best`` with jxl among the candidates at the median q85 score (``extra``:
+    recipe sections added to the ``best`` recipe, e.g. ``{"avif": {"subsampling": "auto"}}``)."""
     from imagepipe.core import prepare, process
     from imagepipe.core.metrics import compare
     from imagepipe.errors import TargetUnreachable
@@ -245,7 +247,7 @@ def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
     for path, src, ref, r, s85 in q85:
         t = time.perf_counter()
         recipe = {"resize": resize, "format": "best", "candidates": BEST_CANDIDATES, "quality": "auto",
-                  "target": {"metric": "ssimulacra2", "min": round(target + margin, 3)}}
+                  "target": {"metric": "ssimulacra2", "min": round(target + margin, 3)}, **(extra or {})}
         try:
             a = process(src, recipe)
         except TargetUnreachable as exc:
@@ -266,7 +268,7 @@ def bench_best(paths: list[Path], side: int, margin: float) -> dict[str, Any]:
               flush=True)
     ok = [r for r in rows if "unreachable" not in r]
     n = len(rows)
-    return {"side": side, "target": target, "margin": margin, "rows": rows,
+    return {"side": side, "target": target, "margin": margin, "rows": rows, "extra": extra,
             "median_ratio": statistics.median(r["ratio"] for r in ok) if ok else None,
             "total_ratio": sum(r["bytes"] for r in ok) / sum(r["q85_bytes"] for r in ok) if ok else None,
             "met_engine": sum(r["engine"] >= target for r in ok) / n,
@@ -396,7 +398,9 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
     if best is not None:
         out += [f"### `format: best` with jxl among the candidates, at the median JPEG q85 score "
                 f"({best['side']} px)", "",
-                f"- candidates {BEST_CANDIDATES}; target = median engine SSIMULACRA2 of JPEG q85 (turbo) "
+                f"- candidates {BEST_CANDIDATES}"
+                + (f" with {json.dumps(best['extra'])}" if best.get("extra") else "")
+                + "; target = median engine SSIMULACRA2 of JPEG q85 (turbo) "
                 f"on the set = **{best['target']:.2f}**; searched at target + {best['margin']:g}",
                 f"- median size vs JPEG q85: **{_f(best['median_ratio'])}**; total bytes "
                 f"{_f(best['total_ratio'])}; unreachable {best['unreachable']}",
@@ -453,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="part 1: comma-separated (with jpeg:turbo)")
     p.add_argument("--jxl-effort", type=int, help="part 1: jxl.effort for every recipe")
     p.add_argument("--equal-json", type=Path, help="reuse part 1 from an earlier --json (no re-run)")
+    p.add_argument("--best-extra", type=json.loads, help='part 2: JSON recipe sections for best, e.g. '
+                                                          '\'{"avif": {"subsampling": "auto"}}\'')
     args = p.parse_args(argv)
     from imagepipe.core.encode import codec_versions
 
@@ -476,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"jxl": {"effort": args.jxl_effort}} if args.jxl_effort else None
         eq = (bench_equal_score(photos, args.side, args.target, tuple(args.encoders.split(",")), extra)
               if args.only in (None, "equal") else None)
-    best = bench_best(photos, args.side, args.margin) if args.only in (None, "best") else None
+    best = (bench_best(photos, args.side, args.margin, args.best_extra)
+            if args.only in (None, "best") else None)
     presets = bench_presets(photos) if args.only in (None, "presets") else None
     meta["load"] = os.getloadavg()[0]
     meta["finished"] = time.strftime("%H:%M UTC", time.gmtime())

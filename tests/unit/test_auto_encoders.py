@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import imagegen as g
 import numpy as np
@@ -204,3 +205,19 @@ def test_a_fractional_quality_is_for_jxl_only(photo: bytes) -> None:
     with pytest.raises(InvalidRecipe) as ei:
         encode_variant(p, "jpeg", 80.5)
     assert ei.value.details[0]["field"] == "quality"
+
+
+def test_avif_auto_chroma_keeps_the_smaller_answer(photo: bytes) -> None:
+    def run(chroma: str) -> Any:
+        return process(photo, {"format": "avif", "quality": "auto", "avif": {"subsampling": chroma},
+                               "target": {"metric": "ssimulacra2", "min": 69}})
+
+    auto, only_420, only_444 = run("auto"), run("4:2:0"), run("4:4:4")
+    assert "chroma_444_tried" not in only_420.facts["search"]  # 4:2:0 reaches it alone
+    s = auto.facts["search"]
+    sizes = {"4:2:0": len(only_420.data), "4:4:4": len(only_444.data)}
+    assert len(auto.data) == min(sizes.values())
+    winner = min(sizes, key=lambda c: sizes[c])
+    assert s["chosen"]["subsampling"] == winner
+    assert auto.data == (only_420 if winner == "4:2:0" else only_444).data
+    assert {t["subsampling"] for t in s["trace"]} == {"4:2:0", "4:4:4"} and "chroma_444_tried" not in s

@@ -97,16 +97,17 @@ def test_later_fields_change_the_hash_only_when_set() -> None:
                   {"jxl": {"lossless": True}}, {"avif": {"subsampling": "4:4:4"}},
                   {"candidates": ["jpeg", "jxl"]}, {"jpeg": {"subsampling": "auto"}},
                   {"jpeg": {"encoder": "mozjpeg", "quant_table": 2}},
-                  {"jpeg": {"encoder": "mozjpeg", "quant_table": 3}}):
+                  {"jpeg": {"encoder": "mozjpeg", "quant_table": 3}}, {"avif": {"subsampling": "auto"}}):
         hashes.add(parse_recipe({"format": "best", "quality": 80, **extra}).recipe_hash())
-    assert len(hashes) == 10  # an explicit quant_table 3 (the default table) is still a different recipe
+    assert len(hashes) == 11  # an explicit quant_table 3 (the default table) is still a different recipe
 
 
 def test_encoder_jxl_and_candidates_validation() -> None:
     assert bad_fields({"jpeg": {"encoder": "libjpeg"}}) == ["jpeg.encoder"]
     assert bad_fields({"jxl": {"effort": 10}}) == ["jxl.effort"]
     assert bad_fields({"avif": {"subsampling": "4:2:2"}}) == ["avif.subsampling"]
-    assert bad_fields({"avif": {"subsampling": "auto"}}) == ["avif.subsampling"]
+    assert bad_fields({"avif": {"subsampling": "4:2:1"}}) == ["avif.subsampling"]
+    assert parse_recipe({"avif": {"subsampling": "auto"}}).avif.chroma(90) == "4:4:4"
     assert bad_fields({"jpeg": {"encoder": "mozjpeg", "quant_table": 9}}) == ["jpeg.quant_table"]
     assert bad_fields({"jpeg": {"encoder": "mozjpeg", "quant_table": "2"}}) == ["jpeg.quant_table"]
     r = parse_recipe({"jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": 0}})

@@ -13,9 +13,10 @@
 - chroma: when no candidate reaches a score target with 4:2:0 chroma, the candidates that can
   encode 4:4:4 (JPEG through turbo or mozjpeg, AVIF) are searched again at 4:4:4 before
   ``TargetUnreachable`` (SSIMULACRA2, unlike luma SSIM, sees what 4:2:0 loses). With
-  ``jpeg.subsampling: auto`` a JPEG candidate (turbo, mozjpeg) is searched at 4:2:0 *and* at
-  4:4:4 and the answer with fewer bytes is kept (the 4:4:4 pass stops as soon as a probe below
-  the target is already as large as the 4:2:0 answer).
+  ``jpeg.subsampling: auto`` a JPEG candidate (turbo, mozjpeg), with ``avif.subsampling: auto``
+  an AVIF one, is searched at 4:2:0 *and* at 4:4:4 and the answer with fewer bytes is kept (the
+  4:4:4 pass looks only below the 4:2:0 answer's quality and stops as soon as a probe that
+  misses the target is already as large as the 4:2:0 answer).
 - fractional quality: JPEG XL's answer is refined between the integer answer ``q`` and ``q − 1``
   to 0.1 (libjxl's quality is a continuous distance; ≤ 4 more probes).
 
@@ -94,7 +95,7 @@ def _can_444(prepared: Prepared, name: str) -> bool:
     if fmt == "jpeg":  # (``auto`` searched 4:4:4 already)
         return (enc != "jpeg:jpegli" and r.jpeg.subsampling not in ("4:4:4", "auto")
                 and prepared.image.mode != "L")
-    return fmt == "avif" and r.avif.subsampling != "4:4:4" and prepared.image.mode != "L"
+    return fmt == "avif" and r.avif.subsampling not in ("4:4:4", "auto") and prepared.image.mode != "L"
 
 
 class _Search:
@@ -169,10 +170,14 @@ class _Search:
 
 
 def _auto_chroma(prepared: Prepared, name: str) -> bool:
-    """Whether the search picks the chroma itself (``jpeg.subsampling: auto``, turbo/mozjpeg)."""
+    """Whether the search picks the chroma itself (``jpeg.subsampling: auto`` for turbo/mozjpeg,
+    ``avif.subsampling: auto``)."""
     fmt, _options, enc = resolve(prepared, name)
-    return (fmt == "jpeg" and prepared.recipe.jpeg.subsampling == "auto" and enc != "jpeg:jpegli"
-            and prepared.image.mode != "L")
+    if prepared.image.mode == "L":
+        return False
+    if fmt == "jpeg":
+        return prepared.recipe.jpeg.subsampling == "auto" and enc != "jpeg:jpegli"
+    return fmt == "avif" and prepared.recipe.avif.subsampling == "auto"
 
 
 def _lowest(s: _Search, name: str, chroma: str | None = None, stop_at: int | None = None,

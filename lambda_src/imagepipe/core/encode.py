@@ -192,7 +192,7 @@ def save_options(fmt: str, quality: float, recipe: Recipe, meta: Metadata) -> di
     elif fmt == "webp":
         opts = {"quality": quality, "method": recipe.webp.method, "lossless": recipe.webp.lossless}
     elif fmt == "avif":
-        opts = {"quality": quality, "speed": recipe.avif.speed, "subsampling": recipe.avif.subsampling}
+        opts = {"quality": quality, "speed": recipe.avif.speed, "subsampling": recipe.avif.chroma(quality)}
     elif fmt == "jxl":
         opts = {"quality": quality, "effort": recipe.jxl.effort, "lossless": recipe.jxl.lossless,
                 "use_container": bool(meta.exif)}

@@ -83,7 +83,14 @@ class WebpOptions(_Model):
 
 class AvifOptions(_Model):
     speed: Annotated[int, Field(ge=0, le=10)] = 6
-    subsampling: Literal["4:4:4", "4:2:0"] = "4:2:0"
+    #: ``auto``: as ``jpeg.subsampling: auto`` (the smaller of the 4:2:0 and 4:4:4 answers)
+    subsampling: Literal["4:4:4", "4:2:0", "auto"] = "4:2:0"
+
+    def chroma(self, quality: int | float) -> str:
+        """The subsampling written at ``quality``: ``auto`` outside a search = 4:4:4 from 90 up."""
+        if self.subsampling != "auto":
+            return self.subsampling
+        return "4:4:4" if quality >= 90 else "4:2:0"
 
 
 class JxlOptions(_Model):
