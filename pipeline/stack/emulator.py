@@ -37,13 +37,14 @@ def build_app(data_dir: Path, credentials: Mapping[str, str]) -> tuple[Any, Any,
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from pipeline.stack import moto_query, moto_speedups, moto_transactions
+    from pipeline.stack import moto_counters, moto_query, moto_speedups, moto_transactions
     from pipeline.stack.journal import Journal
     from pipeline.stack.persistence import JournalMiddleware, replay
     from pipeline.stack.post_policy import PostPolicyMiddleware
 
     moto_speedups.install()  # same responses, less per-request work (see the module)
     moto_transactions.install()  # transactions undo item by item, not by copying whole tables
+    moto_counters.install()  # a rollup's counter ADDs skip moto's generic expression engine
     moto_query.install()  # a query reads its partition, not a sorted copy of the whole table
     moto_app = DomainDispatcherApplication(create_backend_app)
     journal = Journal(data_dir)

@@ -4,6 +4,7 @@ check agreeing with a full scan. Against moto's in-process DynamoDB."""
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import Counter
@@ -170,3 +171,102 @@ def test_backfill_then_check_matches_and_check_sees_drift(backend):
     table.update_item(**rollups.add_update(d, Counter(n=1), shard=1))
     bad = rollups.check(table)
     assert not bad["ok"] and bad["differences"][0]["counter"] == "n"
+
+
+def _random_totals(rng, days=("2026-01-01", "2026-01-02"), codes=("timeout", "corrupt_image")):
+    totals: dict[rollups.Dims, Counter] = {}
+    for day in days:
+        for status in ("succeeded", "failed"):
+            for fmt in ("webp", "jpeg#x"):  # a "#" inside a dimension is escaped in the combo
+                c = Counter(n=rng.randint(1, 50), bytes_in=rng.randint(0, 10**12))
+                for name in rollups.HISTOGRAMS:
+                    c[f"h:{name}:{rng.randint(rollups.MIN_BUCKET, rollups.MAX_BUCKET)}"] += rng.randint(1, 9)
+                if status == "failed":
+                    c[f"e:{rng.choice(codes)}"] += rng.randint(1, 5)
+                totals[rollups.Dims(day, status, fmt, "web", "drop")] = c
+    return totals
+
+
+def test_cells_round_trip_through_a_day_item_and_concat():
+    import random
+
+    rng = random.Random(7)
+    totals = _random_totals(rng)
+    per_day = [rollups.Cells.from_counters({d: c for d, c in totals.items() if d.day == day})
+               for day in ("2026-01-01", "2026-01-02")]
+    decoded = [rollups.Cells.decode(day, cells.encode())
+               for day, cells in zip(("2026-01-01", "2026-01-02"), per_day, strict=True)]
+    # a part whose error codes are numbered differently: concat renumbers them
+    other = rollups.Cells.from_counters({rollups.Dims("2026-01-02", "failed", "png", "none", "direct"):
+                                         Counter({"n": 2, "e:zzz": 1, "e:corrupt_image": 1})})
+    both = rollups.Cells.concat([*decoded, other])
+    expected = {**totals, **other.to_counters()}
+    assert both.to_counters() == expected
+    assert sorted(both.codes) == sorted({k[2:] for c in expected.values() for k in c if k.startswith("e:")})
+    with pytest.raises(ValueError):
+        rollups.Cells.from_counters({rollups.Dims("2026-01-01", "failed", "png", "none", "direct"):
+                                     Counter({"surprise": 1})})
+
+
+def test_a_format_1_day_item_is_read_and_sealed_into_columns(backend):
+    table = backend.records.table
+    dims = rollups.Dims("2026-02-03", "succeeded", "webp", "web", "presigned")
+    old = {"n": 3, "bytes_in": 300, "bytes_out": 30, "h:ratio:13": 3}
+    table.put_item(Item={"pk": rollups.DAY_PK, "sk": dims.day, "ver": 1,
+                         "data": json.dumps({dims.combo(): old})})
+    assert _totals(backend) == {dims: Counter(old)}
+    # one more job's live add, then a seal rewrites the day in format 2
+    table.update_item(**rollups.add_update(dims, Counter(n=1, bytes_in=100, bytes_out=10), shard=1))
+    assert rollups.seal(table) == 1
+    item = table.get_item(Key={"pk": rollups.DAY_PK, "sk": dims.day})["Item"]
+    assert item["fmt"] == rollups.DAY_FORMAT and "data" not in item and item["ver"] == 2
+    assert _totals(backend) == {dims: Counter({"n": 4, "bytes_in": 400, "bytes_out": 40, "h:ratio:13": 3})}
+
+
+@pytest.mark.parametrize(("values", "width"), [([], 1), ([-128, 127], 1), ([-129], 2), ([40_000], 4),
+                                               ([0, 2**40], 8), ([-(2**63)], 8)])
+def test_day_item_arrays_take_the_narrowest_type(values, width):
+    import numpy as np
+
+    narrowed = rollups._narrow(np.array(values, np.int64))
+    assert narrowed.dtype.itemsize == width and narrowed.tolist() == values
+
+
+def test_reads_decode_a_day_item_once_until_it_changes(backend):
+    table = backend.records.table
+    cache = rollups.DayCache(max_cells=10_000)
+    d1 = rollups.Dims("2026-03-01", "succeeded", "webp", "web", "presigned")
+    d2 = rollups.Dims("2026-03-02", "succeeded", "avif", "web", "drop")
+    written = {d1: Counter(n=2, bytes_in=20), d2: Counter(n=1, bytes_in=5)}
+    rollups.add_days(table, written)
+    first = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert first.fetched == 2 and first.totals == written
+    again = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert again.fetched == 0 and again.totals == first.totals
+    # a seal rewrites one day (new gen): only that day is fetched again, and its new counts are seen
+    table.update_item(**rollups.add_update(d2, Counter(n=3, bytes_in=30), shard=2))
+    live = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert live.fetched == 0 and live.live_items == 1 and live.totals[d2] == Counter(n=4, bytes_in=35)
+    rollups.seal(table)
+    sealed = rollups.read(table, "2026-03-01", "2026-03-02", cache=cache)
+    assert sealed.fetched == 1 and sealed.live_items == 0 and sealed.totals == live.totals
+    # a read without the cache fetches everything and agrees
+    assert rollups.read(table, "2026-03-01", "2026-03-02", cache=None).totals == sealed.totals
+
+
+def test_the_day_cache_is_bounded_by_cells():
+    def cells(n: int) -> rollups.Cells:
+        return rollups.Cells.from_counters({rollups.Dims("2026-01-01", "failed", "png", "none", "direct"):
+                                            Counter({f"e:c{i}": 1 for i in range(n)})})
+
+    cache = rollups.DayCache(max_cells=10)
+    cache.put("a", cells(4))
+    cache.put("b", cells(4))
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("c", cells(4))  # 12 cells > 10: the least recently used (b) goes
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    cache.put("huge", cells(11))  # larger than the whole cache: not kept
+    assert cache.get("huge") is None and cache.get(None) is None
+    off = rollups.DayCache(max_cells=0)
+    off.put("empty", rollups.Cells.empty())
+    assert off.get("empty") is None

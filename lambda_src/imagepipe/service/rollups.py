@@ -20,8 +20,12 @@ Storage (single table, docs/architecture.md):
 - *live* items ``pk = ROLLUP#{shard}``, ``sk = {day}#{status}#{format}#{preset}#{arrival}``,
   updated with atomic ``ADD``; the shard (``hash(job_id) % SHARDS``) spreads a burst over
   ``SHARDS`` partition keys and items, so no single counter item takes every write;
-- *sealed* day items ``pk = ROLLDAY``, ``sk = {day}``: every combination of one day as one JSON
-  document (``data``) with a version ``ver``. :func:`seal` folds a day's live items into it in
+- *sealed* day items ``pk = ROLLDAY``, ``sk = {day}``: every combination of one day in one item
+  with a version ``ver``, stored as columns (:class:`Cells`: the day's combinations and error
+  codes as JSON lists, and one zlib-compressed binary attribute of ``(combination, counter,
+  value)`` triples, each array in the narrowest integer type that holds it; format ``fmt = 2``,
+  a format-1 item's JSON ``data`` document is still read).
+  :func:`seal` folds a day's live items into it in
   transactions (put the day item on its read version, delete each live item on its read
   ``ver``), so nothing is lost or counted twice even while jobs keep finishing. Readers get one
   item per day instead of ``combinations × shards`` typed items.
@@ -29,18 +33,25 @@ Storage (single table, docs/architecture.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 import random
+import struct
+import threading
 import time
-from collections import Counter
+import uuid
+import zlib
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
+import numpy as np
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
@@ -70,6 +81,14 @@ DIMENSIONS = ("status", "format", "preset", "arrival")
 ARRIVALS = ("presigned", "direct", "drop")
 NO_PRESET = "none"
 _SEAL_CHUNK = 90  # live items per sealing transaction (DynamoDB allows 100 items)
+#: the counters every combination may have, in column order: the sums, then each histogram's
+#: buckets ``MIN_BUCKET..MAX_BUCKET``; error codes ``e:{code}`` follow, numbered per read
+SUM_KEYS = ("n", "bytes_in", "bytes_out", "engine_us", "service_us", "timed")
+N_BUCKETS = MAX_BUCKET - MIN_BUCKET + 1
+HIST_NAMES = tuple(HISTOGRAMS)
+HIST_BASE = len(SUM_KEYS)
+FIXED_COLUMNS = HIST_BASE + len(HIST_NAMES) * N_BUCKETS
+DAY_FORMAT = 2
 
 
 @dataclass(frozen=True, order=True)
@@ -210,6 +229,140 @@ def aggregate(jobs: Iterable[dict[str, Any]]) -> dict[Dims, Counter[str]]:
     return out
 
 
+_NARROW = [np.dtype(t).newbyteorder("<") for t in ("i1", "i2", "i4", "i8")]
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """``values`` in the narrowest little-endian signed integer type that holds them all."""
+    lo, hi = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+    dtype = next(t for t in _NARROW if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+    return values.astype(dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _combo_parts(combo: str) -> tuple[str, ...]:
+    """The four dimensions of a :meth:`Dims.combo` string (the same few recur every day)."""
+    return tuple(unquote(p) for p in combo.split("#"))
+
+
+# --- columns: many aggregates at once ---------------------------------------------------------
+
+_HIST_COLUMN = {name: HIST_BASE + i * N_BUCKETS for i, name in enumerate(HIST_NAMES)}
+_SUM_COLUMN = {name: i for i, name in enumerate(SUM_KEYS)}
+
+
+def column_name(column: int, codes: list[str]) -> str:
+    """The counter name of a column (``codes``: the error codes numbered from ``FIXED_COLUMNS``)."""
+    if column < HIST_BASE:
+        return SUM_KEYS[column]
+    if column < FIXED_COLUMNS:
+        h, b = divmod(column - HIST_BASE, N_BUCKETS)
+        return f"h:{HIST_NAMES[h]}:{b + MIN_BUCKET}"
+    return f"e:{codes[column - FIXED_COLUMNS]}"
+
+
+@dataclass
+class Cells:
+    """Aggregates as columns: ``(row, column, value)`` triples, ``row`` indexing :attr:`dims`,
+    ``column`` a counter (:func:`column_name`). What a reader sums with numpy instead of merging
+    one ``Counter`` per combination and day; a ``(row, column)`` may appear more than once."""
+
+    dims: list[Dims]
+    codes: list[str]
+    row: np.ndarray
+    column: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Cells:
+        """No aggregates."""
+        return cls([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    @classmethod
+    def from_counters(cls, totals: dict[Dims, Counter[str]]) -> Cells:
+        """Cells of named counters (unknown counter names are an error, not dropped)."""
+        dims = list(totals)
+        codes: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[int] = []
+        for r, d in enumerate(dims):
+            for name, v in totals[d].items():
+                if not v:
+                    continue
+                if name in _SUM_COLUMN:
+                    col = _SUM_COLUMN[name]
+                elif name.startswith("h:"):
+                    hist, _, bucket = name[2:].rpartition(":")
+                    col = _HIST_COLUMN[hist] + int(bucket) - MIN_BUCKET
+                elif name.startswith("e:"):
+                    col = FIXED_COLUMNS + codes.setdefault(name[2:], len(codes))
+                else:
+                    raise ValueError(f"not a rollup counter: {name!r}")
+                rows.append(r)
+                cols.append(col)
+                vals.append(int(v))
+        return cls(dims, list(codes), np.array(rows, np.int64), np.array(cols, np.int64),
+                   np.array(vals, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list[Cells]) -> Cells:
+        """All of ``parts`` as one (rows and error codes renumbered)."""
+        parts = [p for p in parts if p.dims]
+        if not parts:
+            return cls.empty()
+        dims: list[Dims] = []
+        codes: dict[str, int] = {}
+        rows, cols = [], []
+        for p in parts:
+            remap = np.array([FIXED_COLUMNS + codes.setdefault(c, len(codes)) for c in p.codes] or [0],
+                             np.int64)
+            col = p.column.copy()
+            err = col >= FIXED_COLUMNS
+            col[err] = remap[col[err] - FIXED_COLUMNS]
+            rows.append(p.row + len(dims))
+            cols.append(col)
+            dims.extend(p.dims)
+        return cls(dims, list(codes), np.concatenate(rows), np.concatenate(cols),
+                   np.concatenate([p.value for p in parts]))
+
+    def to_counters(self) -> dict[Dims, Counter[str]]:
+        """Named counters per :class:`Dims` (rows of the same dims merged; all-zero ones left out)."""
+        out: dict[Dims, Counter[str]] = {}
+        for r, c, v in zip(self.row.tolist(), self.column.tolist(), self.value.tolist(), strict=True):
+            out.setdefault(self.dims[r], Counter())[column_name(c, self.codes)] += v
+        return {d: c for d, c in out.items() if any(c.values())}
+
+    def encode(self) -> dict[str, Any]:
+        """A sealed day item's attributes for these cells (the caller's rows all of one day): the
+        three arrays, each in the narrowest signed integer type that holds it, behind a header of
+        their length and byte widths, zlib-compressed."""
+        arrays = [_narrow(a) for a in (self.row, self.column, self.value)]
+        widths = "".join(str(a.dtype.itemsize) for a in arrays).encode()
+        blob = struct.pack("<I3s", len(self.value), widths) + b"".join(a.tobytes() for a in arrays)
+        compact = {"separators": (",", ":")}
+        return {"fmt": DAY_FORMAT, "combos": json.dumps([d.combo() for d in self.dims], **compact),
+                "codes": json.dumps(self.codes, **compact), "cells": zlib.compress(blob, 6)}
+
+    @classmethod
+    def decode(cls, day: str, item: dict[str, Any]) -> Cells:
+        """The cells of a sealed day item (format 2, or a format-1 JSON ``data`` document)."""
+        if "cells" not in item:
+            data = json.loads(item.get("data") or "{}")
+            return cls.from_counters({Dims(day, *_combo_parts(combo)): Counter(c)
+                                      for combo, c in data.items()})
+        raw = item["cells"]
+        blob = zlib.decompress(raw.value if hasattr(raw, "value") else bytes(raw))
+        n, widths = struct.unpack_from("<I3s", blob)
+        arrays, offset = [], struct.calcsize("<I3s")
+        for width in widths.decode():
+            dtype = np.dtype(f"<i{width}")
+            arrays.append(np.frombuffer(blob, dtype, count=n, offset=offset).astype(np.int64))
+            offset += n * dtype.itemsize
+        dims = [Dims(day, *_combo_parts(combo)) for combo in json.loads(item["combos"])]
+        return cls(dims, json.loads(item["codes"]), arrays[0], arrays[1], arrays[2])
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -306,51 +459,132 @@ def live_items(table: Any, day_from: str = "0000-00-00", day_to: str = "9999-12-
 def _day_items(table: Any, day_from: str, day_to: str,
                versions_only: bool = False) -> dict[str, dict[str, Any]]:
     cond = Key("pk").eq(DAY_PK) & Key("sk").between(day_from, day_to)
-    extra = {"ProjectionExpression": "sk, ver"} if versions_only else {}
+    extra = {"ProjectionExpression": "sk, ver, gen"} if versions_only else {}
     return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True, **extra)}
 
 
-def _day_data(item: dict[str, Any] | None) -> dict[str, Counter[str]]:
+def _day_data(day: str, item: dict[str, Any] | None) -> dict[str, Counter[str]]:
+    """A sealed day item's counters per combination (:meth:`Dims.combo`)."""
     if not item:
         return {}
-    return {combo: Counter(c) for combo, c in json.loads(item.get("data") or "{}").items()}
+    return {d.combo(): c for d, c in Cells.decode(day, item).to_counters().items()}
 
 
 @dataclass
 class Read:
-    """What :func:`read` found: the totals and how many items it took."""
+    """What :func:`read` found: the aggregates as :class:`Cells` and how many items it took
+    (``fetched``: day items read from the table, the others came from this process's cache)."""
 
-    totals: dict[Dims, Counter[str]]
+    cells: Cells
     day_items: int
     live_items: int
+    fetched: int = 0
+
+    @property
+    def totals(self) -> dict[Dims, Counter[str]]:
+        """Named counters per :class:`Dims` (all-zero ones left out)."""
+        return self.cells.to_counters()
 
 
-def read(table: Any, day_from: str, day_to: str, attempts: int = 5) -> Read:
+class DayCache:
+    """Decoded sealed day items kept by this process (a warm Lambda keeps them between
+    requests), keyed by the random ``gen`` every write of a day item gets: a day item that
+    changed has a new ``gen``, so an entry is never stale, only unused. Bounded by cells
+    (``IMAGEPIPE_ROLLUP_CACHE_CELLS``, default 2,000,000 ≈ 48 MB; 0: no cache), least recently
+    used first out."""
+
+    def __init__(self, max_cells: int) -> None:
+        self.max_cells = max_cells
+        self._entries: OrderedDict[str, Cells] = OrderedDict()
+        self._cells = 0
+        self._lock = threading.Lock()
+
+    def get(self, gen: str | None) -> Cells | None:
+        """The cells of the day item written with ``gen``, if kept."""
+        if not gen:
+            return None
+        with self._lock:
+            hit = self._entries.get(gen)
+            if hit is not None:
+                self._entries.move_to_end(gen)
+            return hit
+
+    def put(self, gen: str | None, cells: Cells) -> None:
+        """Keep ``cells`` (read from the day item written with ``gen``)."""
+        if not gen or self.max_cells <= 0 or len(cells.value) > self.max_cells:
+            return
+        with self._lock:
+            if gen not in self._entries:
+                self._entries[gen] = cells
+                self._cells += len(cells.value)
+            while self._cells > self.max_cells:
+                _, old = self._entries.popitem(last=False)
+                self._cells -= len(old.value)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()
+            self._cells = 0
+
+
+DAY_CACHE = DayCache(int(os.environ.get("IMAGEPIPE_ROLLUP_CACHE_CELLS", "2000000")))
+_FETCH_ONE_BY_ONE = 4  # more missing days than this: one range query instead of a GetItem each
+
+
+def _fetch_days(table: Any, days: list[str], day_from: str, day_to: str) -> dict[str, dict[str, Any]]:
+    """The sealed day items of ``days`` (all within ``day_from..day_to``)."""
+    if len(days) > _FETCH_ONE_BY_ONE:
+        wanted = set(days)
+        return {k: v for k, v in _day_items(table, day_from, day_to).items() if k in wanted}
+    out = {}
+    for day in days:
+        item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
+        if item is not None:
+            out[day] = item
+    return out
+
+
+def _stamps(items: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    return {k: (v.get("ver"), v.get("gen")) for k, v in items.items()}
+
+
+def read(table: Any, day_from: str, day_to: str, attempts: int = 5,
+         cache: DayCache | None = DAY_CACHE) -> Read:
     """Every :class:`Dims`' counters for days ``day_from..day_to`` (``YYYY-MM-DD``, inclusive):
-    the sealed day items plus the live items not sealed yet. A seal that commits between the
-    two reads would move items from one to the other; the day items' versions are read again
-    after the live items, and the read is redone when one changed."""
+    the sealed day items plus the live items not sealed yet.
+
+    The day items' versions are read first (``sk, ver, gen``: a few bytes per day); only days
+    not in ``cache`` under that ``gen`` are fetched and decoded. Then the live items, then the
+    versions again: a seal that commits in between moves counts from live items to a day item,
+    so the read is redone unless the versions (and every fetched item's) stayed the same."""
     for _ in range(attempts):
-        days = _day_items(table, day_from, day_to)
+        versions = _day_items(table, day_from, day_to, versions_only=True)
+        parts: dict[str, Cells] = {}
+        missing = []
+        for day, v in versions.items():
+            hit = cache.get(v.get("gen")) if cache is not None else None
+            if hit is not None:
+                parts[day] = hit
+            else:
+                missing.append(day)
+        fetched = _fetch_days(table, missing, day_from, day_to) if missing else {}
         live = live_items(table, day_from, day_to)
         again = _day_items(table, day_from, day_to, versions_only=True)
-        if {k: v.get("ver") for k, v in days.items()} == {k: v.get("ver") for k, v in again.items()}:
+        seen = _stamps(versions)
+        if seen == _stamps(again) and _stamps(fetched) == {k: seen[k] for k in missing}:
             break
     else:
         raise TransientError("the rollups were being sealed during every read; retry")
-    totals: dict[Dims, Counter[str]] = {}
-    combos: dict[str, tuple[str, ...]] = {}  # a combination's parsed dimensions, once per read
-    for day, item in days.items():
-        for combo, counters in _day_data(item).items():
-            parts = combos.get(combo) or combos.setdefault(combo, tuple(unquote(p) for p in combo.split("#")))
-            dims = Dims(day, *parts)
-            if dims in totals:
-                totals[dims].update(counters)
-            else:
-                totals[dims] = counters
+    for day, item in fetched.items():
+        parts[day] = Cells.decode(day, item)
+        if cache is not None:
+            cache.put(item.get("gen"), parts[day])
+    unsealed: dict[Dims, Counter[str]] = {}
     for item in live:
-        totals.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
-    return Read({d: c for d, c in totals.items() if any(c.values())}, len(days), len(live))
+        unsealed.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
+    cells = Cells.concat([parts[day] for day in sorted(parts)] + [Cells.from_counters(unsealed)])
+    return Read(cells, len(versions), len(live), len(fetched))
 
 
 def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
@@ -359,13 +593,13 @@ def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
     with, and each of ``live`` deleted on the ``ver`` it was read with. ``False`` when another
     writer got there first (nothing written)."""
     day_item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
-    data = _day_data(day_item)
+    data = _day_data(day, day_item)
     for combo, counters in add.items():
         data.setdefault(combo, Counter()).update(counters)
-    doc = {combo: {k: v for k, v in sorted(c.items()) if v} for combo, c in sorted(data.items())}
+    cells = Cells.from_counters({Dims(day, *_combo_parts(combo)): c
+                                 for combo, c in sorted(data.items()) if any(c.values())})
     ver = int(day_item["ver"]) if day_item else 0
-    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1,
-                    "data": json.dumps({k: v for k, v in doc.items() if v}, separators=(",", ":"))},
+    put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1, "gen": uuid.uuid4().hex, **cells.encode()},
            "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
            **({} if day_item is None else {"ExpressionAttributeValues": {":ver": ver}})}
     tx = [{"Put": low_level(table.name, put)}]
