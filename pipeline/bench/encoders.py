@@ -422,7 +422,8 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
                            f"| | | | | | | {r['seconds']:.1f} |")
                 continue
             out.append(f"| {r['image']} | {r['q85_bytes']:,} | {r['q85_score']:.2f} | {r['encoder']}"
-                       f"{' 4:4:4' if r.get('subsampling') else ''} | {r['quality']} | {r['bytes']:,} | "
+                       f"{' 4:4:4' if r.get('subsampling') == '4:4:4' else ''} | "
+                       f"{r['quality']} | {r['bytes']:,} | "
                        f"{r['ratio']:.3f} | {r['engine']:.2f} | {r['oracle']:.2f} | {r['encodes']} | "
                        f"{r['seconds']:.1f} |")
         out.append("")
