@@ -221,3 +221,36 @@ def test_avif_auto_chroma_keeps_the_smaller_answer(photo: bytes) -> None:
     assert s["chosen"]["subsampling"] == winner
     assert auto.data == (only_420 if winner == "4:2:0" else only_444).data
     assert {t["subsampling"] for t in s["trace"]} == {"4:2:0", "4:4:4"} and "chroma_444_tried" not in s
+
+
+def test_a_refinement_the_budget_cannot_fit_keeps_the_whole_quality_and_says_so(
+        photo: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe.core import auto
+    from imagepipe.errors import OverTimeBudget
+
+    real = auto._Search.attempt
+
+    def no_time_for_tenths(self: Any, name: str, q: Any, chroma: Any = None) -> Any:
+        if not float(q).is_integer():
+            raise OverTimeBudget("jxl encoding needs more time than is left")
+        return real(self, name, q, chroma)
+
+    monkeypatch.setattr(auto._Search, "attempt", no_time_for_tenths)
+    r = process(photo, {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 75}})
+    s = r.facts["search"]
+    assert float(s["chosen"]["quality"]).is_integer() and r.facts["metrics"]["ssimulacra2"] >= 75
+    assert "more time" in s["per_format"]["jxl"]["refine_stopped"]
+
+
+def test_jxl_auto_under_a_real_budget_uses_the_cost_table(photo: bytes) -> None:
+    import time
+
+    from imagepipe.core.budget import Budget
+
+    budget = Budget(deadline=time.monotonic() + 60.0, total_ms=60_000, reserve_ms=0.0)
+    r = process(photo, {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 75}},
+                budget=budget)
+    s = r.facts["search"]
+    assert r.facts["budget"]["skipped"] == [] and r.facts["metrics"]["ssimulacra2"] >= 75
+    assert "refine_stopped" not in s["per_format"]["jxl"]
+    assert any(not float(t["quality"]).is_integer() for t in s["trace"])
