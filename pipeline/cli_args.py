@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--blur", type=float)
     r.add_argument("--progressive", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None)
-    r.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0"))
+    r.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0", "auto"))
     r.add_argument("--jpeg-encoder", choices=("turbo", "mozjpeg", "jpegli"),
                    help="JPEG encoder: libjpeg-turbo (default), mozjpeg (smaller, slower), jpegli")
     r.add_argument("--jxl-effort", type=int, help="JPEG XL effort 1 (fast) – 9 (small), default 7")

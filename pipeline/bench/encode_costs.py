@@ -38,6 +38,11 @@ SETTINGS: dict[str, tuple[str, Any, tuple[int, ...]]] = {
     "webp": ("webp", lambda s: {"webp": {"method": s}}, (0, 1, 2, 3, 4, 5, 6)),
     "webp:lossless": ("webp", lambda s: {"webp": {"method": s, "lossless": True}}, (0, 2, 4, 6)),
     "jpeg:turbo": ("jpeg", lambda s: {"jpeg": {"progressive": bool(s), "optimize": bool(s)}}, (0, 1)),
+    "jpeg:mozjpeg": ("jpeg", lambda s: {"jpeg": {"encoder": "mozjpeg", "progressive": bool(s),
+                                                 "optimize": bool(s)}}, (0, 1)),
+    "jpeg:jpegli": ("jpeg", lambda s: {"jpeg": {"encoder": "jpegli", "progressive": bool(s),
+                                                "optimize": bool(s)}}, (0, 1)),
+    "jxl": ("jxl", lambda s: {"jxl": {"effort": s}}, (1, 3, 5, 7, 8, 9)),
     "png": ("png", lambda s: {"png": {"compress_level": s}}, (1, 3, 6, 9)),
     "gif": ("gif", lambda s: {}, (0,)),
 }
@@ -88,13 +93,15 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def measure(images: list[tuple[str, Image.Image]], repeat: int,
-            log: Any = print) -> dict[str, dict[int, tuple[float, float]]]:
-    """The table: encoder -> setting -> the slowest image's (fixed, per_mp)."""
+            log: Any = print, only: list[str] | None = None) -> dict[str, dict[int, tuple[float, float]]]:
+    """The table: encoder -> setting -> the slowest image's (fixed, per_mp) (``only``: these encoders)."""
     from imagepipe.core.recipe import parse_recipe
 
     scaled = [(name, [_at(im, mp) for mp in SIZES_MP]) for name, im in images]
     table: dict[str, dict[int, tuple[float, float]]] = {}
     for encoder, (fmt, overrides, settings) in SETTINGS.items():
+        if only is not None and encoder not in only:
+            continue
         table[encoder] = {}
         for s in settings:
             recipe = parse_recipe(overrides(s))
@@ -108,6 +115,9 @@ def measure(images: list[tuple[str, Image.Image]], repeat: int,
 
 
 #: encoder -> the setting whose memory is measured (no setting was seen to change it)
+#: (mozjpeg, jpegli and JPEG XL have no memory row yet: this method's baseline peak hides their
+#: growth — it read 0 B/px for all three — while a peak reset (/proc/self/clear_refs) read
+#: mozjpeg 6–10, jpegli 3–5, JPEG XL 28–57 B/px; see docs/engine.md "Time budget")
 MEMORY_SETTING = {"avif": 6, "webp": 4, "webp:lossless": 4, "jpeg:turbo": 1, "png": 6, "gif": 0}
 MEMORY_SIZES_MP = (3.0, 12.0)
 _MEMORY_CHILD = """
@@ -127,7 +137,8 @@ print((peak - base) * 1024 / (im.width * im.height))
 """
 
 
-def measure_memory(image_paths: list[Path], log: Any = print) -> dict[str, float]:
+def measure_memory(image_paths: list[Path], log: Any = print,
+                   only: list[str] | None = None) -> dict[str, float]:
     """encoder -> peak memory growth during one encode, bytes per pixel: the largest over the
     photos and two sizes, each encode in a fresh process (the high-water mark is its own)."""
     import os
@@ -136,6 +147,8 @@ def measure_memory(image_paths: list[Path], log: Any = print) -> dict[str, float
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "lambda_src")}
     out: dict[str, float] = {}
     for encoder, setting in MEMORY_SETTING.items():
+        if only is not None and encoder not in only:
+            continue
         fmt, overrides, _settings = SETTINGS[encoder]
         values = []
         for path in image_paths:
@@ -191,17 +204,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=3, help="photos per setting (default 3)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per point, the best kept (default 1)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    ap.add_argument("--only", help="comma-separated encoders to measure; with --write their rows "
+                                   "replace those in the table, the others are kept")
     args = ap.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    if only is not None and set(only) - set(SETTINGS):
+        ap.error(f"unknown encoders {sorted(set(only) - set(SETTINGS))}; known: {sorted(SETTINGS)}")
     from pipeline.bench import corpus as corpus_mod
 
     folder = args.corpus or corpus_mod.default_corpus(PROJECT_ROOT)
     images = _photos(Path(folder) if folder else None, max(1, args.images))
     print(f"images: {[n for n, _ in images]}, sizes {SIZES_MP} MP, best of {args.repeat}", file=sys.stderr)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    table = measure(images, max(1, args.repeat), log=log)
+    table = measure(images, max(1, args.repeat), log=log, only=only)
     memory = None
     if folder and not args.no_memory:
-        memory = measure_memory([Path(folder) / name for name, _ in images[:2]], log=log)
+        memory = measure_memory([Path(folder) / name for name, _ in images[:2]], log=log, only=only)
+    if only is not None:  # the rows not measured stay as they are
+        from imagepipe.core import budget
+
+        table = {**budget.ENCODE_COSTS, **table}
+        memory = None if memory is None else {**budget.ENCODE_MEMORY_BPP, **memory}
     print(render(table))
     if memory is not None:
         print(render_memory(memory))

@@ -8,7 +8,7 @@ import io
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from imagepipe.errors import InvalidRecipe, NotFound, UnsupportedMediaType
 from pipeline.client import Client
@@ -60,6 +60,9 @@ def test_bmp_is_still_refused_at_upload(client: Client) -> None:
     {"format": "jxl", "quality": 75, "jxl": {"effort": 5}},
     {"format": "best", "candidates": ["jpeg:mozjpeg", "jxl"], "quality": "auto",
      "target": {"metric": "ssimulacra2", "min": 70}},
+    {"format": "jpeg", "jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": 2},
+     "quality": "auto", "target": {"metric": "ssimulacra2", "min": 70}},
+    {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 70}},
 ])
 def test_new_encoders_as_jobs(client: Client, recipe: dict[str, Any]) -> None:
     up = client.upload(g.photo_bytes(240, 160, "png", seed=31), "enc.png")
@@ -73,6 +76,16 @@ def test_new_encoders_as_jobs(client: Client, recipe: dict[str, Any]) -> None:
         assert out.format == "JXL" and encoder == "jxl"
     else:
         assert encoder in ("jpeg:mozjpeg", "jxl")
+    if recipe.get("target"):
+        assert job["result"]["ssimulacra2"] >= recipe["target"]["min"]
+        search = client.get_job(job["job_id"])["facts"]["search"]
+        if recipe["format"] == "jpeg":
+            # the chroma the search chose is the one written
+            sampling = {"4:4:4": 0, "4:2:0": 2}[search["chosen"]["subsampling"]]
+            assert JpegImagePlugin.get_sampling(out) == sampling
+            assert {t["subsampling"] for t in search["trace"]} == {"4:2:0", "4:4:4"}
+        if recipe["format"] == "jxl":  # refined between two whole qualities
+            assert any(not float(t["quality"]).is_integer() for t in search["trace"])
 
 
 def test_sweep_with_the_encoder_axis(client: Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import imagegen as g
 import numpy as np
@@ -104,3 +105,152 @@ def test_no_444_pass_when_420_reaches_the_target(photo: bytes) -> None:
     r = process(photo, {"format": "jpeg", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 60}})
     s = r.facts["search"]
     assert "chroma_444_tried" not in s and all("subsampling" not in t for t in s["trace"])
+
+
+# --- jpeg.subsampling: auto, and JPEG XL's fractional quality ----------------------------------
+
+
+AUTO_MOZ = {"encoder": "mozjpeg", "subsampling": "auto"}
+
+
+def _single(src: bytes, encoder: str, chroma: str, target: float) -> bytes:
+    return process(src, {"format": "jpeg", "quality": "auto",
+                         "jpeg": {"encoder": encoder, "subsampling": chroma},
+                         "target": {"metric": "ssimulacra2", "min": target}}).data
+
+
+@pytest.mark.parametrize(("encoder", "target"), [("mozjpeg", 60), ("mozjpeg", 70), ("turbo", 70)])
+def test_auto_chroma_keeps_the_smaller_of_the_420_and_444_answers(photo: bytes, encoder: str,
+                                                                   target: float) -> None:
+    only_420 = process(photo, {"format": "jpeg", "quality": "auto", "jpeg": {"encoder": encoder},
+                               "target": {"metric": "ssimulacra2", "min": target}})
+    assert "chroma_444_tried" not in only_420.facts["search"]  # 4:2:0 alone reaches it
+    only_444 = _single(photo, encoder, "4:4:4", target)
+    r = process(photo, {"format": "jpeg", "quality": "auto",
+                        "jpeg": {"encoder": encoder, "subsampling": "auto"},
+                        "target": {"metric": "ssimulacra2", "min": target}})
+    s = r.facts["search"]
+    assert len(r.data) == min(len(only_420.data), len(only_444))
+    chosen = "4:4:4" if len(only_444) < len(only_420.data) else "4:2:0"
+    assert s["chosen"]["subsampling"] == chosen == s["per_format"]["jpeg"]["subsampling"]
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(r.data))) == (0 if chosen == "4:4:4" else 2)
+    assert r.facts["metrics"]["ssimulacra2"] >= target
+    passes = [t["subsampling"] for t in s["trace"]]
+    assert passes == sorted(passes, key=lambda c: c == "4:4:4") and set(passes) == {"4:2:0", "4:4:4"}
+    assert "chroma_444_tried" not in s  # no third pass
+
+
+def test_auto_chroma_chooses_444_on_the_photo_at_70_and_prunes_a_hopeless_444_pass(photo: bytes) -> None:
+    # measured on this image: mozjpeg 4:4:4 q52 (4.8 kB) beats 4:2:0 q80 (5.7 kB) at SSIMULACRA2 70;
+    # at 60 4:2:0 wins and the 4:4:4 pass stops once a probe below the target is already larger
+    at70 = process(photo, {"format": "jpeg", "quality": "auto", "jpeg": AUTO_MOZ,
+                           "target": {"metric": "ssimulacra2", "min": 70}})
+    assert at70.facts["search"]["chosen"]["subsampling"] == "4:4:4"
+    at60 = process(photo, {"format": "jpeg", "quality": "auto", "jpeg": AUTO_MOZ,
+                           "target": {"metric": "ssimulacra2", "min": 60}})
+    s = at60.facts["search"]
+    assert s["chosen"]["subsampling"] == "4:2:0"
+    probes_444 = [t for t in s["trace"] if t["subsampling"] == "4:4:4"]
+    assert len(probes_444) < 7  # a full bisection over 1–100 makes 7
+    answer_420 = len(at60.data)
+    assert probes_444[-1]["bytes"] >= answer_420 and probes_444[-1]["ssimulacra2"] < 60
+    assert all(t["quality"] < s["chosen"]["quality"] for t in probes_444)  # 4:4:4 only below q(4:2:0)
+
+
+def test_auto_chroma_at_a_fixed_quality_follows_the_libvips_rule(photo: bytes) -> None:
+    for encoder in ("turbo", "mozjpeg"):
+        for q, sampling in ((89, 2), (90, 0)):
+            r = process(photo, {"format": "jpeg", "quality": q,
+                                "jpeg": {"encoder": encoder, "subsampling": "auto"}})
+            assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(r.data))) == sampling, (encoder, q)
+
+
+def test_auto_chroma_with_jpegli_is_a_typed_error(photo: bytes) -> None:
+    with pytest.raises(InvalidRecipe) as ei:
+        process(photo, {"format": "jpeg", "quality": 80,
+                        "jpeg": {"encoder": "jpegli", "subsampling": "auto"}})
+    assert ei.value.details[0]["field"] == "jpeg.subsampling"
+
+
+def test_jxl_auto_quality_is_refined_to_a_tenth(photo: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe.core import auto
+
+    goal = {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 75}}
+    r = process(photo, goal)
+    s = r.facts["search"]
+    q = s["chosen"]["quality"]
+    assert r.facts["output"]["quality"] == q and r.facts["metrics"]["ssimulacra2"] >= 75
+    scores = {t["quality"]: t["ssimulacra2"] for t in s["trace"]}
+    whole = [k for k in scores if float(k).is_integer()]
+    q_int = min(k for k in whole if scores[k] >= 75)
+    assert q_int - 1 in scores and scores[q_int - 1] < 75  # the integer bracket
+    assert q_int - 1 < q <= q_int and round(q * 10) == q * 10
+    tenths = {k: v for k, v in scores.items() if not float(k).is_integer()}
+    assert 1 <= len(tenths) <= 4 and all(q_int - 1 < k < q_int for k in tenths)
+    reaching = [t for t in s["trace"] if t["ssimulacra2"] >= 75 and q_int - 1 < t["quality"] <= q_int]
+    assert len(r.data) == min(t["bytes"] for t in reaching)  # the smallest output that reaches it
+    lowest = min(t["quality"] for t in reaching)
+    if lowest > q_int - 0.9:  # bisection: the tenth below the lowest reaching one was probed, short
+        assert scores[round(lowest - 0.1, 1)] < 75
+    monkeypatch.setattr(auto, "FRACTIONAL", ())
+    integer = process(photo, goal)
+    assert integer.facts["search"]["chosen"]["quality"] == q_int
+    assert len(r.data) <= len(integer.data)
+
+
+def test_a_fractional_quality_is_for_jxl_only(photo: bytes) -> None:
+    p = prepare(photo, {"format": "jxl"})
+    data, facts = encode_variant(p, "jxl", 80.5)
+    assert facts["quality"] == 80.5 and data[:2] == b"\xff\x0a"
+    with pytest.raises(InvalidRecipe) as ei:
+        encode_variant(p, "jpeg", 80.5)
+    assert ei.value.details[0]["field"] == "quality"
+
+
+def test_avif_auto_chroma_keeps_the_smaller_answer(photo: bytes) -> None:
+    def run(chroma: str) -> Any:
+        return process(photo, {"format": "avif", "quality": "auto", "avif": {"subsampling": chroma},
+                               "target": {"metric": "ssimulacra2", "min": 69}})
+
+    auto, only_420, only_444 = run("auto"), run("4:2:0"), run("4:4:4")
+    assert "chroma_444_tried" not in only_420.facts["search"]  # 4:2:0 reaches it alone
+    s = auto.facts["search"]
+    sizes = {"4:2:0": len(only_420.data), "4:4:4": len(only_444.data)}
+    assert len(auto.data) == min(sizes.values())
+    winner = min(sizes, key=lambda c: sizes[c])
+    assert s["chosen"]["subsampling"] == winner
+    assert auto.data == (only_420 if winner == "4:2:0" else only_444).data
+    assert {t["subsampling"] for t in s["trace"]} == {"4:2:0", "4:4:4"} and "chroma_444_tried" not in s
+
+
+def test_a_refinement_the_budget_cannot_fit_keeps_the_whole_quality_and_says_so(
+        photo: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe.core import auto
+    from imagepipe.errors import OverTimeBudget
+
+    real = auto._Search.attempt
+
+    def no_time_for_tenths(self: Any, name: str, q: Any, chroma: Any = None) -> Any:
+        if not float(q).is_integer():
+            raise OverTimeBudget("jxl encoding needs more time than is left")
+        return real(self, name, q, chroma)
+
+    monkeypatch.setattr(auto._Search, "attempt", no_time_for_tenths)
+    r = process(photo, {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 75}})
+    s = r.facts["search"]
+    assert float(s["chosen"]["quality"]).is_integer() and r.facts["metrics"]["ssimulacra2"] >= 75
+    assert "more time" in s["per_format"]["jxl"]["refine_stopped"]
+
+
+def test_jxl_auto_under_a_real_budget_uses_the_cost_table(photo: bytes) -> None:
+    import time
+
+    from imagepipe.core.budget import Budget
+
+    budget = Budget(deadline=time.monotonic() + 60.0, total_ms=60_000, reserve_ms=0.0)
+    r = process(photo, {"format": "jxl", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 75}},
+                budget=budget)
+    s = r.facts["search"]
+    assert r.facts["budget"]["skipped"] == [] and r.facts["metrics"]["ssimulacra2"] >= 75
+    assert "refine_stopped" not in s["per_format"]["jxl"]
+    assert any(not float(t["quality"]).is_integer() for t in s["trace"])

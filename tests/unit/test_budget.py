@@ -64,6 +64,29 @@ def test_encoder_names_and_settings_from_the_recipe():
     assert encoder_of("jpeg", r) == ("jpeg:turbo", 0)
     assert encoder_of("png", r) == ("png", 9)
     assert encoder_of("gif", r) == ("gif", 0)
+    assert encoder_of("jxl", parse_recipe({"jxl": {"effort": 5}})) == ("jxl", 5)
+    assert encoder_of("jxl", parse_recipe({"jxl": {"lossless": True}})) == ("jxl:lossless", 7)
+    for name in ("mozjpeg", "jpegli"):
+        assert encoder_of("jpeg", parse_recipe({"jpeg": {"encoder": name}})) == (f"jpeg:{name}", 1)
+
+
+def test_the_calibrated_table_covers_every_lossy_encoder_of_the_lab():
+    from imagepipe.core.budget import ENCODE_COSTS
+
+    for encoder, setting in (("jpeg:mozjpeg", 1), ("jpeg:jpegli", 1), ("jxl", 7), ("jxl", 9), ("jxl", 1)):
+        est = estimate_ms(encoder, setting, 1_000_000)
+        assert est is not None and est > 0, (encoder, setting)
+    # slower settings cost more: JPEG XL effort, mozjpeg vs turbo
+    jxl = [estimate_ms("jxl", e, 4_000_000) for e in sorted(ENCODE_COSTS["jxl"])]
+    assert jxl == sorted(jxl)
+    assert estimate_ms("jpeg:mozjpeg", 1, 4_000_000) > estimate_ms("jpeg:turbo", 1, 4_000_000)
+
+
+def test_jxl_adapts_its_effort_down_when_it_cannot_fit():
+    costs = {"jxl": {5: (0.0, 100.0), 7: (0.0, 500.0), 9: (0.0, 5000.0)}}
+    plan = plan_encode("jxl", parse_recipe({"jxl": {"effort": 9}}), 2000, 2000, budget=budget_of(4000),
+                       costs=costs)
+    assert plan.options == {"jxl": {"effort": 7}} and plan.adapted["field"] == "jxl.effort"
 
 
 def test_a_plan_that_fits_keeps_the_recipe_setting():

@@ -64,6 +64,20 @@ def test_encoders_differ_and_mozjpeg_honours_progressive_and_subsampling(photo: 
     assert not seq.info.get("progressive") and JpegImagePlugin.get_sampling(seq) == 0  # 4:4:4
 
 
+def test_mozjpeg_quant_table_is_honoured(photo: bytes) -> None:
+    def enc(**jpeg: object) -> bytes:
+        return process(photo, {"format": "jpeg", "quality": 80, "jpeg": {"encoder": "mozjpeg", **jpeg}}).data
+
+    default, t3, t2, t0 = enc(), enc(quant_table=3), enc(quant_table=2), enc(quant_table=0)
+    assert default == t3  # None = libvips' table 3
+    assert len({t3, t2, t0}) == 3
+    tables = [open_out(d).quantization[0] for d in (t3, t2, t0)]
+    assert tables[0] != tables[1] != tables[2]
+    # other encoders do not read it (like webp.method on a JPEG)
+    turbo = {"format": "jpeg", "quality": 80}
+    assert process(photo, {**turbo, "jpeg": {"quant_table": 2}}).data == process(photo, turbo).data
+
+
 def test_unsupported_subsampling_is_a_typed_error(photo: bytes) -> None:
     with pytest.raises(InvalidRecipe) as ei:
         process(photo, {"format": "jpeg", "jpeg": {"encoder": "mozjpeg", "subsampling": "4:2:2"}})

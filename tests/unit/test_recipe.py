@@ -15,7 +15,8 @@ ARCH_EXAMPLE = {
     "resize": {"width": 1600, "height": 1600, "fit": "inside", "upscale": False, "filter": "lanczos"},
     "format": "webp",
     "quality": 80,
-    "jpeg": {"progressive": True, "optimize": True, "subsampling": "4:2:0", "encoder": "turbo"},
+    "jpeg": {"progressive": True, "optimize": True, "subsampling": "4:2:0", "encoder": "turbo",
+             "quant_table": None},
     "webp": {"method": 4, "lossless": False},
     "avif": {"speed": 6, "subsampling": "4:2:0"},
     "jxl": {"effort": 7, "lossless": False},
@@ -77,7 +78,8 @@ def test_hash_is_stable_16_hex_and_canonical() -> None:
 
     doc = a.model_dump(mode="json")
     # fields added after the first release stay out of the hash at their default
-    del doc["jpeg"]["encoder"], doc["avif"]["subsampling"], doc["jxl"], doc["candidates"]
+    del doc["jpeg"]["encoder"], doc["jpeg"]["quant_table"], doc["avif"]["subsampling"], doc["jxl"]
+    del doc["candidates"]
     canon = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert a.recipe_hash() == hashlib.sha256(canon.encode()).hexdigest()[:16]
     # pinned: the hash names stored outputs, so it must not change across releases by accident
@@ -86,21 +88,32 @@ def test_hash_is_stable_16_hex_and_canonical() -> None:
 
 def test_later_fields_change_the_hash_only_when_set() -> None:
     base = parse_recipe({"format": "best", "quality": 80})
-    same = parse_recipe({"format": "best", "quality": 80, "jpeg": {"encoder": "turbo"},
+    same = parse_recipe({"format": "best", "quality": 80, "jpeg": {"encoder": "turbo", "quant_table": None},
                          "jxl": {"effort": 7}, "avif": {"subsampling": "4:2:0"}, "candidates": None})
     assert base.recipe_hash() == same.recipe_hash()
+    assert "quant_table" not in base.canonical_json()
     hashes = {base.recipe_hash()}
     for extra in ({"jpeg": {"encoder": "mozjpeg"}}, {"jpeg": {"encoder": "jpegli"}}, {"jxl": {"effort": 3}},
                   {"jxl": {"lossless": True}}, {"avif": {"subsampling": "4:4:4"}},
-                  {"candidates": ["jpeg", "jxl"]}):
+                  {"candidates": ["jpeg", "jxl"]}, {"jpeg": {"subsampling": "auto"}},
+                  {"jpeg": {"encoder": "mozjpeg", "quant_table": 2}},
+                  {"jpeg": {"encoder": "mozjpeg", "quant_table": 3}}, {"avif": {"subsampling": "auto"}}):
         hashes.add(parse_recipe({"format": "best", "quality": 80, **extra}).recipe_hash())
-    assert len(hashes) == 7
+    assert len(hashes) == 11  # an explicit quant_table 3 (the default table) is still a different recipe
 
 
 def test_encoder_jxl_and_candidates_validation() -> None:
     assert bad_fields({"jpeg": {"encoder": "libjpeg"}}) == ["jpeg.encoder"]
     assert bad_fields({"jxl": {"effort": 10}}) == ["jxl.effort"]
     assert bad_fields({"avif": {"subsampling": "4:2:2"}}) == ["avif.subsampling"]
+    assert bad_fields({"avif": {"subsampling": "4:2:1"}}) == ["avif.subsampling"]
+    assert parse_recipe({"avif": {"subsampling": "auto"}}).avif.chroma(90) == "4:4:4"
+    assert bad_fields({"jpeg": {"encoder": "mozjpeg", "quant_table": 9}}) == ["jpeg.quant_table"]
+    assert bad_fields({"jpeg": {"encoder": "mozjpeg", "quant_table": "2"}}) == ["jpeg.quant_table"]
+    r = parse_recipe({"jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": 0}})
+    assert (r.jpeg.subsampling, r.jpeg.quant_table) == ("auto", 0)
+    assert (r.jpeg.chroma(89), r.jpeg.chroma(90)) == ("4:2:0", "4:4:4")
+    assert parse_recipe({}).jpeg.chroma(95) == "4:2:0"
     assert bad_fields({"format": "jpeg", "candidates": ["jpeg"]}) == ["candidates"]
     assert bad_fields({"format": "best", "candidates": ["jpeg", "jpeg"]}) == ["candidates"]
     assert bad_fields({"format": "best", "candidates": []}) == ["candidates"]

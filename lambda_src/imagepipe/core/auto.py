@@ -12,7 +12,13 @@
   highest-SSIM output under the size wins.
 - chroma: when no candidate reaches a score target with 4:2:0 chroma, the candidates that can
   encode 4:4:4 (JPEG through turbo or mozjpeg, AVIF) are searched again at 4:4:4 before
-  ``TargetUnreachable`` (SSIMULACRA2, unlike luma SSIM, sees what 4:2:0 loses).
+  ``TargetUnreachable`` (SSIMULACRA2, unlike luma SSIM, sees what 4:2:0 loses). With
+  ``jpeg.subsampling: auto`` a JPEG candidate (turbo, mozjpeg), with ``avif.subsampling: auto``
+  an AVIF one, is searched at 4:2:0 *and* at 4:4:4 and the answer with fewer bytes is kept (the
+  4:4:4 pass looks only below the 4:2:0 answer's quality and stops as soon as a probe that
+  misses the target is already as large as the 4:2:0 answer).
+- fractional quality: JPEG XL's answer is refined between the integer answer ``q`` and ``q − 1``
+  to 0.1 (libjxl's quality is a continuous distance; ≤ 4 more probes).
 
 Every probe is measured against one :class:`imagepipe.core.metrics.Reference` of the prepared
 image (its reference side is computed once per search, not once per probe).
@@ -86,9 +92,10 @@ def _can_444(prepared: Prepared, name: str) -> bool:
     """Whether a second search at 4:4:4 chroma can differ from the 4:2:0 one for this candidate."""
     fmt, _options, enc = resolve(prepared, name)
     r = prepared.recipe
-    if fmt == "jpeg":
-        return enc != "jpeg:jpegli" and r.jpeg.subsampling != "4:4:4" and prepared.image.mode != "L"
-    return fmt == "avif" and r.avif.subsampling != "4:4:4" and prepared.image.mode != "L"
+    if fmt == "jpeg":  # (``auto`` searched 4:4:4 already)
+        return (enc != "jpeg:jpegli" and r.jpeg.subsampling not in ("4:4:4", "auto")
+                and prepared.image.mode != "L")
+    return fmt == "avif" and r.avif.subsampling not in ("4:4:4", "auto") and prepared.image.mode != "L"
 
 
 class _Search:
@@ -107,11 +114,16 @@ class _Search:
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
         self.chroma: str | None = None  # "4:4:4" during the second pass
+        #: candidate -> the chroma its answer was written with, when the search chose it
+        #: (``jpeg.subsampling: auto``) or the 4:4:4 pass imposed it
+        self.chroma_of: dict[str, str] = {}
+        #: candidate -> why its fractional refinement stopped (the budget)
+        self.unrefined: dict[str, str] = {}
         mp = prepared.image.width * prepared.image.height / 1e6
         #: measuring one probe, for the budget: SSIM + PSNR, and SSIMULACRA2 (≈ 0.2 s/MP) when asked
         self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
 
-    def _encode(self, fmt: str, q: int, options: dict[str, Any] | None,
+    def _encode(self, fmt: str, q: int | float, options: dict[str, Any] | None,
                 name: str) -> tuple[bytes, dict[str, Any]]:
         """One probe's encode; under a budget, planned (``OverBudget`` when it cannot fit)."""
         if self.budget is None:
@@ -122,11 +134,13 @@ class _Search:
             self.adapted[name] = plan.adapted
         return data, facts
 
-    def attempt(self, name: str, q: int) -> Any:
-        """Encode and measure (every trace entry carries its score); None above the output cap."""
+    def attempt(self, name: str, q: int | float, chroma: str | None = None) -> Any:
+        """Encode and measure (every trace entry carries its score); None above the output cap.
+        ``chroma`` (else the pass's ``self.chroma``) overrides the candidate's subsampling."""
         fmt, options, enc = resolve(self.prepared, name)
-        if self.chroma is not None:
-            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": self.chroma}}
+        chroma = chroma or self.chroma
+        if chroma is not None:
+            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": chroma}}
         try:
             data, facts = self._encode(fmt, q, options, name)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
@@ -136,8 +150,8 @@ class _Search:
                                  "ssim": res[2].get("ssim") if res else None}
         if enc != fmt:
             entry["encoder"] = enc
-        if self.chroma is not None:
-            entry["subsampling"] = self.chroma
+        if chroma is not None:
+            entry["subsampling"] = chroma
         if self.metric != "ssim":
             entry[self.metric] = res[2].get(self.metric) if res else None
         self.tried.append(entry)
@@ -155,6 +169,70 @@ class _Search:
         return score is not None and score >= self.min_score
 
 
+def _auto_chroma(prepared: Prepared, name: str) -> bool:
+    """Whether the search picks the chroma itself (``jpeg.subsampling: auto`` for turbo/mozjpeg,
+    ``avif.subsampling: auto``)."""
+    fmt, _options, enc = resolve(prepared, name)
+    if prepared.image.mode == "L":
+        return False
+    if fmt == "jpeg":
+        return prepared.recipe.jpeg.subsampling == "auto" and enc != "jpeg:jpegli"
+    return fmt == "avif" and prepared.recipe.avif.subsampling == "auto"
+
+
+def _lowest(s: _Search, name: str, chroma: str | None = None, stop_at: int | None = None,
+            hi: int = 100) -> Any:
+    """The lowest integer quality ≤ ``hi`` whose score reaches the target (bisection from 1).
+
+    ``stop_at``: the bytes of an answer found already; a probe below the target that is at
+    least this large ends the search (every higher quality is larger still: it cannot win)."""
+    lo = 1
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        res = s.attempt(name, mid, chroma)
+        score = res[2].get(s.metric) if res is not None else None
+        if score is not None and score >= s.min_score:
+            best, hi = res, mid - 1
+        else:
+            if stop_at is not None and res is not None and len(res[0]) >= stop_at:
+                return best
+            lo = mid + 1
+    return best
+
+
+#: formats whose encoder takes a fractional quality: auto quality refines their answer to 0.1
+FRACTIONAL = ("jxl",)
+
+
+def _refine(s: _Search, name: str, best: Any) -> Any:
+    """Between the integer answer ``q`` (reaches the target) and ``q − 1`` (does not), bisect in
+    0.1 steps for the lowest quality that still reaches it (≤ 4 more probes) and keep the
+    smallest output among the probes that reach it (libjxl's bytes are not strictly monotone in
+    quality at this scale: a lower quality was seen 1% larger on a small image). libjxl's
+    quality is a continuous distance, and a whole step overshoots the target by ≈ 0.4
+    SSIMULACRA2 points on the median photo (docs/lab.md "Encoder targets")."""
+    q = best[1]["quality"]
+    if q <= 1:
+        return best
+    lo, hi = 1, 9  # tenths above q - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        try:
+            res = s.attempt(name, round(q - 1 + mid / 10, 1))
+        except OverBudget as exc:  # the integer answer stands; the facts say why it is not finer
+            s.unrefined[name] = exc.message
+            return best
+        score = res[2].get(s.metric) if res is not None else None
+        if score is not None and score >= s.min_score:
+            hi = mid - 1
+            if len(res[0]) <= len(best[0]):
+                best = res
+        else:
+            lo = mid + 1
+    return best
+
+
 def _search(s: _Search, name: str) -> Any:
     prepared, r = s.prepared, s.prepared.recipe
     fmt = resolve(prepared, name)[0]
@@ -167,14 +245,19 @@ def _search(s: _Search, name: str) -> Any:
     lo, hi = 1, 100
     best = None
     if s.min_score is not None:  # lowest quality whose score reaches the target
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            res = s.attempt(name, mid)
-            score = res[2].get(s.metric) if res is not None else None
-            if score is not None and score >= s.min_score:
-                best, hi = res, mid - 1
-            else:
-                lo = mid + 1
+        if s.chroma is None and _auto_chroma(prepared, name):
+            # both chroma layouts; the fewer bytes win (SSIMULACRA2 punishes 4:2:0's chroma
+            # blur, so a 4:4:4 answer at a lower quality is often the smaller one)
+            for c in ("4:2:0", "4:4:4"):  # 4:4:4 at the 4:2:0 answer's quality or above is larger
+                res = _lowest(s, name, c, stop_at=None if best is None else len(best[0]),
+                              hi=100 if best is None else int(best[1]["quality"]) - 1)
+                if res is not None and (best is None or len(res[0]) < len(best[0])):
+                    best = res
+                    s.chroma_of[name] = c
+        else:
+            best = _lowest(s, name)
+        if best is not None and fmt in FRACTIONAL and best[1]["quality"] == int(best[1]["quality"]):
+            best = _refine(s, name, best)
         return best if s.meets(best) else None
     while lo <= hi:  # only max_bytes: highest quality that fits
         mid = (lo + hi) // 2
@@ -245,8 +328,10 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
         row = {"quality": w[1]["quality"], "bytes": len(w[0]), "ssim": (w[2] or {}).get("ssim")}
         if s.metric != "ssim":
             row[s.metric] = (w[2] or {}).get(s.metric)
-        if s.chroma is not None:
-            row["subsampling"] = s.chroma
+        if s.chroma is not None or w[3] in s.chroma_of:
+            row["subsampling"] = s.chroma or s.chroma_of[w[3]]
+        if w[3] in s.unrefined:
+            row["refine_stopped"] = s.unrefined[w[3]]
         per_format[w[3]] = row
     for fmt in fmts:
         empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
@@ -259,8 +344,8 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
         if name in per_format:
             per_format[name]["adapted"] = adapted
     chosen = {"format": facts["format"], "quality": facts["quality"], "encoder": facts["encoder"]}
-    if s.chroma is not None:
-        chosen["subsampling"] = s.chroma
+    if s.chroma is not None or chosen_name in s.chroma_of:
+        chosen["subsampling"] = s.chroma or s.chroma_of[chosen_name]
     search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": chosen,
                               "per_format": per_format, "trace": s.tried}
     if second:

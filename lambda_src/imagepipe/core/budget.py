@@ -46,8 +46,9 @@ from imagepipe.errors import (
 #: photos at ~1 and ~4 MP, the slowest image per setting kept); the figures are from the machine
 #: that ran it: ``IMAGEPIPE_ENCODE_COST_SCALE`` scales them for a slower CPU (a 1024 MB Lambda
 #: has ≈ 0.6 vCPU). Settings: avif ``speed`` (0–10, higher = faster), webp ``method`` (0–6, lower
-#: = faster), png ``compress_level`` (0–9, lower = faster), jpeg 0 = baseline, 1 = optimized or
-#: progressive; gif has one.
+#: = faster), png ``compress_level`` (0–9, lower = faster), jxl ``effort`` (1–9, lower = faster;
+#: lossless JPEG XL has no row: it runs where the deadline can stop it), jpeg (turbo, mozjpeg,
+#: jpegli) 0 = baseline, 1 = optimized or progressive (jpegli writes baseline either way); gif has one.
 # BEGIN ENCODE_COSTS (generated)
 ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {
     "avif": {
@@ -69,6 +70,16 @@ ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {
     },
     "gif": {
         0: (0.2, 15.0),
+    },
+    "jpeg:mozjpeg": {
+        0: (0.0, 71.1), 1: (5.6, 89.0),
+    },
+    "jpeg:jpegli": {
+        0: (0.0, 4.2), 1: (0.0, 4.4),
+    },
+    "jxl": {
+        1: (0.9, 35.1), 3: (0.0, 38.9), 5: (0.0, 170.5), 7: (0.0, 313.0),
+        8: (0.0, 1359.3), 9: (0.0, 2083.9),
     },
 }
 # END ENCODE_COSTS
@@ -103,6 +114,7 @@ EFFORT: dict[str, tuple[str, str, int, tuple[int, ...]]] = {
     "webp": ("webp", "method", -1, tuple(range(7))),
     "webp:lossless": ("webp", "method", -1, tuple(range(7))),
     "png": ("png", "compress_level", -1, tuple(range(10))),
+    "jxl": ("jxl", "effort", -1, tuple(range(1, 10))),
 }
 
 
@@ -133,6 +145,8 @@ def encoder_of(fmt: str, recipe: Any) -> tuple[str, int | None]:
         return f"jpeg:{name}", int(bool(recipe.jpeg.progressive or recipe.jpeg.optimize))
     if fmt == "gif":
         return "gif", 0
+    if fmt == "jxl":
+        return ("jxl:lossless" if recipe.jxl.lossless else "jxl"), int(recipe.jxl.effort)
     return fmt, None
 
 

@@ -181,18 +181,18 @@ def clean_info(im: Image.Image) -> Image.Image:
     return im
 
 
-def save_options(fmt: str, quality: int, recipe: Recipe, meta: Metadata) -> dict[str, Any]:
+def save_options(fmt: str, quality: float, recipe: Recipe, meta: Metadata) -> dict[str, Any]:
     """Keyword arguments for ``Image.save`` for ``fmt`` at ``quality`` under ``recipe``."""
     opts: dict[str, Any] = {}
     if fmt == "jpeg":
         opts = {"quality": quality, "progressive": recipe.jpeg.progressive, "optimize": recipe.jpeg.optimize,
-                "subsampling": recipe.jpeg.subsampling}
+                "subsampling": recipe.jpeg.chroma(quality)}
     elif fmt == "png":
         opts = {"compress_level": recipe.png.compress_level}
     elif fmt == "webp":
         opts = {"quality": quality, "method": recipe.webp.method, "lossless": recipe.webp.lossless}
     elif fmt == "avif":
-        opts = {"quality": quality, "speed": recipe.avif.speed, "subsampling": recipe.avif.subsampling}
+        opts = {"quality": quality, "speed": recipe.avif.speed, "subsampling": recipe.avif.chroma(quality)}
     elif fmt == "jxl":
         opts = {"quality": quality, "effort": recipe.jxl.effort, "lossless": recipe.jxl.lossless,
                 "use_container": bool(meta.exif)}
@@ -237,7 +237,7 @@ def check_output(data: bytes, max_output_bytes: int) -> bytes:
     return data
 
 
-def encode_image(im: Image.Image, fmt: str, quality: int, recipe: Recipe,
+def encode_image(im: Image.Image, fmt: str, quality: float, recipe: Recipe,
                  meta: Metadata) -> tuple[bytes, str]:
     """Encode one still image. Returns (bytes, mode actually written)."""
     out = clean_info(prepare_for(im, fmt, recipe))

@@ -1,7 +1,8 @@
 """The JPEG encoders besides Pillow's libjpeg-turbo: mozjpeg (through libvips) and jpegli.
 
 - ``mozjpeg``: libvips ``jpegsave`` with trellis quantisation, overshoot deringing, quant table
-  3 (ImageMagick's, tuned by mozjpeg for photos) and, when progressive, optimized scans. The
+  3 (ImageMagick's, tuned by mozjpeg for photos; ``jpeg.quant_table`` picks another of libvips'
+  0–8) and, when progressive, optimized scans. The
   ``pyvips-binary`` wheel's libjpeg is mozjpeg; :func:`has_mozjpeg` checks that trellis
   quantisation really changes the output (a plain libjpeg-turbo silently ignores it).
 - ``jpegli``: pyjpegli, whose bindings take packed RGB and a quality only: the output is a
@@ -63,7 +64,8 @@ def _pyvips():  # type: ignore[no-untyped-def]
 
 def encode_mozjpeg(im: Image.Image, quality: int, opts: JpegOptions) -> bytes:
     """``im`` (RGB or L) as a mozjpeg JPEG through libvips ``jpegsave``."""
-    if opts.subsampling == "4:2:2":
+    chroma = opts.chroma(quality)
+    if chroma == "4:2:2":
         raise InvalidRecipe("jpeg.encoder mozjpeg (libvips) writes 4:2:0 or 4:4:4 chroma, not 4:2:2",
                             details=[{"field": "jpeg.subsampling", "message": "mozjpeg: use 4:2:0 or 4:4:4"}])
     pyvips = _pyvips()
@@ -72,14 +74,16 @@ def encode_mozjpeg(im: Image.Image, quality: int, opts: JpegOptions) -> bytes:
     v = v.copy(interpretation="b-w" if bands == 1 else "srgb")
     return bytes(v.jpegsave_buffer(
         Q=quality, optimize_coding=opts.optimize, interlace=opts.progressive,
-        trellis_quant=True, overshoot_deringing=True, optimize_scans=opts.progressive, quant_table=3,
-        subsample_mode="off" if opts.subsampling == "4:4:4" else "on", keep="none"))
+        trellis_quant=True, overshoot_deringing=True, optimize_scans=opts.progressive,
+        quant_table=3 if opts.quant_table is None else opts.quant_table,
+        subsample_mode="off" if chroma == "4:4:4" else "on", keep="none"))
 
 
 def encode_jpegli(im: Image.Image, quality: int, opts: JpegOptions) -> bytes:
     """``im`` (RGB or L) as a jpegli JPEG (baseline 4:2:0; see the module docstring)."""
     if opts.subsampling != "4:2:0":
-        raise InvalidRecipe("jpeg.encoder jpegli (pyjpegli) writes 4:2:0 chroma only",
+        raise InvalidRecipe(f"jpeg.encoder jpegli (pyjpegli) writes 4:2:0 chroma only, not "
+                            f"{opts.subsampling}",
                             details=[{"field": "jpeg.subsampling", "message": "jpegli: only 4:2:0"}])
     try:
         import pyjpegli

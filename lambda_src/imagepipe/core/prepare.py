@@ -282,7 +282,7 @@ def _deep_update(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | None = None,
+def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | float | None = None,
                    options: dict[str, Any] | None = None) -> tuple[bytes, dict[str, Any]]:
     """Encode the prepared image as ``fmt`` at ``quality`` (defaults: the recipe's).
 
@@ -305,8 +305,10 @@ def encode_variant(prepared: Prepared, fmt: str | None = None, quality: int | No
         raise InvalidRecipe(f"cannot encode format {fmt!r} directly",
                             details=[{"field": "format", "message": f"{fmt} is not a concrete format"}])
     q = recipe.quality if quality is None else quality
-    if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
-        raise InvalidRecipe("encode_variant needs an integer quality 1–100",
+    # JPEG XL takes a fractional quality (libjxl's distance is continuous): auto quality refines to 0.1
+    fractional = fmt == "jxl" and isinstance(q, float)
+    if (not isinstance(q, int) and not fractional) or isinstance(q, bool) or not 1 <= q <= 100:
+        raise InvalidRecipe("encode_variant needs an integer quality 1–100 (JPEG XL: 1.0–100.0)",
                             details=[{"field": "quality", "message": f"got {q!r}"}])
     meta = prepared.meta if fmt != "gif" else Metadata()
     check_dimensions(fmt, *prepared.image.size)

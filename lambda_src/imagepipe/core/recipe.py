@@ -57,10 +57,23 @@ class Resize(_Model):
 class JpegOptions(_Model):
     progressive: bool = True
     optimize: bool = True
-    subsampling: Literal["4:4:4", "4:2:2", "4:2:0"] = "4:2:0"
+    #: ``auto`` (turbo and mozjpeg): with ``quality: auto`` and a score target, the chroma
+    #: (4:2:0 or 4:4:4) whose answer has fewer bytes; otherwise 4:4:4 from quality 90 up
+    #: (libvips' rule), 4:2:0 below (see core/auto.py)
+    subsampling: Literal["4:4:4", "4:2:2", "4:2:0", "auto"] = "4:2:0"
     #: ``turbo`` = Pillow's libjpeg-turbo; ``mozjpeg`` = libvips jpegsave with trellis
     #: quantisation, optimized scans, quant table 3, overshoot deringing; ``jpegli`` = pyjpegli
     encoder: JpegEncoder = "turbo"
+    #: mozjpeg's option (like ``webp.method``, other encoders do not read it): libvips'
+    #: ``quant_table`` 0–8 (None = 3, ImageMagick's; 2 = the MS-SSIM tuned table, fewer bytes at
+    #: equal SSIMULACRA2 on the corpus, docs/lab.md "Encoder targets")
+    quant_table: Annotated[int, Field(ge=0, le=8)] | None = None
+
+    def chroma(self, quality: int | float) -> str:
+        """The subsampling written at ``quality``: ``auto`` outside a search = 4:4:4 from 90 up."""
+        if self.subsampling != "auto":
+            return self.subsampling
+        return "4:4:4" if quality >= 90 else "4:2:0"
 
 
 class WebpOptions(_Model):
@@ -70,7 +83,14 @@ class WebpOptions(_Model):
 
 class AvifOptions(_Model):
     speed: Annotated[int, Field(ge=0, le=10)] = 6
-    subsampling: Literal["4:4:4", "4:2:0"] = "4:2:0"
+    #: ``auto``: as ``jpeg.subsampling: auto`` (the smaller of the 4:2:0 and 4:4:4 answers)
+    subsampling: Literal["4:4:4", "4:2:0", "auto"] = "4:2:0"
+
+    def chroma(self, quality: int | float) -> str:
+        """The subsampling written at ``quality``: ``auto`` outside a search = 4:4:4 from 90 up."""
+        if self.subsampling != "auto":
+            return self.subsampling
+        return "4:4:4" if quality >= 90 else "4:2:0"
 
 
 class JxlOptions(_Model):
@@ -211,6 +231,7 @@ class Recipe(_Model):
 #: fields added after the first release, with the default at which they stay out of the hash
 _LATER_DEFAULTS: tuple[tuple[tuple[str, ...], Any], ...] = (
     (("jpeg", "encoder"), "turbo"),
+    (("jpeg", "quant_table"), None),
     (("avif", "subsampling"), "4:2:0"),
     (("jxl",), JxlOptions().model_dump(mode="json")),
     (("candidates",), None),
