@@ -95,18 +95,25 @@ class _Irregular(Exception):
     """A DynamoType tree holds something other than DynamoType nodes: use moto's own code."""
 
 
-def _size_walker(dt: type, bytesize: Any) -> Any:
+def _literal_number_size(value: str) -> int:
+    """moto ≤ 5.2.5's size of a number: its literal's length."""
+    return len(value)
+
+
+def _size_walker(dt: type, bytesize: Any, number_size: Any = _literal_number_size) -> Any:
     """``DynamoType.size()`` for a tree made only of DynamoType nodes (else ``_Irregular``):
-    moto's branches in moto's order, with ``bytesize`` inlined for ``str``."""
+    moto's branches in moto's order, with ``bytesize`` inlined for ``str``. ``number_size`` is
+    moto's (5.2.6 sizes a number as DynamoDB stores it, ``utilities.number_size``; before, by its
+    literal's length)."""
 
     def walk(node: Any) -> int:
         kind = node.type
         value = node.value
         if kind == "N":
-            return len(str(value))
+            return number_size(str(value))
         if kind in _SETS:
             if kind == "NS":
-                return sum(len(str(v)) for v in value)
+                return sum(number_size(str(v)) for v in value)
             return sum(1 if isinstance(v, bool) else bytesize(v) for v in value)
         if kind == "M":
             total = 0
@@ -177,7 +184,8 @@ class _DynamoModel:
         self.orig_to_dict = utilities.dynamo_to_dict
         self.utilities = utilities
         self.responses = importlib.import_module("moto.dynamodb.responses")
-        self.walk_size = _size_walker(self.dynamo_type, bytesize)
+        self.walk_size = _size_walker(self.dynamo_type, bytesize,
+                                      getattr(utilities, "number_size", _literal_number_size))
         self.walk_regular = _regular_walker(self.dynamo_type)
 
     # --- deep copies ------------------------------------------------------------------
