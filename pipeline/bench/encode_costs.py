@@ -9,9 +9,10 @@ encoder's threads, best of ``--repeat`` runs each: wall time on a shared machine
 the neighbours), and the table keeps, per setting, the slowest image's line (photos differ; the budget
 adds its ``SAFETY`` factor on top). ``--write`` replaces the generated block in
 ``lambda_src/imagepipe/core/budget.py``; without it the table is printed. With a corpus it also
-measures ``ENCODE_MEMORY_BPP`` (peak memory growth during one encode at 3 and 12 MP, each in a
-fresh process, bytes per pixel, the larger kept). ``make bench`` runs it
-with ``--write``.
+measures the memory table, ``ENCODE_MEMORY_BPP`` and ``ENCODE_MEMORY_FIXED_MB`` (the growth of
+the peak RSS during one encode, the peak reset just before it, at 3 and 12 MP on two photos,
+each encode in a fresh process; the line ``fixed MiB + bytes per pixel`` that lies above every
+point). ``make bench`` runs it with ``--write``.
 
 Figures are for the machine that runs it: set ``IMAGEPIPE_ENCODE_COST_SCALE`` on a slower one
 (a 1024 MB Lambda has ≈ 0.6 vCPU: ≈ 1.7).
@@ -114,58 +115,102 @@ def measure(images: list[tuple[str, Image.Image]], repeat: int,
     return table
 
 
-#: encoder -> the setting whose memory is measured (no setting was seen to change it)
-#: (mozjpeg, jpegli and JPEG XL have no memory row yet: this method's baseline peak hides their
-#: growth — it read 0 B/px for all three — while a peak reset (/proc/self/clear_refs) read
-#: mozjpeg 6–10, jpegli 3–5, JPEG XL 28–57 B/px; see docs/engine.md "Time budget")
-MEMORY_SETTING = {"avif": 6, "webp": 4, "webp:lossless": 4, "jpeg:turbo": 1, "png": 6, "gif": 0}
+#: memory row (core/budget.py ``memory_row``) -> the cost-table encoder whose recipe it uses and
+#: the settings measured (no setting was seen to change the memory, except JPEG XL's effort:
+#: ≈ 18 B/px up to 7, ≈ 275 B/px at 8 and 9)
+MEMORY_ROWS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "avif": ("avif", (6,)), "webp": ("webp", (4,)), "webp:lossless": ("webp:lossless", (4,)),
+    "jpeg:turbo": ("jpeg:turbo", (1,)), "png": ("png", (6,)), "gif": ("gif", (0,)),
+    "jpeg:mozjpeg": ("jpeg:mozjpeg", (1,)), "jpeg:jpegli": ("jpeg:jpegli", (0,)),
+    "jxl": ("jxl", (5, 7)), "jxl:e8": ("jxl", (8, 9)),
+    "jxl:lossless": ("jxl:lossless", (7,)), "jxl:lossless:e8": ("jxl:lossless", (8,)),
+}
 MEMORY_SIZES_MP = (3.0, 12.0)
+#: one encode in a fresh process: the peak RSS is reset (``/proc/self/clear_refs`` ← 5) just
+#: before it, so the growth is measured from the RSS at that moment. (The previous method took
+#: ``ru_maxrss`` before and after: the decode of the full-size original had already set a high
+#: peak, which hid any encode that grew less than that: it read 0 B/px for mozjpeg, jpegli and
+#: JPEG XL.)
 _MEMORY_CHILD = """
-import io, resource, sys
+import sys
 from PIL import Image
 from imagepipe.core.encode import Metadata, encode_image
 from imagepipe.core.recipe import parse_recipe
+def kib(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field))
 path, mp, fmt, overrides = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 im = Image.open(path).convert("RGB")
 s = (mp * 1e6 / (im.width * im.height)) ** 0.5
 im = im.resize((max(16, int(im.width * s)), max(16, int(im.height * s))))
-spare = im.copy(); del spare  # the baseline's high-water mark covers one transient copy
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-encode_image(im, fmt, 80, parse_recipe(eval(overrides)), Metadata())
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((peak - base) * 1024 / (im.width * im.height))
+recipe = parse_recipe(eval(overrides))
+encode_image(im.resize((64, 64)), fmt, 80, recipe, Metadata())  # codec libraries loaded first
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = kib("VmHWM:")
+encode_image(im, fmt, 80, recipe, Metadata())
+print(im.width * im.height, (kib("VmHWM:") - base) * 1024)
 """
 
 
+def memory_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """``(fixed MiB, bytes per pixel)`` of a line above every ``(pixels, growth bytes)`` point:
+    the steepest slope between two sizes of one photo (points come in pairs), then the smallest
+    non-negative fixed part that puts every point on or under it."""
+    slopes = [(g2 - g1) / (p2 - p1) for (p1, g1), (p2, g2) in zip(points[::2], points[1::2], strict=True)
+              if p2 > p1]
+    bpp = max([0.5, *slopes, *(g / p for p, g in points if g > 0 and not slopes)])
+    fixed = max([0.0, *(g - bpp * p for p, g in points)]) / 1048576.0
+    return (round(fixed + 0.05, 1) if fixed > 0 else 0.0), round(bpp + 0.05, 1)
+
+
 def measure_memory(image_paths: list[Path], log: Any = print,
-                   only: list[str] | None = None) -> dict[str, float]:
-    """encoder -> peak memory growth during one encode, bytes per pixel: the largest over the
-    photos and two sizes, each encode in a fresh process (the high-water mark is its own)."""
+                   only: list[str] | None = None) -> dict[str, tuple[float, float]]:
+    """memory row -> ``(fixed MiB, bytes per pixel)`` of one encode's peak memory growth, over
+    the photos at ``MEMORY_SIZES_MP``, each encode in a fresh process."""
     import os
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "lambda_src")}
-    out: dict[str, float] = {}
-    for encoder, setting in MEMORY_SETTING.items():
-        if only is not None and encoder not in only:
+    out: dict[str, tuple[float, float]] = {}
+    for row, (encoder, settings) in MEMORY_ROWS.items():
+        if only is not None and row not in only and encoder not in only:
             continue
-        fmt, overrides, _settings = SETTINGS[encoder]
-        values = []
-        for path in image_paths:
-            for mp in MEMORY_SIZES_MP:
-                r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), str(mp), fmt,
-                                    repr(overrides(setting))], capture_output=True, text=True, env=env,
-                                   timeout=600, check=True)
-                values.append(float(r.stdout.strip()))
-        log(f"memory {encoder}: " + ", ".join(f"{v:.1f}" for v in values) + " B/px")
-        out[encoder] = round(max(0.5, max(values)) + 0.05, 1)
+        fmt = {"jpeg:turbo": "jpeg", "jpeg:mozjpeg": "jpeg", "jpeg:jpegli": "jpeg", "webp:lossless": "webp",
+               "jxl:lossless": "jxl"}.get(encoder, encoder)
+        points: list[tuple[float, float]] = []
+        for setting in settings:
+            for path in image_paths:
+                for mp in MEMORY_SIZES_MP:
+                    overrides = _memory_overrides(encoder, setting)
+                    r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), str(mp), fmt,
+                                        repr(overrides)], capture_output=True, text=True, env=env,
+                                       timeout=900, check=True)
+                    pixels, growth = (float(x) for x in r.stdout.split())
+                    points.append((pixels, growth))
+        log(f"memory {row}: " + ", ".join(f"{p / 1e6:.1f} MP {g / p:.1f} B/px" for p, g in points))
+        out[row] = memory_line(points)
     return out
 
 
-def render_memory(memory: dict[str, float]) -> str:
+def _memory_overrides(encoder: str, setting: int) -> dict[str, Any]:
+    if encoder == "jxl:lossless":
+        return {"jxl": {"effort": setting, "lossless": True}}
+    return SETTINGS[encoder][1](setting)
+
+
+def _dict_lines(name: str, items: list[str]) -> str:
+    lines = [f"{name}: dict[str, float] = {{"]
+    for i in range(0, len(items), 5):  # five entries a line: the module stays ruff-clean
+        lines.append("    " + ", ".join(items[i:i + 5]) + ",")
+    return "\n".join([*lines, "}"])
+
+
+def render_memory(memory: dict[str, tuple[float, float]]) -> str:
     """The generated memory block of core/budget.py."""
-    body = ", ".join(f'"{k}": {v}' for k, v in memory.items())
-    return f"ENCODE_MEMORY_BPP: dict[str, float] = {{\n    {body},\n}}"
+    return "\n".join([
+        _dict_lines("ENCODE_MEMORY_BPP", [f'"{k}": {v[1]}' for k, v in memory.items()]),
+        _dict_lines("ENCODE_MEMORY_FIXED_MB", [f'"{k}": {v[0]}' for k, v in memory.items() if v[0] > 0])])
 
 
 def render(table: dict[str, dict[int, tuple[float, float]]]) -> str:
@@ -189,7 +234,7 @@ def _replace_block(text: str, name: str, body: str) -> str:
 
 
 def write(table: dict[str, dict[int, tuple[float, float]]], path: Path = BUDGET_PY,
-          memory: dict[str, float] | None = None) -> None:
+          memory: dict[str, tuple[float, float]] | None = None) -> None:
     """Replace the blocks between the BEGIN/END markers in ``path``."""
     text = _replace_block(path.read_text(encoding="utf-8"), "ENCODE_COSTS", render(table))
     if memory is not None:
@@ -224,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         from imagepipe.core import budget
 
         table = {**budget.ENCODE_COSTS, **table}
-        memory = None if memory is None else {**budget.ENCODE_MEMORY_BPP, **memory}
+        kept = {row: (budget.ENCODE_MEMORY_FIXED_MB.get(row, 0.0), bpp)
+                for row, bpp in budget.ENCODE_MEMORY_BPP.items()}
+        memory = None if memory is None else {**kept, **memory}
     print(render(table))
     if memory is not None:
         print(render_memory(memory))

@@ -253,3 +253,24 @@ def test_an_encode_that_needs_more_memory_than_the_processor_has_is_refused_at_o
     assert int(job["attempts"]) == 1
     assert _seconds(job, "started_at", "finished_at") < TIMEOUT_S / 2  # refused, not attempted
     assert list_keys(s3(stack), DEST_BUCKET, f"outputs/{img['image_id']}/") == []
+
+
+def test_a_jxl_effort_that_needs_ten_times_the_memory_is_refused_with_a_lighter_effort_offered(stack):
+    import io
+
+    from PIL import Image
+
+    from imagepipe.core.budget import MEMORY_MARGIN_MB, memory_mb
+
+    w, h = 2000, 1500  # 3 MP: effort 9 needs ≈ 0.9 GB, more than this 1024 MB processor has free
+    assert memory_mb("jxl", w * h, setting=9) > MEMORY_MB - MEMORY_MARGIN_MB - 150
+    assert memory_mb("jxl", w * h, setting=7) < 300
+    buf = io.BytesIO()
+    Image.radial_gradient("L").resize((w, h)).convert("RGB").save(buf, "JPEG", quality=80)
+    img = upload(stack, buf.getvalue(), "jxl9.jpg")
+    job = wait_job(stack, submit_job(stack, img["image_id"], {"format": "jxl", "quality": 80,
+                                                              "jxl": {"effort": 9}}), timeout=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "over_memory_budget", job
+    assert "jxl.effort 7 or lower" in job["error"]["message"]
+    assert int(job["attempts"]) == 1
+    assert list_keys(s3(stack), DEST_BUCKET, f"outputs/{img['image_id']}/") == []

@@ -239,11 +239,19 @@ def test_a_killed_attempt_is_recognised_only_after_its_deadline():
 
 
 def test_an_encode_that_needs_more_memory_than_is_free_is_refused():
-    from imagepipe.core.budget import ENCODE_MEMORY_BPP, MEMORY_SAFETY, check_memory, memory_mb, own_rss_mb
+    from imagepipe.core.budget import (
+        ENCODE_MEMORY_BPP,
+        ENCODE_MEMORY_FIXED_MB,
+        MEMORY_SAFETY,
+        check_memory,
+        memory_mb,
+        own_rss_mb,
+    )
     from imagepipe.errors import OverMemoryBudget
 
     need = memory_mb("avif", 8000 * 6000)
-    assert need == pytest.approx(MEMORY_SAFETY * ENCODE_MEMORY_BPP["avif"] * 48e6 / 1048576)
+    assert need == pytest.approx(MEMORY_SAFETY * (ENCODE_MEMORY_FIXED_MB.get("avif", 0.0)
+                                                  + ENCODE_MEMORY_BPP["avif"] * 48e6 / 1048576))
     budget = budget_of(60_000)
     budget.memory_mb = own_rss_mb() + 64 + 300  # ≈ 300 MB free
     with pytest.raises(OverMemoryBudget) as info:
@@ -300,3 +308,34 @@ def test_a_mozjpeg_encode_under_a_budget_completes():
     data = photo_bytes(600, 400)
     result = process(data, {"format": "jpeg", "jpeg": {"encoder": "mozjpeg"}}, budget=budget_of(20_000))
     assert result.data[:2] == b"\xff\xd8" and result.facts["budget"]["stoppable"] is False
+
+
+def test_every_encoder_has_a_memory_row_and_jxl_effort_picks_its_own():
+    from imagepipe.core.budget import ENCODE_MEMORY_BPP, memory_mb, memory_row
+    from imagepipe.core.encode import ENCODERS
+
+    for encoder in (*ENCODERS, "webp:lossless", "jxl:lossless"):
+        assert memory_row(encoder) in ENCODE_MEMORY_BPP, encoder
+    assert memory_row("jxl", 7) == "jxl" and memory_row("jxl", 8) == memory_row("jxl", 9) == "jxl:e8"
+    assert memory_row("jxl:lossless", 9) == "jxl:lossless:e8" and memory_row("avif", 9) == "avif"
+    assert {"jxl:e8", "jxl:lossless:e8"} <= set(ENCODE_MEMORY_BPP)
+    # libjxl's effort 8 and 9 need an order of magnitude more than effort 7 (measured: ≈ 275 vs 18 B/px)
+    assert memory_mb("jxl", 12_000_000, setting=8) > 5 * memory_mb("jxl", 12_000_000, setting=7)
+
+
+def test_a_heavy_jxl_effort_is_refused_with_a_lighter_one_offered():
+    from imagepipe.core.budget import check_memory, memory_mb, own_rss_mb
+    from imagepipe.errors import OverMemoryBudget
+
+    budget = budget_of(60_000)
+    budget.memory_mb = own_rss_mb() + 64 + 1500  # a 1792 MB processor: ≈ 1.5 GB free
+    w, h = 4000, 3000
+    assert memory_mb("jxl", w * h, setting=7) <= 1500 < memory_mb("jxl", w * h, setting=9)
+    check_memory("jxl", "jxl", w, h, 1, budget, setting=7)  # fits
+    with pytest.raises(OverMemoryBudget) as info:
+        plan_encode("jxl", parse_recipe({"format": "jxl", "jxl": {"effort": 9}}), w, h, budget=budget,
+                    costs=COSTS)
+    err = info.value
+    assert err.details["advice"]["max_effort"] == 7 and "jxl.effort 7 or lower" in err.message
+    assert memory_mb("jxl", err.details["advice"]["max_width"] * err.details["advice"]["max_height"],
+                     setting=9) <= err.details["free_mb"]

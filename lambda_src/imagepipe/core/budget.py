@@ -83,20 +83,29 @@ ENCODE_COSTS: dict[str, dict[int, tuple[float, float]]] = {
     },
 }
 # END ENCODE_COSTS
-#: encoder -> peak memory of one encode beyond the image handed to it, in bytes per output pixel
-#: (growth of the peak RSS during the encode at 3 and 12 MP, ``pipeline.bench.encode_costs``:
-#: libavif/libaom ≈ 24–26, libwebp lossy 3.5–7, lossless ≈ 21; libjpeg and zlib stream). A
-#: 48 MP AVIF needs ≈ 1.2 GB: more than a 1024 MB processor has, whatever the speed.
+#: memory row -> peak memory of one encode beyond the image handed to it: a fixed part (MiB)
+#: plus bytes per output pixel, the line that lies above every measurement
+#: (``pipeline.bench.encode_costs``: the growth of the peak RSS over one encode, the peak reset
+#: just before it, at 3 and 12 MP on two photos). libavif/libaom ≈ 22–25 B/px, libwebp lossy
+#: 2–7, lossless ≈ 23–26; libjpeg-turbo and zlib ≈ 1–3; JPEG XL at effort ≤ 7 ≈ 110 MiB +
+#: 18 B/px, but at effort 8 and 9 ≈ 275 B/px (12 MP: 3.2 GB). A 48 MP AVIF needs ≈ 1.35 GB:
+#: more than a 1024 MB processor has, whatever the speed. See :func:`memory_row`.
 # BEGIN ENCODE_MEMORY_BPP (generated)
 ENCODE_MEMORY_BPP: dict[str, float] = {
-    "avif": 21.1, "webp": 3.2, "webp:lossless": 22.2, "jpeg:turbo": 0.6, "png": 0.6, "gif": 8.0,
+    "avif": 25.4, "webp": 7.5, "webp:lossless": 25.8, "jpeg:turbo": 3.6, "png": 1.8,
+    "gif": 13.4, "jpeg:mozjpeg": 10.8, "jpeg:jpegli": 5.7, "jxl": 17.9, "jxl:e8": 274.7,
+    "jxl:lossless": 18.7, "jxl:lossless:e8": 18.0,
+}
+ENCODE_MEMORY_FIXED_MB: dict[str, float] = {
+    "webp:lossless": 1.4, "jxl": 111.8, "jxl:e8": 16.6, "jxl:lossless": 78.0, "jxl:lossless:e8": 89.4,
 }
 # END ENCODE_MEMORY_BPP
 #: memory kept free beside the encode (the output buffer, the interpreter's own growth)
 MEMORY_MARGIN_MB = 64.0
-#: the memory estimate × this must fit: content moves it (AVIF 21 B/px on a smooth photo, 24–26
-#: on detailed ones)
-MEMORY_SAFETY = 1.2
+#: the memory estimate × this must fit: the table is the line above two detailed photos at 3
+#: and 12 MP; other content and sizes move it a little (AVIF at 48 MP on forest-path: 24.1 B/px
+#: measured, 25.4 in the table)
+MEMORY_SAFETY = 1.1
 #: the estimate is multiplied by this before it is compared with the time left: photos differ
 #: in how hard they are to encode (the same 48 MP took 9 s smooth and 14 s detailed, AVIF speed 6)
 SAFETY = 1.5
@@ -247,34 +256,57 @@ def own_rss_mb() -> float:
     return 0.0
 
 
-def memory_mb(encoder: str, pixels: int, frames: int = 1) -> float | None:
+#: JPEG XL efforts from which libjxl's memory grows tenfold (their own rows, ``{encoder}:e8``)
+JXL_HEAVY_EFFORT = 8
+
+
+def memory_row(encoder: str, setting: int | None = None) -> str:
+    """The memory table's row for an encoder at a setting (JPEG XL's effort changes its memory;
+    no other encoder's setting was seen to)."""
+    if encoder.startswith("jxl") and setting is not None and setting >= JXL_HEAVY_EFFORT:
+        return f"{encoder}:e{JXL_HEAVY_EFFORT}"
+    return encoder
+
+
+def memory_mb(encoder: str, pixels: int, frames: int = 1, setting: int | None = None) -> float | None:
     """Estimated peak memory (MiB) of encoding ``pixels`` × ``frames``; None when unknown."""
-    bpp = ENCODE_MEMORY_BPP.get(encoder)
-    return None if bpp is None else MEMORY_SAFETY * bpp * pixels * max(1, frames) / 1048576.0
+    row = memory_row(encoder, setting)
+    bpp = ENCODE_MEMORY_BPP.get(row)
+    if bpp is None:
+        return None
+    return MEMORY_SAFETY * (ENCODE_MEMORY_FIXED_MB.get(row, 0.0) + bpp * pixels * max(1, frames) / 1048576.0)
 
 
-def check_memory(fmt: str, encoder: str, width: int, height: int, frames: int, budget: Budget | None) -> None:
+def check_memory(fmt: str, encoder: str, width: int, height: int, frames: int, budget: Budget | None,
+                 setting: int | None = None) -> None:
     """Raise ``OverMemoryBudget`` when the encode would not fit the memory the budget has free."""
     free = budget.free_mb() if budget is not None else None
-    need = memory_mb(encoder, width * height, frames)
+    need = memory_mb(encoder, width * height, frames, setting)
     if free is None or need is None or need <= free:
         return
     assert budget is not None and budget.memory_mb is not None
-    bpp = MEMORY_SAFETY * ENCODE_MEMORY_BPP[encoder] * max(1, frames)
-    max_px = max(0.0, free) * 1048576.0 / bpp
+    row = memory_row(encoder, setting)
+    bpp = MEMORY_SAFETY * ENCODE_MEMORY_BPP[row] * max(1, frames)
+    room = max(0.0, free - MEMORY_SAFETY * ENCODE_MEMORY_FIXED_MB.get(row, 0.0))
+    max_px = room * 1048576.0 / bpp
     scale = math.sqrt(max_px / (width * height))
     fits = [f for f, enc in (("jpeg", "jpeg:turbo"), ("webp", "webp")) if f != fmt
             and (memory_mb(enc, width * height, frames) or 0.0) <= free]
     alt = f", choose {' or '.join(fits)}" if fits else ""
+    lighter = JXL_HEAVY_EFFORT - 1 if row != encoder and (
+        memory_mb(encoder, width * height, frames, JXL_HEAVY_EFFORT - 1) or 0.0) <= free else None
+    effort = f"use jxl.effort {lighter} or lower, " if lighter is not None else ""
     msg = (f"{fmt} encoding of {width}x{height} ({width * height / 1e6:.1f} MP) needs ≈ {need:,.0f} MB of "
            f"memory; the processor has {budget.memory_mb:,.0f} MB, {max(0.0, free):,.0f} MB of it free: "
-           f"resize to at most {int(width * scale)}x{int(height * scale)} (resize.width/height){alt}, "
-           f"or raise the processor memory")
+           f"{effort}resize to at most {int(width * scale)}x{int(height * scale)} (resize.width/height)"
+           f"{alt}, or raise the processor memory")
+    advice: dict[str, Any] = {"max_width": int(width * scale), "max_height": int(height * scale),
+                              "formats_that_fit": fits}
+    if lighter is not None:
+        advice["max_effort"] = lighter
     raise OverMemoryBudget(msg, details={
         "limit_mb": budget.memory_mb, "free_mb": round(free, 1), "need_mb": round(need, 1),
-        "encoder": encoder, "width": width, "height": height, "frames": frames,
-        "advice": {"max_width": int(width * scale), "max_height": int(height * scale),
-                   "formats_that_fit": fits},
+        "encoder": encoder, "width": width, "height": height, "frames": frames, "advice": advice,
     })
 
 
@@ -381,7 +413,7 @@ def plan_encode(fmt: str, recipe: Any, width: int, height: int, frames: int = 1,
     est = estimate(setting)
     if budget is None:
         return EncodePlan(fmt, encoder, setting, est, None)
-    check_memory(fmt, encoder, width, height, frames, budget)  # no setting changes the memory it needs
+    check_memory(fmt, encoder, width, height, frames, budget, setting)  # JPEG XL's effort changes it
     left = budget.left_ms()
     forkable = encoder not in IN_THREAD_ONLY
     if est is None:  # unknown cost: run it where the deadline can stop it
