@@ -463,13 +463,6 @@ def _day_items(table: Any, day_from: str, day_to: str,
     return {i["sk"]: i for i in _query(table, KeyConditionExpression=cond, ConsistentRead=True, **extra)}
 
 
-def _day_data(day: str, item: dict[str, Any] | None) -> dict[str, Counter[str]]:
-    """A sealed day item's counters per combination (:meth:`Dims.combo`)."""
-    if not item:
-        return {}
-    return {d.combo(): c for d, c in Cells.decode(day, item).to_counters().items()}
-
-
 @dataclass
 class Read:
     """What :func:`read` found: the aggregates as :class:`Cells` and how many items it took
@@ -520,12 +513,6 @@ class DayCache:
             while self._cells > self.max_cells:
                 _, old = self._entries.popitem(last=False)
                 self._cells -= len(old.value)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        with self._lock:
-            self._entries.clear()
-            self._cells = 0
 
 
 DAY_CACHE = DayCache(int(os.environ.get("IMAGEPIPE_ROLLUP_CACHE_CELLS", "2000000")))
@@ -587,17 +574,16 @@ def read(table: Any, day_from: str, day_to: str, attempts: int = 5,
     return Read(cells, len(versions), len(live), len(fetched))
 
 
-def _fold(table: Any, client: Any, day: str, add: dict[str, Counter[str]],
+def _fold(table: Any, client: Any, day: str, add: dict[Dims, Counter[str]],
           live: list[dict[str, Any]]) -> bool:
-    """One transaction: the day item with ``add`` merged in, put on the version it was read
-    with, and each of ``live`` deleted on the ``ver`` it was read with. ``False`` when another
-    writer got there first (nothing written)."""
+    """One transaction: the day item with ``add`` (aggregates of ``day``) merged in, put on the
+    version it was read with, and each of ``live`` deleted on the ``ver`` it was read with.
+    ``False`` when another writer got there first (nothing written)."""
     day_item = table.get_item(Key={"pk": DAY_PK, "sk": day}, ConsistentRead=True).get("Item")
-    data = _day_data(day, day_item)
-    for combo, counters in add.items():
-        data.setdefault(combo, Counter()).update(counters)
-    cells = Cells.from_counters({Dims(day, *_combo_parts(combo)): c
-                                 for combo, c in sorted(data.items()) if any(c.values())})
+    data = Cells.decode(day, day_item).to_counters() if day_item else {}
+    for dims, counters in add.items():
+        data.setdefault(dims, Counter()).update(counters)
+    cells = Cells.from_counters({d: c for d, c in sorted(data.items()) if any(c.values())})
     ver = int(day_item["ver"]) if day_item else 0
     put = {"Item": {"pk": DAY_PK, "sk": day, "ver": ver + 1, "gen": uuid.uuid4().hex, **cells.encode()},
            "ConditionExpression": "attribute_not_exists(pk)" if day_item is None else "ver = :ver",
@@ -624,9 +610,9 @@ def seal(table: Any, client: Any | None = None) -> int:
     for day, items in sorted(by_day.items()):
         for start in range(0, len(items), _SEAL_CHUNK):
             chunk = items[start:start + _SEAL_CHUNK]
-            add: dict[str, Counter[str]] = {}
+            add: dict[Dims, Counter[str]] = {}
             for item in chunk:
-                add.setdefault(Dims.from_sk(item["sk"]).combo(), Counter()).update(_counters(item))
+                add.setdefault(Dims.from_sk(item["sk"]), Counter()).update(_counters(item))
             if _fold(table, client, day, add, chunk):
                 folded += len(chunk)
     return folded
@@ -636,9 +622,9 @@ def add_days(table: Any, totals: dict[Dims, Counter[str]], attempts: int = 10) -
     """Add aggregated counters straight into the sealed day items, one transaction per day
     (backfill and the seeding tool: ``days`` writes instead of one per aggregate). Returns the
     days written; ``TransientError`` if a day kept being sealed by someone else meanwhile."""
-    by_day: dict[str, dict[str, Counter[str]]] = {}
+    by_day: dict[str, dict[Dims, Counter[str]]] = {}
     for dims, counters in totals.items():
-        by_day.setdefault(dims.day, {}).setdefault(dims.combo(), Counter()).update(counters)
+        by_day.setdefault(dims.day, {}).setdefault(dims, Counter()).update(counters)
     client = table.meta.client
     for day, add in sorted(by_day.items()):
         for _ in range(attempts):
