@@ -125,6 +125,10 @@ MEMORY_ROWS: dict[str, tuple[str, tuple[int, ...]]] = {
     "jxl": ("jxl", (5, 7)), "jxl:e8": ("jxl", (8, 9)),
     "jxl:lossless": ("jxl:lossless", (7,)), "jxl:lossless:e8": ("jxl:lossless", (8,)),
 }
+#: encoders with a memory row but no time row (their recipe overrides per setting)
+_MEMORY_ONLY: dict[str, tuple[str, Any, tuple[int, ...]]] = {
+    "jxl:lossless": ("jxl", lambda s: {"jxl": {"effort": s, "lossless": True}}, ()),
+}
 MEMORY_SIZES_MP = (3.0, 12.0)
 #: one encode in a fresh process: the peak RSS is reset (``/proc/self/clear_refs`` ← 5) just
 #: before it, so the growth is measured from the RSS at that moment. (The previous method took
@@ -176,13 +180,12 @@ def measure_memory(image_paths: list[Path], log: Any = print,
     for row, (encoder, settings) in MEMORY_ROWS.items():
         if only is not None and row not in only and encoder not in only:
             continue
-        fmt = {"jpeg:turbo": "jpeg", "jpeg:mozjpeg": "jpeg", "jpeg:jpegli": "jpeg", "webp:lossless": "webp",
-               "jxl:lossless": "jxl"}.get(encoder, encoder)
+        fmt, overrides_of, _timed = {**SETTINGS, **_MEMORY_ONLY}[encoder]
         points: list[tuple[float, float]] = []
         for setting in settings:
+            overrides = overrides_of(setting)
             for path in image_paths:
                 for mp in MEMORY_SIZES_MP:
-                    overrides = _memory_overrides(encoder, setting)
                     r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), str(mp), fmt,
                                         repr(overrides)], capture_output=True, text=True, env=env,
                                        timeout=900, check=True)
@@ -191,12 +194,6 @@ def measure_memory(image_paths: list[Path], log: Any = print,
         log(f"memory {row}: " + ", ".join(f"{p / 1e6:.1f} MP {g / p:.1f} B/px" for p, g in points))
         out[row] = memory_line(points)
     return out
-
-
-def _memory_overrides(encoder: str, setting: int) -> dict[str, Any]:
-    if encoder == "jxl:lossless":
-        return {"jxl": {"effort": setting, "lossless": True}}
-    return SETTINGS[encoder][1](setting)
 
 
 def _dict_lines(name: str, items: list[str]) -> str:
