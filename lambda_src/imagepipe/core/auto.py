@@ -17,6 +17,13 @@
   an AVIF one, is searched at 4:2:0 *and* at 4:4:4 and the answer with fewer bytes is kept (the
   4:4:4 pass looks only below the 4:2:0 answer's quality and stops as soon as a probe that
   misses the target is already as large as the 4:2:0 answer).
+- quant table: with ``jpeg.quant_table: auto`` a mozjpeg candidate is searched once per table
+  of ``QUANT_TABLE_CANDIDATES`` (each with both chroma layouts under ``subsampling: auto``) and
+  the answer with the fewest bytes is kept: the same *variant* loop as the chroma, every pass
+  after the first pruned by the answer found so far. Under a time budget a pass after the first
+  is optional: it starts only when a whole bisection of it fits (``budget.probes_short_of``),
+  and a probe that no longer fits ends the search with the answer found (``variants_stopped``
+  in the facts) rather than dropping the candidate.
 - fractional quality: JPEG XL's answer is refined between the integer answer ``q`` and ``q − 1``
   to 0.1 (libjxl's quality is a continuous distance; ≤ 4 more probes).
 
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within
+from imagepipe.core.budget import METRICS_MS_PER_MP, Budget, encode_within, probes_short_of
 from imagepipe.core.encode import ANIMATABLE, MAX_SIDE, split_encoder
 from imagepipe.core.metrics import DEFAULT_METRICS
 from imagepipe.core.prepare import Prepared, encode_variant, measure, reference
@@ -49,6 +56,10 @@ from imagepipe.errors import (
 )
 
 LOSSY = ("jpeg", "webp", "avif", "jxl")
+#: the tables ``jpeg.quant_table: auto`` searches (mozjpeg), most often smallest first so that
+#: its answer prunes the later passes (chosen from the corpus measurement, docs/lab.md
+#: "Encoder targets": every table per photo, and the cost of each candidate set)
+QUANT_TABLE_CANDIDATES: tuple[int, ...] = (2, 3)
 #: the default ``best`` candidates (JPEG XL is opt-in through ``candidates``)
 DEFAULT_CANDIDATES: tuple[str, ...] = ("jpeg", "webp", "avif")
 
@@ -114,11 +125,13 @@ class _Search:
         self.ref = reference(prepared)
         self.tried: list[dict[str, Any]] = []
         self.chroma: str | None = None  # "4:4:4" during the second pass
-        #: candidate -> the chroma its answer was written with, when the search chose it
-        #: (``jpeg.subsampling: auto``) or the 4:4:4 pass imposed it
-        self.chroma_of: dict[str, str] = {}
+        #: candidate -> the variant its answer was written with when the search chose it
+        #: (``{"subsampling": ..., "quant_table": ...}``: ``jpeg.subsampling`` / ``quant_table: auto``)
+        self.variant_of: dict[str, dict[str, Any]] = {}
         #: candidate -> why its fractional refinement stopped (the budget)
         self.unrefined: dict[str, str] = {}
+        #: candidate -> why its optional variant passes stopped (the budget)
+        self.variants_stopped: dict[str, str] = {}
         mp = prepared.image.width * prepared.image.height / 1e6
         #: measuring one probe, for the budget: SSIM + PSNR, and SSIMULACRA2 (≈ 0.2 s/MP) when asked
         self.probe_extra_ms = mp * (METRICS_MS_PER_MP + (200.0 if self.metric == "ssimulacra2" else 0.0))
@@ -134,13 +147,17 @@ class _Search:
             self.adapted[name] = plan.adapted
         return data, facts
 
-    def attempt(self, name: str, q: int | float, chroma: str | None = None) -> Any:
+    def attempt(self, name: str, q: int | float, variant: dict[str, Any] | None = None) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap.
-        ``chroma`` (else the pass's ``self.chroma``) overrides the candidate's subsampling."""
+        ``variant`` overrides the candidate's format section (``subsampling``, ``quant_table``);
+        the pass's ``self.chroma`` applies when it names no subsampling."""
         fmt, options, enc = resolve(self.prepared, name)
-        chroma = chroma or self.chroma
-        if chroma is not None:
-            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), "subsampling": chroma}}
+        variant = dict(variant or {})
+        if self.chroma is not None:
+            variant.setdefault("subsampling", self.chroma)
+        chroma, table = variant.get("subsampling"), variant.get("quant_table")
+        if variant:
+            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), **variant}}
         try:
             data, facts = self._encode(fmt, q, options, name)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
@@ -152,6 +169,8 @@ class _Search:
             entry["encoder"] = enc
         if chroma is not None:
             entry["subsampling"] = chroma
+        if table is not None:
+            entry["quant_table"] = table
         if self.metric != "ssim":
             entry[self.metric] = res[2].get(self.metric) if res else None
         self.tried.append(entry)
@@ -169,6 +188,23 @@ class _Search:
         return score is not None and score >= self.min_score
 
 
+def _auto_table(prepared: Prepared, name: str) -> bool:
+    """Whether the search picks mozjpeg's quant table itself (``jpeg.quant_table: auto``)."""
+    fmt, _options, enc = resolve(prepared, name)
+    return fmt == "jpeg" and enc == "jpeg:mozjpeg" and prepared.recipe.jpeg.quant_table == "auto"
+
+
+def variants(s: _Search, name: str) -> list[dict[str, Any]]:
+    """The passes one candidate's target search makes (``[{}]``: one pass, the recipe as it is):
+    both chroma layouts when the search picks the chroma (not during the 4:4:4 retry, which
+    imposes it), each quant table of ``QUANT_TABLE_CANDIDATES`` when it picks the table."""
+    chromas: tuple[str | None, ...] = ("4:2:0", "4:4:4") \
+        if s.chroma is None and _auto_chroma(s.prepared, name) else (None,)
+    tables: tuple[int | None, ...] = QUANT_TABLE_CANDIDATES if _auto_table(s.prepared, name) else (None,)
+    return [{k: v for k, v in (("subsampling", c), ("quant_table", t)) if v is not None}
+            for t in tables for c in chromas]
+
+
 def _auto_chroma(prepared: Prepared, name: str) -> bool:
     """Whether the search picks the chroma itself (``jpeg.subsampling: auto`` for turbo/mozjpeg,
     ``avif.subsampling: auto``)."""
@@ -180,7 +216,7 @@ def _auto_chroma(prepared: Prepared, name: str) -> bool:
     return fmt == "avif" and prepared.recipe.avif.subsampling == "auto"
 
 
-def _lowest(s: _Search, name: str, chroma: str | None = None, stop_at: int | None = None,
+def _lowest(s: _Search, name: str, variant: dict[str, Any] | None = None, stop_at: int | None = None,
             hi: int = 100) -> Any:
     """The lowest integer quality ≤ ``hi`` whose score reaches the target (bisection from 1).
 
@@ -190,7 +226,7 @@ def _lowest(s: _Search, name: str, chroma: str | None = None, stop_at: int | Non
     best = None
     while lo <= hi:
         mid = (lo + hi) // 2
-        res = s.attempt(name, mid, chroma)
+        res = s.attempt(name, mid, variant)
         score = res[2].get(s.metric) if res is not None else None
         if score is not None and score >= s.min_score:
             best, hi = res, mid - 1
@@ -233,6 +269,40 @@ def _refine(s: _Search, name: str, best: Any) -> Any:
     return best
 
 
+def _over_variants(s: _Search, name: str, fmt: str) -> Any:
+    """The lowest-quality answer of each pass of :func:`variants`; the fewest bytes win
+    (SSIMULACRA2 punishes 4:2:0's chroma blur, so a 4:4:4 answer at a lower quality is often the
+    smaller one; which quant table is smallest depends on the photo). Every pass after the
+    first stops as soon as a probe that misses the target is already as large as the answer
+    found, and a 4:4:4 pass looks only below its table's 4:2:0 answer (larger at or above it)."""
+    passes = variants(s, name)
+    best = None
+    q420: dict[Any, int] = {}  # quant table -> its 4:2:0 answer's quality
+    for i, v in enumerate(passes):
+        hi = 100
+        if v.get("subsampling") == "4:4:4" and v.get("quant_table") in q420:
+            hi = q420[v.get("quant_table")] - 1
+        if i and best is not None:  # optional from here: only when a whole pass fits the budget
+            short = probes_short_of(s.prepared, s.budget, fmt, {fmt: v}, extra_ms=s.probe_extra_ms)
+            if short is not None:
+                s.variants_stopped[name] = short
+                break
+        try:
+            res = _lowest(s, name, v, stop_at=None if best is None else len(best[0]), hi=hi)
+        except OverBudget as exc:  # a later pass ran out of time: the answer found stands
+            if best is None:
+                raise
+            s.variants_stopped[name] = exc.message
+            break
+        if res is not None and v.get("subsampling") == "4:2:0":
+            q420[v.get("quant_table")] = int(res[1]["quality"])
+        if res is not None and (best is None or len(res[0]) < len(best[0])):
+            best = res
+            if v:
+                s.variant_of[name] = v
+    return best
+
+
 def _search(s: _Search, name: str) -> Any:
     prepared, r = s.prepared, s.prepared.recipe
     fmt = resolve(prepared, name)[0]
@@ -245,17 +315,7 @@ def _search(s: _Search, name: str) -> Any:
     lo, hi = 1, 100
     best = None
     if s.min_score is not None:  # lowest quality whose score reaches the target
-        if s.chroma is None and _auto_chroma(prepared, name):
-            # both chroma layouts; the fewer bytes win (SSIMULACRA2 punishes 4:2:0's chroma
-            # blur, so a 4:4:4 answer at a lower quality is often the smaller one)
-            for c in ("4:2:0", "4:4:4"):  # 4:4:4 at the 4:2:0 answer's quality or above is larger
-                res = _lowest(s, name, c, stop_at=None if best is None else len(best[0]),
-                              hi=100 if best is None else int(best[1]["quality"]) - 1)
-                if res is not None and (best is None or len(res[0]) < len(best[0])):
-                    best = res
-                    s.chroma_of[name] = c
-        else:
-            best = _lowest(s, name)
+        best = _over_variants(s, name, fmt)
         if best is not None and fmt in FRACTIONAL and best[1]["quality"] == int(best[1]["quality"]):
             best = _refine(s, name, best)
         return best if s.meets(best) else None
@@ -267,6 +327,15 @@ def _search(s: _Search, name: str) -> Any:
         else:
             hi = mid - 1
     return best
+
+
+def _chosen_variant(s: _Search, name: str) -> dict[str, Any]:
+    """The subsampling and quant table a candidate's answer was written with, where the search
+    chose them (or the 4:4:4 retry imposed the chroma)."""
+    out = dict(s.variant_of.get(name, {}))
+    if s.chroma is not None:
+        out["subsampling"] = s.chroma
+    return {k: out[k] for k in ("subsampling", "quant_table") if k in out}
 
 
 def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
@@ -328,10 +397,11 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
         row = {"quality": w[1]["quality"], "bytes": len(w[0]), "ssim": (w[2] or {}).get("ssim")}
         if s.metric != "ssim":
             row[s.metric] = (w[2] or {}).get(s.metric)
-        if s.chroma is not None or w[3] in s.chroma_of:
-            row["subsampling"] = s.chroma or s.chroma_of[w[3]]
+        row.update(_chosen_variant(s, w[3]))
         if w[3] in s.unrefined:
             row["refine_stopped"] = s.unrefined[w[3]]
+        if w[3] in s.variants_stopped:
+            row["variants_stopped"] = s.variants_stopped[w[3]]
         per_format[w[3]] = row
     for fmt in fmts:
         empty: dict[str, Any] = {"quality": None, "bytes": None, "ssim": None, "unreachable": True}
@@ -344,8 +414,7 @@ def choose(prepared: Prepared, budget: Budget | None = None) -> tuple[bytes, dic
         if name in per_format:
             per_format[name]["adapted"] = adapted
     chosen = {"format": facts["format"], "quality": facts["quality"], "encoder": facts["encoder"]}
-    if s.chroma is not None or chosen_name in s.chroma_of:
-        chosen["subsampling"] = s.chroma or s.chroma_of[chosen_name]
+    chosen.update(_chosen_variant(s, chosen_name))
     search: dict[str, Any] = {"candidates": fmts, "encodes": len(s.tried), "chosen": chosen,
                               "per_format": per_format, "trace": s.tried}
     if second:

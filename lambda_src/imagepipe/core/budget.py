@@ -561,6 +561,41 @@ def run_planned(plan: EncodePlan, budget: Budget | None, fn: Callable[[], Any], 
 
 # --- the engine's hook -----------------------------------------------------------------------
 
+#: probes of one auto-quality bisection over qualities 1–100 (core/auto.py ``_lowest``)
+BISECTION_PROBES = 7
+
+
+def _recipe_with(prepared: Any, options: dict[str, Any] | None) -> Any:
+    from imagepipe.core.prepare import _deep_update
+    from imagepipe.core.recipe import parse_recipe
+
+    if not options:
+        return prepared.recipe
+    return parse_recipe(_deep_update(prepared.recipe.model_dump(mode="json"), options))
+
+
+def probes_short_of(prepared: Any, budget: Budget | None, fmt: str, options: dict[str, Any] | None,
+                    probes: int = BISECTION_PROBES, *, extra_ms: float = 0.0) -> str | None:
+    """Why ``probes`` encodes of ``fmt`` (with ``options``), each followed by ``extra_ms`` of
+    measuring, do not fit in the time ``budget`` has left (estimates × slowdown × ``SAFETY``);
+    None when they fit, without a budget, or when the encode's cost is unknown (each probe is
+    still planned on its own). The auto-quality search asks this before an *optional* pass (a
+    second chroma layout or quant table: ``jpeg.subsampling`` / ``jpeg.quant_table: auto``),
+    so that it keeps the answer it has instead of starting a pass it cannot finish."""
+    if budget is None:
+        return None
+    w, h = prepared.image.size
+    frames = len(prepared.frames.images) if prepared.frames is not None else 1
+    plan = plan_encode(fmt, _recipe_with(prepared, options), w, h, frames)
+    if plan.estimate_ms is None:
+        return None
+    need = probes * (plan.estimate_ms * budget.slowdown * SAFETY + extra_ms)
+    left = budget.left_ms()
+    if need <= left:
+        return None
+    return (f"{probes} more {plan.encoder} probes of {w}x{h} need ≈ {_fmt_s(need)} (with margin and "
+            f"measuring); {_fmt_s(left)} were left")
+
 
 def encode_within(prepared: Any, budget: Budget | None, fmt: str | None = None, quality: int | None = None,
                   options: dict[str, Any] | None = None, *, extra_ms: float = 0.0,
@@ -570,12 +605,9 @@ def encode_within(prepared: Any, budget: Budget | None, fmt: str | None = None, 
     Returns ``(bytes, output facts, plan)``."""
     from imagepipe.core.encode import resolve_format
     from imagepipe.core.prepare import _deep_update, encode_variant
-    from imagepipe.core.recipe import parse_recipe
 
     fmt = resolve_format(fmt or prepared.format, prepared.input_facts["format"])
-    recipe = prepared.recipe
-    if options:
-        recipe = parse_recipe(_deep_update(recipe.model_dump(mode="json"), options))
+    recipe = _recipe_with(prepared, options)
     w, h = prepared.image.size
     frames = len(prepared.frames.images) if prepared.frames is not None else 1
     plan = plan_encode(fmt, recipe, w, h, frames, budget, extra_ms=extra_ms, adapt=adapt)

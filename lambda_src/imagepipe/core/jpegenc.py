@@ -2,7 +2,8 @@
 
 - ``mozjpeg``: libvips ``jpegsave`` with trellis quantisation, overshoot deringing, quant table
   3 (ImageMagick's, tuned by mozjpeg for photos; ``jpeg.quant_table`` picks another of libvips'
-  0–8) and, when progressive, optimized scans. The
+  0–8, or ``auto``: the auto-quality search sets one per probe, core/auto.py) and, when
+  progressive, optimized scans. The
   ``pyvips-binary`` wheel's libjpeg is mozjpeg; :func:`has_mozjpeg` checks that trellis
   quantisation really changes the output (a plain libjpeg-turbo silently ignores it).
 - ``jpegli``: pyjpegli, whose bindings take packed RGB and a quality only: the output is a
@@ -68,6 +69,10 @@ def encode_mozjpeg(im: Image.Image, quality: int, opts: JpegOptions) -> bytes:
     if chroma == "4:2:2":
         raise InvalidRecipe("jpeg.encoder mozjpeg (libvips) writes 4:2:0 or 4:4:4 chroma, not 4:2:2",
                             details=[{"field": "jpeg.subsampling", "message": "mozjpeg: use 4:2:0 or 4:4:4"}])
+    if opts.quant_table == "auto":  # the auto-quality search sets a table on every probe
+        msg = ('jpeg.quant_table "auto" is chosen by the quality "auto" search; a single encode '
+               'needs a table 0–8')
+        raise InvalidRecipe(msg, details=[{"field": "jpeg.quant_table", "message": msg}])
     pyvips = _pyvips()
     bands = len(im.getbands())
     v = pyvips.Image.new_from_memory(im.tobytes(), im.width, im.height, bands, "uchar")

@@ -66,8 +66,18 @@ class JpegOptions(_Model):
     encoder: JpegEncoder = "turbo"
     #: mozjpeg's option (like ``webp.method``, other encoders do not read it): libvips'
     #: ``quant_table`` 0–8 (None = 3, ImageMagick's; 2 = the MS-SSIM tuned table, fewer bytes at
-    #: equal SSIMULACRA2 on the corpus, docs/lab.md "Encoder targets")
-    quant_table: Annotated[int, Field(ge=0, le=8)] | None = None
+    #: equal SSIMULACRA2 on the corpus, docs/lab.md "Encoder targets"); ``auto``: with ``quality:
+    #: auto`` and a score target, the search tries each of ``QUANT_TABLE_CANDIDATES`` and keeps
+    #: the answer with the fewest bytes (core/auto.py); without a target it is refused
+    quant_table: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] | None = None
+
+    @field_validator("quant_table", mode="before")
+    @classmethod
+    def _quant_table(cls, v: Any) -> Any:
+        """One message for the three shapes (else pydantic reports each member of the union)."""
+        if v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 8):
+            return v
+        raise ValueError('quant_table must be an integer 0–8, "auto" or null')
 
     def chroma(self, quality: int | float) -> str:
         """The subsampling written at ``quality``: ``auto`` outside a search = 4:4:4 from 90 up."""
@@ -193,6 +203,10 @@ class Recipe(_Model):
             raise ValueError('quality|quality "auto" needs a target or max_bytes')
         if self.target is not None and self.quality != "auto":
             raise ValueError('target|target needs quality "auto"')
+        if self.jpeg.quant_table == "auto" and self.target is None:
+            raise ValueError('jpeg.quant_table|jpeg.quant_table "auto" needs quality "auto" with a target '
+                             '(the search keeps the table whose answer has the fewest bytes); at a fixed '
+                             'quality or with only max_bytes choose a table 0–8')
         if self.candidates is not None:
             if self.format != "best":
                 raise ValueError('candidates|candidates needs format "best"')
