@@ -24,8 +24,9 @@ CANDIDATES = ["jpeg", "jpeg:turbo", "jpeg:mozjpeg", "jpeg:jpegli", "webp", "avif
 FITS = ["inside", "contain", "cover", "fill"]
 FILTERS = ["lanczos", "bicubic", "bilinear", "hamming", "box", "nearest"]
 SUBSAMPLING = ["4:2:0", "4:2:2", "4:4:4", "auto"]
-#: mozjpeg quant tables (libvips 0–8); "default" = 3
-QUANT_TABLES = ["default", 0, 1, 2, 3, 4, 5, 6, 7, 8]
+#: mozjpeg quant tables (libvips 0–8); "default" = 3; "auto" = the auto-quality search picks one
+#: (needs quality auto with a target: the backend refuses it otherwise, naming jpeg.quant_table)
+QUANT_TABLES = ["default", "auto", 0, 1, 2, 3, 4, 5, 6, 7, 8]
 METADATA = ["strip", "keep", "keep_copyright_icc"]
 COLOR = ["srgb", "keep"]
 POSITIONS = [
@@ -137,8 +138,11 @@ def state_to_recipe(s: dict[str, Any]) -> dict[str, Any]:
         "subsampling": s[P + "jpeg.subsampling"],
         "encoder": s.get(P + "jpeg.encoder", "turbo"),
     }
-    if s.get(P + "jpeg.quant_table", "default") != "default":
-        recipe["jpeg"]["quant_table"] = int(s[P + "jpeg.quant_table"])
+    table = s.get(P + "jpeg.quant_table", "default")
+    if table == "auto":
+        recipe["jpeg"]["quant_table"] = "auto"
+    elif table != "default":
+        recipe["jpeg"]["quant_table"] = int(table)
     recipe["webp"] = {"method": int(s[P + "webp.method"]), "lossless": bool(s[P + "webp.lossless"])}
     recipe["avif"] = {"speed": int(s[P + "avif.speed"]),
                       "subsampling": s.get(P + "avif.subsampling", "4:2:0")}
@@ -351,7 +355,8 @@ def _advanced() -> None:
                     help="turbo = libjpeg-turbo; mozjpeg = smaller, ≈5× slower; jpegli = baseline 4:2:0 only")
         j.selectbox("Quant table (mozjpeg)", QUANT_TABLES, key=P + "jpeg.quant_table",
                     help="libvips' mozjpeg tables; default 3; 2 (MS-SSIM tuned) was smallest at equal "
-                         "SSIMULACRA2 on the corpus")
+                         "SSIMULACRA2 on the corpus; auto (with quality auto and a target) searches "
+                         "several tables and keeps the smallest answer")
         w.markdown("**WebP**")
         w.slider("Method", 0, 6, key=P + "webp.method")
         w.checkbox("Lossless", key=P + "webp.lossless")

@@ -199,6 +199,8 @@ def test_panel_round_trips_the_encoder_fields() -> None:
     assert back.recipe_hash() == parse_recipe(raw).recipe_hash()
     tuned = {**raw, "jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": 2}}
     assert parse_recipe(state_to_recipe(recipe_to_state(tuned))) == parse_recipe(tuned)
+    searched = {**raw, "jpeg": {"encoder": "mozjpeg", "quant_table": "auto"}}
+    assert parse_recipe(state_to_recipe(recipe_to_state(searched))) == parse_recipe(searched)
 
 
 def test_system_preset_rows_show_the_slug_id_and_a_non_default_jpeg_encoder() -> None:

@@ -88,6 +88,35 @@ def test_new_encoders_as_jobs(client: Client, recipe: dict[str, Any]) -> None:
             assert any(not float(t["quality"]).is_integer() for t in search["trace"])
 
 
+def test_auto_quant_table_as_a_job(client: Client) -> None:
+    """``jpeg.quant_table: auto`` through the stack: every candidate table probed, the chosen one
+    written (the output's tables are mozjpeg's at that table and quality), and without a score
+    target the job is refused at submission naming the field."""
+    from imagepipe.core import auto, process
+
+    src = g.photo_bytes(240, 160, "png", seed=33)
+    up = client.upload(src, "tables.png")
+    recipe = {"format": "jpeg", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 70},
+              "jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": "auto"}}
+    job = client.wait(client.process(up["image_id"], recipe)["job_id"], timeout=120, raise_on_failure=True)
+    assert job["result"]["encoder"] == "jpeg:mozjpeg" and job["result"]["ssimulacra2"] >= 70
+    search = client.get_job(job["job_id"])["facts"]["search"]
+    assert {t["quant_table"] for t in search["trace"]} == set(auto.QUANT_TABLE_CANDIDATES)
+    chosen = search["chosen"]
+    assert chosen["quant_table"] in auto.QUANT_TABLE_CANDIDATES
+    assert JpegImagePlugin.get_sampling(_open(client.download(job))) == {"4:4:4": 0, "4:2:0": 2}[
+        chosen["subsampling"]]
+    out = _open(client.download(job))
+    fixed = process(src, {"format": "jpeg", "quality": chosen["quality"],
+                          "jpeg": {"encoder": "mozjpeg", "subsampling": chosen["subsampling"],
+                                   "quant_table": chosen["quant_table"]}})
+    assert out.quantization == _open(fixed.data).quantization  # type: ignore[attr-defined]
+    with pytest.raises(InvalidRecipe) as ei:
+        client.process(up["image_id"], {"format": "jpeg", "quality": 80,
+                                         "jpeg": {"encoder": "mozjpeg", "quant_table": "auto"}})
+    assert ei.value.details[0]["field"] == "jpeg.quant_table"
+
+
 def test_sweep_with_the_encoder_axis(client: Client) -> None:
     up = client.upload(g.photo_bytes(240, 160, "png", seed=32), "axis.png")
     started = client.sweep(up["image_id"], {"formats": ["jpeg", "jpeg:mozjpeg", "jpeg:jpegli", "jxl"],
