@@ -41,7 +41,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto-chroma/qt2": {"jpeg": {"subsampling": "auto", "quant_table": 2}},
     "qt2": {"jpeg": {"quant_table": 2}},
     "integer-q": {},  # the auto search without its fractional refinement (as before; bench only)
+    "auto-chroma/qtauto": {"jpeg": {"subsampling": "auto", "quant_table": "auto"}},
 }
+#: ``auto-chroma/qt<N>``: one table; ``auto-chroma/qtauto-<digits>``: ``quant_table: auto`` over
+#: those tables instead of the product's ``QUANT_TABLE_CANDIDATES`` (e.g. ``qtauto-234``)
+for _t in range(9):
+    VARIANTS[f"auto-chroma/qt{_t}"] = {"jpeg": {"subsampling": "auto", "quant_table": _t}}
+
+
+def _variant(variant: str) -> dict[str, Any]:
+    if variant.startswith("auto-chroma/qtauto-"):
+        return VARIANTS["auto-chroma/qtauto"]
+    return VARIANTS.get(variant, {})
+
+
+def table_set(enc: str) -> tuple[int, ...] | None:
+    """The quant tables a ``…/qtauto-<digits>`` encoder searches (None: not such an encoder)."""
+    _base, _, variant = enc.partition("/")
+    if not variant.startswith("auto-chroma/qtauto-"):
+        return None
+    return tuple(int(c) for c in variant.removeprefix("auto-chroma/qtauto-"))
 
 
 def _recipe(enc: str, resize: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
@@ -50,7 +69,7 @@ def _recipe(enc: str, resize: dict[str, Any] | None, **kw: Any) -> dict[str, Any
     fmt, _, jpeg_enc = base.partition(":")
     out: dict[str, Any] = {"resize": resize, "format": fmt,
                            **({"jpeg": {"encoder": jpeg_enc}} if jpeg_enc else {})}
-    for section, opts in VARIANTS.get(variant, {}).items():
+    for section, opts in _variant(variant).items():
         out[section] = {**out.get(section, {}), **opts}
     return {**out, **kw}
 
@@ -68,6 +87,25 @@ class _IntegerQuality:
         from imagepipe.core import auto
 
         auto.FRACTIONAL = self.saved
+
+
+class _Tables:
+    """Within it, ``jpeg.quant_table: auto`` searches ``tables`` (bench only; None = the product's)."""
+
+    def __init__(self, tables: tuple[int, ...] | None) -> None:
+        self.tables = tables
+
+    def __enter__(self) -> None:
+        from imagepipe.core import auto
+
+        self.saved = auto.QUANT_TABLE_CANDIDATES
+        if self.tables is not None:
+            auto.QUANT_TABLE_CANDIDATES = self.tables
+
+    def __exit__(self, *exc: object) -> None:
+        from imagepipe.core import auto
+
+        auto.QUANT_TABLE_CANDIDATES = self.saved
 
 
 class BaselineCurve:
@@ -171,7 +209,8 @@ def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tup
                     with _IntegerQuality():
                         r = process(src, recipe)
                 else:
-                    r = process(src, recipe)
+                    with _Tables(table_set(enc)):
+                        r = process(src, recipe)
             except TargetUnreachable:
                 row["by"][enc] = {"unreachable": True, "search_s": time.perf_counter() - t}
                 continue
@@ -180,18 +219,21 @@ def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tup
             chosen = r.facts["search"]["chosen"]
             fmt, options = split_encoder(enc.partition("/")[0])
             fixed = {k: v for k, v in recipe.items() if k in ("jpeg", "jxl", "avif", "webp")}
-            if chosen.get("subsampling"):
-                fixed[fmt] = {**fixed.get(fmt, {}), "subsampling": chosen["subsampling"]}
+            timing = {**_recipe(enc, resize), **(extra or {})}
+            for key in ("subsampling", "quant_table"):  # as the answer was written
+                if chosen.get(key) is not None:
+                    fixed[fmt] = {**fixed.get(fmt, {}), key: chosen[key]}
+                    timing[fmt] = {**timing.get(fmt, {}), key: chosen[key]}
             engine = compare(ref, out, names=["ssimulacra2"])["ssimulacra2"]
             at_score = curve.bytes_at(float(engine or 0.0))
             row["by"][enc] = {
                 "bytes": len(r.data), "quality": chosen["quality"], "subsampling": chosen.get("subsampling"),
+                "quant_table": chosen.get("quant_table"),
                 "engine": engine, "oracle": oracle_score(ref, out), "search_s": search_s,
                 "encodes": r.facts["search"]["encodes"],
                 "baseline_at_score": at_score,
                 "ratio_at_score": len(r.data) / at_score if at_score else None,
-                "encode_ms": _encode_ms(src, {**_recipe(enc, resize), **(extra or {})}, fmt,
-                                        chosen["quality"], fixed),
+                "encode_ms": _encode_ms(src, timing, fmt, chosen["quality"], fixed),
             }
         base = row["by"]["jpeg:turbo"].get("bytes")
         for v in row["by"].values():
@@ -210,6 +252,8 @@ def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tup
                                       if any(v.get("ratio_at_score") for v in ok) else None),
             "median_overshoot": statistics.median(v["engine"] - target for v in ok) if ok else None,
             "median_encodes": statistics.median(v["encodes"] for v in ok) if ok else None,
+            "total_encodes": sum(v.get("encodes", 0) for v in vals),
+            "total_search_s": sum(v["search_s"] for v in vals),
             "total_ratio": (sum(v["bytes"] for v in ok)
                             / sum(r["by"]["jpeg:turbo"]["bytes"] for r, v in zip(rows, vals, strict=True)
                                   if v.get("ratio") is not None)) if ok else None,
@@ -282,9 +326,11 @@ def bench_best(paths: list[Path], side: int, margin: float,
 
 def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
     """Part 3: for each JPEG preset of ``pipeline.presets`` (as it stands, whatever its encoder),
-    mozjpeg and jpegli at the preset output's own SSIMULACRA2 (``quality: auto`` with that
-    target), per photo: bytes vs the preset's output, the quality needed (``dq`` = its
-    difference from the preset's), and one encode's time at that quality next to the preset's."""
+    each JPEG encoder (turbo and mozjpeg progressive, jpegli baseline: each as it is best
+    written) at the preset output's own SSIMULACRA2 (``quality: auto`` with that target), per
+    photo: bytes vs the preset's output, the quality needed (``dq`` = its difference from the
+    preset's), and one encode's time at that quality next to the preset's. The row of the
+    preset's own encoder checks the method (≈ 1.0, Δq ≈ 0)."""
     from imagepipe.core import prepare, process
     from imagepipe.core.encode import split_encoder
     from imagepipe.core.prepare import encode_variant, measure, reference
@@ -295,7 +341,7 @@ def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
     for name, preset in PRESETS.items():
         if preset.get("format") != "jpeg":
             continue
-        per: dict[str, list[dict[str, Any]]] = {"jpeg:mozjpeg": [], "jpeg:jpegli": []}
+        per: dict[str, list[dict[str, Any]]] = {"jpeg:turbo": [], "jpeg:mozjpeg": [], "jpeg:jpegli": []}
         for path in paths:
             src = path.read_bytes()
             p0 = prepare(src, preset)
@@ -306,6 +352,8 @@ def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
             for enc in per:
                 fmt, opts = split_encoder(enc)
                 jpeg = {**preset.get("jpeg", {}), **(opts or {}).get("jpeg", {})}
+                if jpeg["encoder"] != "jpegli":  # (jpegli writes baseline whatever it is told)
+                    jpeg["progressive"] = True
                 recipe = {**preset, "jpeg": jpeg, "quality": "auto",
                           "target": {"metric": "ssimulacra2", "min": round(float(score or 0.0), 3)}}
                 try:
@@ -320,6 +368,7 @@ def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
         for enc, rows in per.items():
             ok = [r for r in rows if "ratio" in r]
             out.append({"preset": name, "quality": preset["quality"], "encoder": enc, "n": len(rows),
+                        "preset_encoder": f"jpeg:{(preset.get('jpeg') or {}).get('encoder', 'turbo')}",
                         "reached": len(ok),
                         "median_ratio": statistics.median(r["ratio"] for r in ok) if ok else None,
                         "median_dq": statistics.median(r["dq"] for r in ok) if ok else None,
@@ -330,7 +379,8 @@ def bench_presets(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def _chroma(v: dict[str, Any]) -> str:
-    return ", 4:4:4" if v.get("subsampling") == "4:4:4" else ""
+    table = f", t{v['quant_table']}" if v.get("quant_table") is not None else ""
+    return (", 4:4:4" if v.get("subsampling") == "4:4:4" else "") + table
 
 
 def _f(v: Any, spec: str = ".3f") -> str:
@@ -428,15 +478,18 @@ def render(eq: dict[str, Any] | None, best: dict[str, Any] | None, meta: dict[st
                        f"{r['seconds']:.1f} |")
         out.append("")
     if presets:
-        out += ["### The JPEG presets with mozjpeg or jpegli at the preset's own SSIMULACRA2", "",
-                "Per photo, the preset's output (turbo) sets the target; each encoder's `quality: auto` "
-                "answer is compared with it (median over the photos). *Δq* = quality needed minus the "
-                "preset's quality.", "",
-                "| preset | q | encoder | median bytes ratio | median Δq | median encode ms (turbo) "
-                "| reached |",
-                "|---|---:|---|---:|---:|---:|---:|"]
+        out += ["### The JPEG presets against each JPEG encoder at the preset's own SSIMULACRA2", "",
+                "Per photo, the preset's output (its own encoder and quality, as the preset stands) "
+                "sets the target; each JPEG encoder's `quality: auto` answer (turbo and mozjpeg "
+                "progressive, jpegli baseline) is compared with it (median over the photos). *Δq* = "
+                "quality needed minus the preset's quality; the preset's own encoder's row checks the "
+                "method (≈ 1.0).", "",
+                "| preset | preset encoder, q | encoder | median bytes ratio | median Δq | median encode ms "
+                "(preset's) | reached |",
+                "|---|---|---|---:|---:|---:|---:|"]
         for r in presets:
-            out.append(f"| {r['preset']} | {r['quality']} | {r['encoder']} | {_f(r['median_ratio'])} | "
+            out.append(f"| {r['preset']} | {r.get('preset_encoder', '?')} q{r['quality']} | {r['encoder']} | "
+                       f"{_f(r['median_ratio'])} | "
                        f"{_f(r['median_dq'], '+.0f')} | {_f(r['median_ms'], '.1f')} "
                        f"({_f(r['median_turbo_ms'], '.1f')}) | {r['reached']}/{r['n']} |")
         out.append("")
