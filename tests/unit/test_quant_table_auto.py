@@ -200,3 +200,15 @@ def test_a_later_pass_running_out_of_time_keeps_the_answer_found(
     monkeypatch.setattr(auto, "encode_within", refuse(2))
     with pytest.raises(OverTimeBudget):
         process(photo, _goal(70, quant_table="auto"), budget=_budget(60_000))
+
+
+def test_the_same_rule_holds_for_the_444_pass_of_auto_chroma(photo: bytes,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chroma passes share the loop: a 4:4:4 pass that cannot finish is not started and the
+    4:2:0 answer stands (before, its first refused probe dropped the candidate)."""
+    monkeypatch.setenv("IMAGEPIPE_ENCODE_COST_SCALE", "53")
+    r = process(photo, _goal(70, subsampling="auto"), budget=_budget(4000))
+    s = r.facts["search"]
+    assert {t["subsampling"] for t in s["trace"]} == {"4:2:0"}
+    assert s["chosen"]["subsampling"] == "4:2:0" and "variants_stopped" in s["per_format"]["jpeg"]
+    assert len(r.data) == len(process(photo, _goal(70, subsampling="4:2:0")).data)
