@@ -36,4 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _argv = sys.argv[1:]
+    _status = main(_argv)
+    if _argv[:1] == ["process"]:
+        from pipeline.cli import exit_now
+
+        exit_now(_status)  # the batch is over: skip the interpreter's teardown (see exit_now)
+    raise SystemExit(_status)
