@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     _argv = sys.argv[1:]
-    _status = main(_argv)
-    if _argv[:1] == ["process"]:
-        from pipeline.cli import exit_now
+    if _argv[:1] == ["process"]:  # the batch CLI as a program (pipeline/cli.py for both)
+        from pipeline.cli import exit_now, single_threaded_blas
 
-        exit_now(_status)  # the batch is over: skip the interpreter's teardown (see exit_now)
-    raise SystemExit(_status)
+        single_threaded_blas()  # before the engine (numpy) is imported
+        exit_now(main(_argv))  # the batch is over: skip the interpreter's teardown
+    raise SystemExit(main(_argv))

@@ -296,6 +296,17 @@ def _run(args: Any) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
+def single_threaded_blas() -> None:
+    """Give numpy's OpenBLAS one thread (``OPENBLAS_NUM_THREADS=1``) unless the user chose a number.
+
+    For the command-line entry points, before numpy is imported (OpenBLAS reads the variable
+    when it loads). The engine makes no BLAS call on a job's path, and the batch already runs
+    one worker process per core, but OpenBLAS starts a thread per core when it loads, and those
+    busy-wait for a while: ~35–45 ms of CPU per command here, a sixth of a one-image command
+    (pipeline/bench/notes.md)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def exit_now(status: int) -> NoReturn:
     """End the process with ``status`` at once, without the interpreter's teardown.
 
@@ -314,4 +325,5 @@ def exit_now(status: int) -> NoReturn:
 
 
 if __name__ == "__main__":
+    single_threaded_blas()
     exit_now(main())
