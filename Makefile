@@ -66,6 +66,7 @@ lock:
 	$(PY) scripts/lock_lambda.py
 
 # Lambda deployment package (manylinux aarch64 wheels for CPython 3.12) -> build/lambda, build/lambda.zip
+# Bytecode for the runtime is compiled by python3.12 on PATH, or PY312=/path/to/python3.12.
 .PHONY: package
 package: install-dev
-	scripts/package_lambda.sh
+	scripts/package_lambda.sh $(if $(PY312),--bytecode $(PY312))

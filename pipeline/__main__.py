@@ -36,4 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _argv = sys.argv[1:]
+    if _argv[:1] == ["process"]:  # the batch CLI as a program (pipeline/cli.py for both)
+        from pipeline.cli import exit_now, single_threaded_blas
+
+        single_threaded_blas()  # before the engine (numpy) is imported
+        exit_now(main(_argv))  # the batch is over: skip the interpreter's teardown
+    raise SystemExit(main(_argv))

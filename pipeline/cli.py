@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pipeline  # noqa: F401  (puts lambda_src on sys.path)
 from imagepipe.errors import ImagePipeError, InvalidRecipe, TooLarge, WorkerFailure
@@ -296,5 +296,34 @@ def _run(args: Any) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
+def single_threaded_blas() -> None:
+    """Give numpy's OpenBLAS one thread (``OPENBLAS_NUM_THREADS=1``) unless the user chose a number.
+
+    For the command-line entry points, before numpy is imported (OpenBLAS reads the variable
+    when it loads). The engine makes no BLAS call on a job's path, and the batch already runs
+    one worker process per core, but OpenBLAS starts a thread per core when it loads, and those
+    busy-wait for a while: ~35–45 ms of CPU per command here, a sixth of a one-image command
+    (pipeline/bench/notes.md)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process with ``status`` at once, without the interpreter's teardown.
+
+    For the command-line entry points only, after :func:`main` returned: by then every output
+    and report file is closed and the worker pools are shut down (their processes joined), so
+    the teardown (freeing every module and object: numpy, pydantic, Pillow, libvips; ~50 ms of
+    CPU, a sixth of a one-image command, pipeline/bench/notes.md) would do nothing the user
+    needs. stdout and stderr are flushed here; if that fails (a closed pipe), the status is 120,
+    as the interpreter's own exit would report."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        status = status or 120
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    single_threaded_blas()
+    exit_now(main())

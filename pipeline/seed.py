@@ -36,6 +36,7 @@ MIX: dict[str | None, tuple[str, float, float, float]] = {
 }
 ARRIVALS = (("presigned", 0.7), ("direct", 0.2), ("drop", 0.1))
 FAILURE_RATE = 0.03
+INPUT_SIZES = ((2400, 1600), (3000, 2000), (4500, 3000), (6000, 4000))
 ERRORS = ("corrupt_image", "unsupported_format", "too_many_pixels", "retries_exhausted")
 STAGE_MEDIANS_MS = {"queue_wait": 40.0, "download": 8.0, "decode": 25.0, "transform": 30.0, "encode": 60.0,
                     "metrics": 20.0, "upload": 9.0, "record": 3.0}
@@ -101,6 +102,8 @@ def synthetic_jobs(n: int, days: int = 90, seed: int = 1,
                 "content_type": f"image/{fmt}", "timings_ms": timings,
                 "output_key": f"outputs/{image_id}/{recipe_hash}.{fmt}",
             }
+            width, height = rng.choice(INPUT_SIZES)  # 3:2 camera sizes, fit to the 1600×1067 output
+            job["facts"] = {"input": {"format": "jpeg", "width": width, "height": height, "bytes": original}}
         job["out_format"] = rollups.output_format(job)
         yield job
 
@@ -113,6 +116,8 @@ def job_item(job: dict[str, Any]) -> dict[str, Any]:
     for name in ("result", "error"):
         if name in job:
             item[name] = to_dynamo(job[name])
+    if "facts" in job:
+        item["facts"] = as_json_text(job["facts"])
     return {k: v for k, v in item.items() if v is not None}
 
 

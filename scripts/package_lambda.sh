@@ -11,7 +11,13 @@
 # with that (local) CPython 3.12 interpreter, proving the bundle is complete.
 # --smoke PYTHON runs PYTHON -I -S (no site-packages: only the bundle and the stdlib) on the built
 # bundle: imports the engine and processes an image through libvips. Meant for a variant built for
-# the local machine (--arch $(uname -m) --python-version <local>); tests/unit/test_package_lambda.py.
+# the local machine (--arch $(uname -m) --python-version <local>); tests/integration/test_package_lambda.py.
+# --bytecode PYTHON compiles the bundle's .py files to __pycache__/*.pyc with PYTHON, which must be
+# the runtime's version (default: python<version> on PATH, e.g. python3.12). Lambda's /var/task is
+# read-only, so without them every cold start compiles numpy, pydantic, Pillow, pyvips and our code
+# from source (~0.5 s of CPU here). Unchecked-hash pycs: the sources in a bundle never change.
+# No such interpreter: the bundle is built without bytecode and the script says so (--no-bytecode:
+# on purpose, quietly).
 #
 # libvips comes from pyvips-binary (one self-contained libvips .so, manylinux_2_28). pyvips itself
 # is published as an sdist only: it is built here into a pure-Python wheel (py3-none-any), the
@@ -20,6 +26,7 @@
 #
 # Usage: scripts/package_lambda.sh [--python-version 3.12] [--arch aarch64|x86_64] [--out build]
 #                                  [--no-pin] [--verify-imports /path/to/python3.12] [--smoke PYTHON]
+#                                  [--bytecode PYTHON | --no-bytecode]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +37,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 PIN=1
 VERIFY_PY=""
 SMOKE_PY=""
+BYTECODE_PY=""
+BYTECODE=1
 GLIBC_MAX=2.34  # Amazon Linux 2023 (python3.12 runtime)
 SDIST_OK=(pyvips)  # pure-Python packages published without wheels
 while [[ $# -gt 0 ]]; do
@@ -40,7 +49,9 @@ while [[ $# -gt 0 ]]; do
     --no-pin) PIN=0; shift ;;
     --verify-imports) VERIFY_PY=$2; shift 2 ;;
     --smoke) SMOKE_PY=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --bytecode) BYTECODE_PY=$2; shift 2 ;;
+    --no-bytecode) BYTECODE=0; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -98,6 +109,26 @@ done
 (cd lambda_src && find imagepipe -name '__pycache__' -prune -o -type f \( -name '*.py' -o -name '*.json' \) -print) |
   while read -r f; do mkdir -p "$PKG/$(dirname "$f")"; cp "lambda_src/$f" "$PKG/$f"; done
 find "$PKG" -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+# 3b. bytecode for the runtime's Python (see --bytecode above): pyc files are specific to a CPython
+#     version, so only an interpreter of PY_VERSION can write them; never our build interpreter's.
+#     Packages' own test suites (tests/, test/) are left out: nothing imports them at run time.
+pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+if (( BYTECODE )); then
+  if [[ -z $BYTECODE_PY ]]; then  # python3.12 on PATH, if it runs (a pyenv shim may not)
+    found=$(command -v "python$PY_VERSION" || true)
+    [[ -n $found && $(pyver "$found") == "$PY_VERSION" ]] && BYTECODE_PY=$found
+  fi
+  if [[ -z $BYTECODE_PY ]]; then
+    echo "== WARNING: no working python$PY_VERSION on PATH: the bundle has no bytecode, so every cold start" \
+         "compiles its modules from source (~0.5 s CPU); give --bytecode /path/to/python$PY_VERSION (or --no-bytecode)" >&2
+  elif [[ $(pyver "$BYTECODE_PY") != "$PY_VERSION" ]]; then
+    echo "== --bytecode $BYTECODE_PY is not a working Python $PY_VERSION" >&2; exit 1
+  else
+    "$BYTECODE_PY" -I -m compileall -q -j 0 --invalidation-mode unchecked-hash -x "/tests?/" "$PKG" >/dev/null
+    echo "== bytecode: $(find "$PKG" -name '*.pyc' | wc -l) .pyc files (Python $PY_VERSION, unchecked-hash)"
+  fi
+fi
 
 # 4. wrong-architecture binaries would fail only at import time on Lambda: refuse them now
 if command -v file >/dev/null; then

@@ -286,20 +286,10 @@ def bench_goal_ssimulacra2(paths: list[Path], side: int) -> dict[str, Any]:
     SSIMULACRA2 of JPEG q85 on the set; each auto + best output is re-scored (a) by the engine
     from its decoded bytes and (b) by the PyPI ``ssimulacra2`` package (a different blur, so it
     is compared with its own q85 median)."""
-    from ssimulacra2 import ssimulacra2 as oracle  # dev-only oracle (requirements-dev.txt)
-
     from imagepipe.core import prepare, process
     from imagepipe.core.metrics import compare
     from imagepipe.errors import TargetUnreachable
-
-    def png(im: Image.Image) -> io.BytesIO:
-        buf = io.BytesIO()
-        im.convert("RGB").save(buf, "PNG")
-        buf.seek(0)
-        return buf
-
-    def oracle_score(ref: Image.Image, out: Image.Image) -> float:
-        return float(oracle.compute_ssimulacra2(png(ref), png(out)))
+    from pipeline.bench.encoders import oracle_score  # the PyPI package (dev-only oracle)
 
     resize = {"width": side, "height": side, "fit": "inside"} if side else None
     q85 = []

@@ -118,7 +118,7 @@ def test_function_environment_matches(tpl: dict[str, Any], local_stack: Any) -> 
     for name, value in declared.items():
         if isinstance(value, dict) and value.get("Ref") in params:
             value = params[value["Ref"]]["Default"]
-        if isinstance(value, str | int) and name.startswith("IMAGEPIPE_"):
+        if isinstance(value, str | int) and name.startswith(("IMAGEPIPE_", "OPENBLAS_")):
             assert live[name] == str(value), name
 
 

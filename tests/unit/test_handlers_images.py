@@ -118,6 +118,16 @@ def test_not_an_image_is_415(backend, body, ct):
     assert status == 415 and resp["error"]["code"] == "unsupported_media_type"
 
 
+def test_bytes_not_an_image_name_every_accepted_type(backend):
+    """The 415 for bytes that are no image lists what is accepted, HEIC and JPEG XL included."""
+    status, resp = call(raw_event("/images", b"not an image at all", "image/png"))
+    assert status == 415
+    message = resp["error"]["message"]
+    for ct in ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/heic",
+               "image/heif", "image/jxl"):
+        assert ct in message, (ct, message)
+
+
 @pytest.mark.parametrize(
     ("query", "code"),
     [

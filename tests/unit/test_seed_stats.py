@@ -75,3 +75,17 @@ def test_stats_filters(seeded):
 def test_bad_filters_are_400(query):
     with pytest.raises(BadRequest):
         stats.parse_filters(query)
+
+
+def test_seeded_jobs_carry_their_input_like_real_ones(seeded):
+    """The job table's input columns (format, size) are filled for seeded jobs too: each succeeded
+    job's facts hold its input, stored as real jobs store them and read back the same."""
+    backend, _, jobs = seeded
+    ok = [j for j in jobs if j["status"] == "succeeded"]
+    stored = backend.records.get_job(ok[0]["job_id"])
+    assert stored["facts"] == ok[0]["facts"]
+    for job in ok:
+        inp = job["facts"]["input"]
+        assert inp["format"] == "jpeg" and inp["bytes"] == job["result"]["original_bytes"]
+        assert inp["width"] >= job["result"]["width"] and inp["height"] >= job["result"]["height"]
+    assert len({j["facts"]["input"]["width"] for j in ok}) > 1

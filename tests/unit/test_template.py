@@ -536,14 +536,17 @@ def test_architecture_table_is_parsed() -> None:
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_function_env_matches_architecture(tpl: dict[str, Any], name: str) -> None:
     """Every IMAGEPIPE_* variable of the contract is set (the API key only on the API
-    function), nothing else but Powertools settings; AWS_* are the runtime's own."""
+    function), nothing else but Powertools settings and numpy's OpenBLAS thread count; AWS_* are
+    the runtime's own."""
     contract = architecture_env()
     env = function_env(tpl, name)
     expected = {k for k in contract if k.startswith("IMAGEPIPE_")}
     if name != "ApiFunction":
         expected.discard("IMAGEPIPE_API_KEY")
     assert {k for k in env if k.startswith("IMAGEPIPE_")} == expected
-    assert all(k.startswith(("IMAGEPIPE_", "POWERTOOLS_")) for k in env), sorted(env)
+    others = {k for k in env if not k.startswith(("IMAGEPIPE_", "POWERTOOLS_"))}
+    assert others == {"OPENBLAS_NUM_THREADS"}, sorted(env)
+    assert env["OPENBLAS_NUM_THREADS"] == contract["OPENBLAS_NUM_THREADS"] == "1"
     assert env["POWERTOOLS_SERVICE_NAME"] == contract["POWERTOOLS_SERVICE_NAME"]
 
 

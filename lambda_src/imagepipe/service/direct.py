@@ -131,7 +131,8 @@ def create_direct_image(backend: Backend, body: bytes, content_type: str | None,
             f"use one of {sorted(ALLOWED_CONTENT_TYPES)}")
     if sniffed is None:
         raise UnsupportedMediaType(
-            f"the bytes sent as {declared} are not a JPEG, PNG, WebP, GIF or AVIF image")
+            f"the bytes sent as {declared} are not an image of an accepted type "
+            f"({', '.join(sorted(ALLOWED_CONTENT_TYPES))})")
     preset = backend.catalog.label(opts["preset"])
     resolved = resolve_recipe(backend, opts["recipe"], preset)
     filename = opts["filename"] or f"upload.{sniffed.split('/')[1].replace('jpeg', 'jpg')}"

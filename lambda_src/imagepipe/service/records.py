@@ -417,54 +417,38 @@ class Records:
         """``running -> succeeded`` with the result, and the job's rollup add in the same
         transaction (``service/rollups.py``); ``False`` when the job was not running (nothing
         is written, nothing counted). ``job`` is the claimed record (read when not given)."""
-        job = job if job is not None else self.get_job(job_id)
-        if job is None:
-            return False
-        after = {**job, "job_id": job_id, "status": "succeeded", "result": result}
-        return self._terminal(after, {
-            "Key": self._job_key(job_id),
-            "UpdateExpression": "SET #s = :ok, #r = :r, facts = :f, out_format = :fmt, finished_at = :t, "
-            "updated_at = :t REMOVE #e",
-            "ConditionExpression": "attribute_exists(pk) AND #s = :running",
-            "ExpressionAttributeNames": {"#s": "status", "#r": "result", "#e": "error"},
-            "ExpressionAttributeValues": {
-                ":ok": "succeeded",
-                ":running": "running",
-                ":r": to_dynamo(result),
-                ":f": as_json_text(facts),
-                ":fmt": rollups.output_format(after),
-                ":t": now_iso(),
-            },
-        })
+        return self._finish(job_id, job, "succeeded", ("running",), {"result": result},
+                            "#r = :r, facts = :f", " REMOVE #e", {"#r": "result", "#e": "error"},
+                            {":r": to_dynamo(result), ":f": as_json_text(facts)})
 
     @translate_aws_errors
     def fail_job(self, job_id: str, code: str, message: str, job: dict[str, Any] | None = None) -> bool:
         """``queued|running -> failed`` with ``{code, message}``, counted in the rollups in the
         same transaction; ``False`` if already terminal or gone. ``job``: the record, if at hand."""
+        error = {"code": code, "message": message[:1000]}
+        return self._finish(job_id, job, "failed", ("queued", "running"), {"error": error},
+                            "#e = :e", "", {"#e": "error"}, {":e": error})
+
+    def _finish(self, job_id: str, job: dict[str, Any] | None, status: str, sources: tuple[str, ...],
+                changes: dict[str, Any], set_clause: str, remove_clause: str, names: dict[str, str],
+                values: dict[str, Any]) -> bool:
+        """The guarded terminal write (``sources -> status`` plus ``set_clause``) and the job's
+        rollup add as one transaction: both or neither, so a duplicate or reordered delivery (its
+        condition refused) adds nothing. ``False`` when the job is gone or was not in ``sources``."""
         job = job if job is not None else self.get_job(job_id)
         if job is None:
             return False
-        error = {"code": code, "message": message[:1000]}
-        after = {**job, "job_id": job_id, "status": "failed", "error": error}
-        return self._terminal(after, {
+        after = {**job, "job_id": job_id, "status": status, **changes}
+        states = {f":from{i}": state for i, state in enumerate(sources)}
+        update = {
             "Key": self._job_key(job_id),
-            "UpdateExpression": "SET #s = :failed, #e = :e, out_format = :fmt, finished_at = :t, "
-            "updated_at = :t",
-            "ConditionExpression": "attribute_exists(pk) AND #s IN (:queued, :running)",
-            "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
-            "ExpressionAttributeValues": {
-                ":failed": "failed",
-                ":queued": "queued",
-                ":running": "running",
-                ":e": error,
-                ":fmt": rollups.output_format(after),
-                ":t": now_iso(),
-            },
-        })
-
-    def _terminal(self, after: dict[str, Any], update: dict[str, Any]) -> bool:
-        """The guarded terminal write and the job's rollup add as one transaction: both or
-        neither, so a duplicate or reordered delivery (its condition refused) adds nothing."""
+            "UpdateExpression": f"SET #s = :status, {set_clause}, out_format = :fmt, finished_at = :t, "
+            f"updated_at = :t{remove_clause}",
+            "ConditionExpression": f"attribute_exists(pk) AND #s IN ({', '.join(states)})",
+            "ExpressionAttributeNames": {"#s": "status", **names},
+            "ExpressionAttributeValues": {":status": status, **states, **values,
+                                          ":fmt": rollups.output_format(after), ":t": now_iso()},
+        }
         items = rollups.transition_items(self.table.name, update, after)
         return rollups.transact(self.table.meta.client, items) is None
 

@@ -124,21 +124,20 @@ class Storage:
             raise
         return obj["Body"].read(), obj.get("ContentType"), (obj.get("ETag") or "").strip('"') or None
 
-    @translate_aws_errors
     def put_original(self, key: str, data: bytes, content_type: str) -> None:
         """Store an original sent to ``POST /images`` (its S3 event then runs the upload job)."""
-        cfg = self.config
-        if not key.startswith(cfg.upload_prefix):
-            raise BadRequest(f"refusing to write {key!r}: outside the upload prefix")
-        self.s3.put_object(Bucket=cfg.source_bucket, Key=key, Body=data, ContentType=content_type)
+        self._put(self.config.source_bucket, self.config.upload_prefix, "upload", key, data, content_type)
 
-    @translate_aws_errors
     def put_output(self, key: str, data: bytes, content_type: str) -> None:
         """Write an output to the destination bucket (the only bucket outputs ever go to)."""
-        cfg = self.config
-        if not key.startswith(cfg.output_prefix):
-            raise BadRequest(f"refusing to write {key!r}: outside the output prefix")
-        self.s3.put_object(Bucket=cfg.dest_bucket, Key=key, Body=data, ContentType=content_type)
+        self._put(self.config.dest_bucket, self.config.output_prefix, "output", key, data, content_type)
+
+    @translate_aws_errors
+    def _put(self, bucket: str, prefix: str, what: str, key: str, data: bytes, content_type: str) -> None:
+        """``PutObject`` of ``key``, refused unless it lies under ``prefix`` (``what`` names it)."""
+        if not key.startswith(prefix):
+            raise BadRequest(f"refusing to write {key!r}: outside the {what} prefix")
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
     @translate_aws_errors
     def delete_prefix(self, bucket: str, prefix: str) -> int:
