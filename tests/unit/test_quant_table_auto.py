@@ -168,6 +168,11 @@ def test_a_later_table_that_cannot_finish_is_not_started(photo: bytes,
     stopped = s["per_format"]["jpeg"]["variants_stopped"]
     assert "7 more jpeg:mozjpeg probes" in stopped and "were left" in stopped
     assert len(r.data) == len(process(photo, _goal(70, quant_table=2)).data)
+    # costed as the candidate's encoder (mozjpeg), not the recipe's (turbo: ≈ 55 ms here, would fit)
+    best = process(photo, {"format": "best", "candidates": ["jpeg:mozjpeg"], "quality": "auto",
+                           "target": {"metric": "ssimulacra2", "min": 70}, "jpeg": {"quant_table": "auto"}},
+                   budget=_budget(4000)).facts["search"]
+    assert "7 more jpeg:mozjpeg probes" in best["per_format"]["jpeg:mozjpeg"]["variants_stopped"]
     # with time to spare every table is searched and nothing is reported stopped
     monkeypatch.delenv("IMAGEPIPE_ENCODE_COST_SCALE")
     roomy = process(photo, _goal(70, quant_table="auto"), budget=_budget(60_000)).facts["search"]

@@ -149,17 +149,23 @@ class _Search:
             self.adapted[name] = plan.adapted
         return data, facts
 
+    def options(self, name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
+        """``encode_variant`` options of candidate ``name`` with ``variant`` over its format section."""
+        fmt, options, _enc = resolve(self.prepared, name)
+        if not variant:
+            return options
+        return {**(options or {}), fmt: {**(options or {}).get(fmt, {}), **variant}}
+
     def attempt(self, name: str, q: int | float, variant: dict[str, Any] | None = None) -> Any:
         """Encode and measure (every trace entry carries its score); None above the output cap.
         ``variant`` overrides the candidate's format section (``subsampling``, ``quant_table``);
         the pass's ``self.chroma`` applies when it names no subsampling."""
-        fmt, options, enc = resolve(self.prepared, name)
+        fmt, _options, enc = resolve(self.prepared, name)
         variant = dict(variant or {})
         if self.chroma is not None:
             variant.setdefault("subsampling", self.chroma)
         chroma, table = variant.get("subsampling"), variant.get("quant_table")
-        if variant:
-            options = {**(options or {}), fmt: {**(options or {}).get(fmt, {}), **variant}}
+        options = self.options(name, variant)
         try:
             data, facts = self._encode(fmt, q, options, name)
             res: Any = (data, facts, measure(self.prepared, data, self.ref, self.names))
@@ -285,7 +291,7 @@ def _over_variants(s: _Search, name: str, fmt: str) -> Any:
         if v.get("subsampling") == "4:4:4" and v.get("quant_table") in q420:
             hi = q420[v.get("quant_table")] - 1
         if i and best is not None:  # optional from here: only when a whole pass fits the budget
-            short = probes_short_of(s.prepared, s.budget, fmt, {fmt: v}, extra_ms=s.probe_extra_ms)
+            short = probes_short_of(s.prepared, s.budget, fmt, s.options(name, v), extra_ms=s.probe_extra_ms)
             if short is not None:
                 s.variants_stopped[name] = short
                 break
