@@ -53,6 +53,18 @@ def test_auto_table_keeps_the_smallest_single_table_answer(photo: bytes, target:
     assert "subsampling" not in s["chosen"]  # the chroma was not searched (4:2:0 as asked)
 
 
+@pytest.mark.parametrize("seed", [5, 11])
+def test_auto_is_never_larger_than_the_default_table(seed: int) -> None:
+    """The product's set holds mozjpeg's default table 3, so with every pass run ``auto`` never
+    answers with more bytes than the default table (the reason the set is {2, 3}, not {2, 5})."""
+    assert 3 in auto.QUANT_TABLE_CANDIDATES
+    data = g.photo_bytes(320, 200, "png", seed=seed)
+    for target in (60, 75):
+        default = process(data, _goal(target, subsampling="auto"))
+        searched = process(data, _goal(target, subsampling="auto", quant_table="auto"))
+        assert len(searched.data) <= len(default.data), (seed, target)
+
+
 def test_written_tables_are_the_chosen_ones(photo: bytes) -> None:
     r = process(photo, _goal(70, quant_table="auto"))
     chosen = r.facts["search"]["chosen"]
