@@ -30,6 +30,15 @@ def _quality(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f'expected an integer 1-100 or "auto", got {text!r}') from None
 
 
+def _quant_table(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a table number 0-8 or "auto", got {text!r}') from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``python -m pipeline process INPUT... --out DIR [recipe flags]``."""
     p = argparse.ArgumentParser(
@@ -72,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--subsampling", choices=("4:4:4", "4:2:2", "4:2:0", "auto"))
     r.add_argument("--jpeg-encoder", choices=("turbo", "mozjpeg", "jpegli"),
                    help="JPEG encoder: libjpeg-turbo (default), mozjpeg (smaller, slower), jpegli")
+    r.add_argument("--quant-table", type=_quant_table,
+                   help='mozjpeg quant table 0-8 (default 3), or "auto": picked by the target search')
     r.add_argument("--jxl-effort", type=int, help="JPEG XL effort 1 (fast) – 9 (small), default 7")
     r.add_argument("--jxl-lossless", action=argparse.BooleanOptionalAction, default=None)
     r.add_argument("--webp-method", type=int)
@@ -110,6 +121,7 @@ _FLAT: dict[str, tuple[str, ...]] = {
     "grayscale": ("ops", "grayscale"), "sharpen": ("ops", "sharpen"), "blur": ("ops", "blur"),
     "progressive": ("jpeg", "progressive"), "optimize": ("jpeg", "optimize"),
     "subsampling": ("jpeg", "subsampling"), "jpeg_encoder": ("jpeg", "encoder"),
+    "quant_table": ("jpeg", "quant_table"),
     "jxl_effort": ("jxl", "effort"), "jxl_lossless": ("jxl", "lossless"),
     "webp_method": ("webp", "method"), "lossless": ("webp", "lossless"),
     "avif_speed": ("avif", "speed"),

@@ -86,6 +86,8 @@ def test_recipe_file_with_flag_override_and_csv_report(tmp_path):
         (["--quality", "0"], "invalid_recipe"),
         (["--report", "facts.txt"], "--report"),
         (["--width", "abc"], "invalid int value"),
+        (["--quant-table", "big"], 'a table number 0-8 or "auto"'),
+        (["--jpeg-encoder", "mozjpeg", "--quant-table", "auto", "--quality", "80"], "jpeg.quant_table"),
     ],
 )
 def test_usage_errors_exit_2_before_touching_files(tmp_path, args, needle):
