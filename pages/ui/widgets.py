@@ -188,7 +188,20 @@ def job_facts(job: dict[str, Any], original_size: int | None = None) -> dict[str
         "ssim": result.get("ssim", metrics.get("ssim")),
         "psnr": result.get("psnr", metrics.get("psnr")),
         "timings_ms": result.get("timings_ms") or facts.get("timings_ms") or {},
+        "chosen": (facts.get("search") or {}).get("chosen"),
     }
+
+
+def describe_choice(chosen: dict[str, Any] | None) -> str:
+    """What an auto-quality search settled on, e.g. ``auto: jpeg:mozjpeg q77, 4:2:0, table 2``."""
+    if not chosen:
+        return ""
+    parts = [f"{chosen.get('encoder') or chosen.get('format') or ''} q{chosen.get('quality')}".strip()]
+    if chosen.get("subsampling"):
+        parts.append(str(chosen["subsampling"]))
+    if chosen.get("quant_table") is not None:
+        parts.append(f"table {chosen['quant_table']}")
+    return "auto: " + ", ".join(parts)
 
 
 def _fmt(value: Any, spec: str, none: str = "–") -> str:
@@ -245,7 +258,8 @@ def render_facts(facts: dict[str, Any]) -> None:
         else ""
     )
     dims_out = f"{facts['width']}×{facts['height']} {facts['format'] or ''}"
-    st.caption(f"{dims_in} → {dims_out}".strip(" →"))
+    choice = describe_choice(facts.get("chosen"))
+    st.caption(" · ".join(p for p in (f"{dims_in} → {dims_out}".strip(" →"), choice) if p))
     rows = [{"stage": k, "ms": round(timings[k], 1)} for k in TIMING_ORDER if k in timings]
     rows += [
         {"stage": k, "ms": round(v, 1)}

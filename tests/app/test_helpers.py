@@ -8,12 +8,14 @@ import math
 import pytest
 from PIL import Image
 
+from imagepipe.core import process
 from imagepipe.core.recipe import Recipe, parse_recipe
 from pages.ui import analytics, imaging
 from pages.ui.recipe_panel import recipe_to_state, state_to_recipe
-from pages.ui.widgets import job_facts, md_escape, safe_code
+from pages.ui.widgets import describe_choice, job_facts, md_escape, safe_code
 from pipeline import cost
 from pipeline.presets import PRESETS, get_preset, preset_hashes
+from tests.unit.imagegen import photo_bytes
 
 
 def _png(img: Image.Image) -> bytes:
@@ -188,6 +190,17 @@ def test_job_facts_from_result() -> None:
     assert facts["saved_pct"] == pytest.approx(75.0)
     assert facts["ratio"] == 4.0 and facts["input_width"] == 2000
     assert Recipe().recipe_hash()  # the engine model is importable where the pages run
+
+
+def test_the_facts_panel_says_what_an_auto_search_chose() -> None:
+    recipe = {"format": "jpeg", "quality": "auto", "target": {"metric": "ssimulacra2", "min": 60},
+              "jpeg": {"encoder": "mozjpeg", "subsampling": "auto", "quant_table": "auto"}}
+    r = process(photo_bytes(160, 100, "png", seed=3), recipe)
+    chosen = job_facts({"facts": r.facts})["chosen"]
+    text = describe_choice(chosen)
+    assert text.startswith("auto: jpeg:mozjpeg q") and f"q{chosen['quality']}," in text
+    assert chosen["subsampling"] in text and f"table {chosen['quant_table']}" in text
+    assert describe_choice(job_facts(_job(0))["chosen"]) == ""  # a fixed-quality job: nothing
 
 
 def test_panel_round_trips_the_encoder_fields() -> None:
