@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,22 @@ class UsageError(Exception):
     """A command-line mistake: the CLI prints it and exits with status 2."""
 
 
-def _quality(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer 1-100 or "auto", got {text!r}') from None
+def _int_or_auto(expected: str) -> Callable[[str], int | str]:
+    """An argparse type taking an integer or ``"auto"``; ``expected`` names the integer's range."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected {expected} or "auto", got {text!r}') from None
+
+    return parse
 
 
-def _quant_table(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a table number 0-8 or "auto", got {text!r}') from None
+_quality = _int_or_auto("an integer 1-100")
+_quant_table = _int_or_auto("a table number 0-8")
 
 
 def build_parser() -> argparse.ArgumentParser:
