@@ -102,14 +102,15 @@ def assign_stems(sources: list[Path]) -> list[str]:
 _RECIPE: Any = None
 _LIMITS: Any = None
 _OUT_DIR: Path | None = None
+_METRICS = True
 
 
-def _init_worker(recipe: dict[str, Any], limits: Any, out_dir: str) -> None:
+def _init_worker(recipe: dict[str, Any], limits: Any, out_dir: str, metrics: bool = True) -> None:
     """Parse the recipe once per worker process."""
-    global _RECIPE, _LIMITS, _OUT_DIR
+    global _RECIPE, _LIMITS, _OUT_DIR, _METRICS
     from imagepipe.core.recipe import parse_recipe
 
-    _RECIPE, _LIMITS, _OUT_DIR = parse_recipe(recipe), limits, Path(out_dir)
+    _RECIPE, _LIMITS, _OUT_DIR, _METRICS = parse_recipe(recipe), limits, Path(out_dir), metrics
 
 
 def _extension(facts: dict[str, Any]) -> str:
@@ -138,7 +139,7 @@ def run_task(task: Task) -> dict[str, Any]:
         size = task.source.stat().st_size
         if _LIMITS is not None and size > _LIMITS.max_bytes:
             raise TooLarge(f"input is {size} bytes, over the cap of {_LIMITS.max_bytes}")
-        result = process(task.source.read_bytes(), _RECIPE, _LIMITS)
+        result = process(task.source.read_bytes(), _RECIPE, _LIMITS, compute_metrics=_METRICS)
         out_path = _OUT_DIR / f"{task.stem}.{_extension(result.facts)}"
         _write_atomic(out_path, result.data)
         record.update(status="ok", output=str(out_path), facts=result.facts)
@@ -274,7 +275,7 @@ def _run(args: Any) -> int:
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     try:
-        for rec in run_batch(tasks, jobs, (recipe, limits, str(args.out))):
+        for rec in run_batch(tasks, jobs, (recipe, limits, str(args.out), args.metrics)):
             records.append(rec)
             progress.advance(rec["status"] == "ok", Path(rec["input"]).name)
     finally:

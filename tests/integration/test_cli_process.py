@@ -64,6 +64,25 @@ def test_batch_with_a_corrupt_file_reports_it_and_finishes_the_rest(folder, tmp_
 
 
 @pytest.mark.timeout(180)
+def test_no_metrics_skips_ssim_and_psnr_but_not_a_target_search(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(photo_bytes(320, 200, "png", seed=6))
+    plain, searched = tmp_path / "plain.json", tmp_path / "searched.json"
+    proc = _cli(src, "--out", tmp_path / "o1", "--format", "jpeg", "--no-metrics", "--report", plain, "-q")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(plain.read_text())["files"][0]["facts"]
+    assert facts["metrics"] == {"ssim": None, "psnr": None} and facts["output"]["bytes"] > 0
+    assert (tmp_path / "o1" / "a.jpg").stat().st_size == facts["output"]["bytes"]
+    # a target needs its score: the search still measures it, and the answer meets the target
+    proc = _cli(src, "--out", tmp_path / "o2", "--format", "jpeg", "--no-metrics", "--target-ssimulacra2",
+                "70", "--report", searched, "-q")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(searched.read_text())["files"][0]["facts"]
+    assert facts["metrics"]["ssimulacra2"] >= 70 and facts["search"]["chosen"]["format"] == "jpeg"
+
+
+@pytest.mark.timeout(180)
 def test_recipe_file_with_flag_override_and_csv_report(tmp_path):
     src = tmp_path / "a.png"
     src.write_bytes(photo_bytes(400, 300, "png", seed=5))
