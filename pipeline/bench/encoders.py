@@ -23,6 +23,8 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,38 +76,19 @@ def _recipe(enc: str, resize: dict[str, Any] | None, **kw: Any) -> dict[str, Any
     return {**out, **kw}
 
 
-class _IntegerQuality:
-    """Within it, auto quality keeps whole qualities for every format (the search before the
-    fractional JPEG XL refinement), for the side-by-side row ``jxl/integer-q``."""
+@contextmanager
+def _auto_setting(name: str, value: Any) -> Iterator[None]:
+    """Within it, ``core/auto.py``'s module setting ``name`` is ``value`` (bench only), e.g.
+    ``FRACTIONAL = ()`` (whole qualities for every format: the search before the fractional JPEG
+    XL refinement, row ``jxl/integer-q``) or ``QUANT_TABLE_CANDIDATES`` (``…/qtauto-<digits>``)."""
+    from imagepipe.core import auto
 
-    def __enter__(self) -> None:
-        from imagepipe.core import auto
-
-        self.saved, auto.FRACTIONAL = auto.FRACTIONAL, ()
-
-    def __exit__(self, *exc: object) -> None:
-        from imagepipe.core import auto
-
-        auto.FRACTIONAL = self.saved
-
-
-class _Tables:
-    """Within it, ``jpeg.quant_table: auto`` searches ``tables`` (bench only; None = the product's)."""
-
-    def __init__(self, tables: tuple[int, ...] | None) -> None:
-        self.tables = tables
-
-    def __enter__(self) -> None:
-        from imagepipe.core import auto
-
-        self.saved = auto.QUANT_TABLE_CANDIDATES
-        if self.tables is not None:
-            auto.QUANT_TABLE_CANDIDATES = self.tables
-
-    def __exit__(self, *exc: object) -> None:
-        from imagepipe.core import auto
-
-        auto.QUANT_TABLE_CANDIDATES = self.saved
+    saved = getattr(auto, name)
+    setattr(auto, name, value)
+    try:
+        yield
+    finally:
+        setattr(auto, name, saved)
 
 
 class BaselineCurve:
@@ -206,11 +189,13 @@ def bench_equal_score(paths: list[Path], side: int, target: float, encoders: tup
             recipe = {**_recipe(enc, resize, **goal), **(extra or {})}
             try:
                 if enc.endswith("/integer-q"):
-                    with _IntegerQuality():
+                    with _auto_setting("FRACTIONAL", ()):
+                        r = process(src, recipe)
+                elif (tables := table_set(enc)) is not None:
+                    with _auto_setting("QUANT_TABLE_CANDIDATES", tables):
                         r = process(src, recipe)
                 else:
-                    with _Tables(table_set(enc)):
-                        r = process(src, recipe)
+                    r = process(src, recipe)
             except TargetUnreachable:
                 row["by"][enc] = {"unreachable": True, "search_s": time.perf_counter() - t}
                 continue
