@@ -565,13 +565,19 @@ def run_planned(plan: EncodePlan, budget: Budget | None, fn: Callable[[], Any], 
 BISECTION_PROBES = 7
 
 
-def _recipe_with(prepared: Any, options: dict[str, Any] | None) -> Any:
+def _plan_for(prepared: Any, fmt: str, options: dict[str, Any] | None, budget: Budget | None = None,
+              **kw: Any) -> tuple[EncodePlan, int, int]:
+    """:func:`plan_encode` for ``prepared``'s image and frames, its recipe with ``options`` over
+    it; also returns the image's width and height."""
     from imagepipe.core.prepare import _deep_update
     from imagepipe.core.recipe import parse_recipe
 
-    if not options:
-        return prepared.recipe
-    return parse_recipe(_deep_update(prepared.recipe.model_dump(mode="json"), options))
+    recipe = prepared.recipe
+    if options:
+        recipe = parse_recipe(_deep_update(recipe.model_dump(mode="json"), options))
+    w, h = prepared.image.size
+    frames = len(prepared.frames.images) if prepared.frames is not None else 1
+    return plan_encode(fmt, recipe, w, h, frames, budget, **kw), w, h
 
 
 def probes_short_of(prepared: Any, budget: Budget | None, fmt: str, options: dict[str, Any] | None,
@@ -584,9 +590,7 @@ def probes_short_of(prepared: Any, budget: Budget | None, fmt: str, options: dic
     so that it keeps the answer it has instead of starting a pass it cannot finish."""
     if budget is None:
         return None
-    w, h = prepared.image.size
-    frames = len(prepared.frames.images) if prepared.frames is not None else 1
-    plan = plan_encode(fmt, _recipe_with(prepared, options), w, h, frames)
+    plan, w, h = _plan_for(prepared, fmt, options)
     if plan.estimate_ms is None:
         return None
     need = probes * (plan.estimate_ms * budget.slowdown * SAFETY + extra_ms)
@@ -607,10 +611,7 @@ def encode_within(prepared: Any, budget: Budget | None, fmt: str | None = None, 
     from imagepipe.core.prepare import _deep_update, encode_variant
 
     fmt = resolve_format(fmt or prepared.format, prepared.input_facts["format"])
-    recipe = _recipe_with(prepared, options)
-    w, h = prepared.image.size
-    frames = len(prepared.frames.images) if prepared.frames is not None else 1
-    plan = plan_encode(fmt, recipe, w, h, frames, budget, extra_ms=extra_ms, adapt=adapt)
+    plan, w, h = _plan_for(prepared, fmt, options, budget, extra_ms=extra_ms, adapt=adapt)
     if budget is not None:
         plan.slowdown = budget.slowdown
     opts = options
